@@ -1,0 +1,203 @@
+// The durable acceptor store of a replica process: paxos.db (DESIGN.md, Storage). It keeps the
+// promise, every accepted value with its ballot, the values known chosen, the commit index and
+// the compaction point. WAL mode with synchronous=FULL: persist() returns only after the batch
+// is on disk, because the acceptor's answers (promises, acceptances) go out right after it.
+// One persist() is one transaction, so one turn costs one fsync (group commit).
+//
+// The prose contract is in store.ts. This file checks it on both sides of the disk: before a
+// write (a promise never decreases, a chosen value is never replaced by another) and after a
+// read (the loaded state is well formed), and crashes on a violation, as STYLE.md asks.
+
+import Database from 'better-sqlite3';
+import { Packr } from 'msgpackr';
+import { assert } from '@paxlock/shared';
+import { compareBallots, ZERO_BALLOT, type Ballot } from '../paxos/ballot.ts';
+import type { SlotValue } from '../paxos/messages.ts';
+import type { PersistBatch } from '../paxos/ready.ts';
+import { isPersistBatchEmpty, type AcceptorStore, type DurableEntry, type DurableState } from './store.ts';
+
+const SCHEMA_VERSION = 1;
+
+/** Slot values are stored as msgpack; plain maps (no records) so the format is self-describing. */
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+interface EntryRow {
+  slot: number;
+  ballot_round: number;
+  ballot_replica: number;
+  value: Buffer;
+  is_chosen: number;
+}
+
+interface MetaRow {
+  key: string;
+  value: number;
+}
+
+export interface SqliteStoreOptions {
+  /** Path of paxos.db. */
+  readonly path: string;
+  /**
+   * FULL (the default) is what the design requires. NORMAL exists only for benchmarks that
+   * want to see the cost of fsync; the replica process never sets it.
+   */
+  readonly synchronous?: 'FULL' | 'NORMAL';
+}
+
+export class SqliteStore implements AcceptorStore {
+  readonly #db: Database.Database;
+  readonly #getEntry: Database.Statement<[number], EntryRow>;
+  readonly #upsertAccepted: Database.Statement<[number, number, number, Buffer]>;
+  readonly #upsertChosen: Database.Statement<[number, number, number, Buffer]>;
+  readonly #setMeta: Database.Statement<[string, number]>;
+  readonly #getMeta: Database.Statement<[string], MetaRow>;
+  readonly #compact: Database.Statement<[number]>;
+  readonly #persistTx: (batch: PersistBatch) => void;
+
+  constructor(options: SqliteStoreOptions) {
+    this.#db = new Database(options.path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    this.#db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+      CREATE TABLE IF NOT EXISTS entries (
+        slot INTEGER PRIMARY KEY,
+        ballot_round INTEGER NOT NULL,
+        ballot_replica INTEGER NOT NULL,
+        value BLOB NOT NULL,
+        is_chosen INTEGER NOT NULL
+      ) STRICT;
+    `);
+    this.#getMeta = this.#db.prepare<[string], MetaRow>('SELECT key, value FROM meta WHERE key = ?');
+    this.#setMeta = this.#db.prepare<[string, number]>(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    );
+    const version = this.#getMeta.get('schema_version');
+    if (version === undefined) {
+      this.#setMeta.run('schema_version', SCHEMA_VERSION);
+    } else {
+      assert(version.value === SCHEMA_VERSION, `paxos.db schema ${version.value} is not ${SCHEMA_VERSION}`);
+    }
+    this.#getEntry = this.#db.prepare<[number], EntryRow>(
+      'SELECT slot, ballot_round, ballot_replica, value, is_chosen FROM entries WHERE slot = ?',
+    );
+    this.#upsertAccepted = this.#db.prepare<[number, number, number, Buffer]>(
+      `INSERT INTO entries (slot, ballot_round, ballot_replica, value, is_chosen) VALUES (?, ?, ?, ?, 0)
+       ON CONFLICT (slot) DO UPDATE SET ballot_round = excluded.ballot_round,
+         ballot_replica = excluded.ballot_replica, value = excluded.value`,
+    );
+    this.#upsertChosen = this.#db.prepare<[number, number, number, Buffer]>(
+      `INSERT INTO entries (slot, ballot_round, ballot_replica, value, is_chosen) VALUES (?, ?, ?, ?, 1)
+       ON CONFLICT (slot) DO UPDATE SET ballot_round = excluded.ballot_round,
+         ballot_replica = excluded.ballot_replica, value = excluded.value, is_chosen = 1`,
+    );
+    this.#compact = this.#db.prepare<[number]>('DELETE FROM entries WHERE slot < ?');
+    this.#persistTx = this.#db.transaction((batch: PersistBatch) => {
+      this.#persistInTransaction(batch);
+    });
+  }
+
+  load(): DurableState {
+    const booted = this.#getMeta.get('booted');
+    const promised: Ballot = {
+      round: this.#meta('promised_round', 0),
+      replica: this.#meta('promised_replica', 0),
+    };
+    const commit = this.#meta('commit', 0);
+    const compactedBelow = this.#meta('compacted_below', 1);
+    const rows = this.#db
+      .prepare<[], EntryRow>(
+        'SELECT slot, ballot_round, ballot_replica, value, is_chosen FROM entries ORDER BY slot',
+      )
+      .all();
+    const entries: DurableEntry[] = rows.map((row) => {
+      // Checks after reading: what came back from disk must be what the contract allows.
+      assert(Number.isSafeInteger(row.slot) && row.slot >= compactedBelow, 'paxos.db: entry below the compaction point');
+      const ballot = { round: row.ballot_round, replica: row.ballot_replica };
+      return { slot: row.slot, ballot, value: decodeValue(row.value), isChosen: row.is_chosen === 1 };
+    });
+    assert(commit >= 0 && compactedBelow >= 1, 'paxos.db: negative commit or compaction point');
+    for (const entry of entries) {
+      if (entry.slot <= commit) assert(entry.isChosen, `paxos.db: slot ${entry.slot} <= commit is not chosen`);
+    }
+    return { isFresh: booted === undefined, promised, entries, commit, compactedBelow };
+  }
+
+  persist(batch: PersistBatch): void {
+    if (isPersistBatchEmpty(batch)) return;
+    this.#persistTx(batch);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #persistInTransaction(batch: PersistBatch): void {
+    this.#setMeta.run('booted', 1);
+    if (batch.promised !== null) {
+      const current = { round: this.#meta('promised_round', 0), replica: this.#meta('promised_replica', 0) };
+      assert(compareBallots(batch.promised, current) >= 0, 'promise would decrease');
+      this.#setMeta.run('promised_round', batch.promised.round);
+      this.#setMeta.run('promised_replica', batch.promised.replica);
+    }
+    for (const entry of batch.accepted) {
+      const existing = this.#getEntry.get(entry.slot);
+      if (existing !== undefined && existing.is_chosen === 1) {
+        // A later ballot can only re-accept the chosen value (Paxos safety); keep the chosen row.
+        assert(existing.value.equals(encodeValue(entry.value)), `slot ${entry.slot}: accept differs from chosen value`);
+        continue;
+      }
+      this.#upsertAccepted.run(entry.slot, entry.ballot.round, entry.ballot.replica, encodeValue(entry.value));
+    }
+    for (const entry of batch.chosen) {
+      const encoded = encodeValue(entry.value);
+      const existing = this.#getEntry.get(entry.slot);
+      if (existing !== undefined && existing.is_chosen === 1) {
+        assert(existing.value.equals(encoded), `slot ${entry.slot}: two different chosen values`);
+        continue;
+      }
+      const ballot = existing !== undefined && existing.value.equals(encoded)
+        ? { round: existing.ballot_round, replica: existing.ballot_replica }
+        : ZERO_BALLOT;
+      this.#upsertChosen.run(entry.slot, ballot.round, ballot.replica, encoded);
+    }
+    if (batch.commit !== null) {
+      assert(batch.commit >= this.#meta('commit', 0), 'commit would decrease');
+      this.#setMeta.run('commit', batch.commit);
+    }
+    if (batch.compactBelow !== null) {
+      const current = this.#meta('compacted_below', 1);
+      if (batch.compactBelow > current) {
+        this.#compact.run(batch.compactBelow);
+        this.#setMeta.run('compacted_below', batch.compactBelow);
+      }
+    }
+  }
+
+  #meta(key: string, fallback: number): number {
+    return this.#getMeta.get(key)?.value ?? fallback;
+  }
+}
+
+export function encodeValue(value: SlotValue): Buffer {
+  return packr.pack(value);
+}
+
+export function decodeValue(bytes: Buffer): SlotValue {
+  const value: unknown = packr.unpack(bytes);
+  assert(isSlotValue(value), 'paxos.db: stored slot value is malformed');
+  return value;
+}
+
+function isSlotValue(value: unknown): value is SlotValue {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  if (typeof v['stampMs'] !== 'number') return false;
+  if (v['type'] === 'noop') return true;
+  if (v['type'] !== 'batch' || !Array.isArray(v['commands'])) return false;
+  return v['commands'].every((c: unknown) => {
+    if (typeof c !== 'object' || c === null) return false;
+    const command = c as Record<string, unknown>;
+    return typeof command['clientId'] === 'string' && typeof command['seq'] === 'number' && command['payload'] instanceof Uint8Array;
+  });
+}

@@ -1,0 +1,133 @@
+// The SQLite acceptor store keeps store.ts's contract on a real file: what persist() wrote is
+// what load() returns after the database is closed and reopened (a restart), a batch is
+// atomic, and the invariants (promise and commit never decrease, a chosen value is never
+// replaced) are enforced before anything is written.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { PersistBatch } from '../../src/paxos/ready.ts';
+import type { SlotValue } from '../../src/paxos/messages.ts';
+import { SqliteStore } from '../../src/storage/sqlite-store.ts';
+
+const empty: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
+
+function batchValue(stampMs: number, clientId: string, seq: number): SlotValue {
+  return { type: 'batch', stampMs, commands: [{ clientId, seq, payload: new Uint8Array([seq, 1, 2]) }] };
+}
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let path: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'paxlock-store-'));
+    path = join(dir, 'paxos.db');
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports a brand-new store as fresh and a reopened one as not', () => {
+    const store = new SqliteStore({ path });
+    expect(store.load()).toEqual({ isFresh: true, promised: { round: 0, replica: 0 }, entries: [], commit: 0, compactedBelow: 1 });
+    store.persist({ ...empty, promised: { round: 1, replica: 2 } });
+    store.close();
+    const reopened = new SqliteStore({ path });
+    expect(reopened.load().isFresh).toBe(false);
+    reopened.close();
+  });
+
+  it('returns after a reopen exactly what was persisted', () => {
+    const store = new SqliteStore({ path });
+    const v1 = batchValue(10, 'c1', 1);
+    const v2: SlotValue = { type: 'noop', stampMs: 11 };
+    store.persist({
+      ...empty,
+      promised: { round: 3, replica: 1 },
+      accepted: [
+        { slot: 1, ballot: { round: 3, replica: 1 }, value: v1 },
+        { slot: 2, ballot: { round: 3, replica: 1 }, value: v2 },
+      ],
+    });
+    store.persist({ ...empty, chosen: [{ slot: 1, value: v1 }], commit: 1 });
+    store.close();
+
+    const state = new SqliteStore({ path }).load();
+    expect(state.promised).toEqual({ round: 3, replica: 1 });
+    expect(state.commit).toBe(1);
+    expect(state.entries).toHaveLength(2);
+    expect(state.entries[0]).toMatchObject({ slot: 1, ballot: { round: 3, replica: 1 }, isChosen: true });
+    expect(state.entries[1]).toMatchObject({ slot: 2, isChosen: false, value: v2 });
+    const first = state.entries[0]!.value;
+    expect(first.type).toBe('batch');
+    if (first.type === 'batch') {
+      expect(first.commands[0]!.clientId).toBe('c1');
+      expect(Array.from(first.commands[0]!.payload)).toEqual([1, 1, 2]);
+    }
+  });
+
+  it('replaces an earlier acceptance at the same slot with a later one', () => {
+    const store = new SqliteStore({ path });
+    store.persist({ ...empty, accepted: [{ slot: 5, ballot: { round: 1, replica: 1 }, value: batchValue(1, 'a', 1) }] });
+    store.persist({ ...empty, accepted: [{ slot: 5, ballot: { round: 2, replica: 3 }, value: batchValue(2, 'b', 1) }] });
+    const [entry] = store.load().entries;
+    expect(entry?.ballot).toEqual({ round: 2, replica: 3 });
+    store.close();
+  });
+
+  it('refuses to lower the promise and leaves the batch unwritten', () => {
+    const store = new SqliteStore({ path });
+    store.persist({ ...empty, promised: { round: 5, replica: 2 } });
+    expect(() =>
+      store.persist({
+        ...empty,
+        accepted: [{ slot: 1, ballot: { round: 4, replica: 1 }, value: batchValue(1, 'a', 1) }],
+        promised: { round: 4, replica: 1 },
+      }),
+    ).toThrow(/promise would decrease/);
+    const state = store.load();
+    expect(state.promised).toEqual({ round: 5, replica: 2 });
+    expect(state.entries).toEqual([]);
+    store.close();
+  });
+
+  it('refuses two different chosen values for one slot, atomically', () => {
+    const store = new SqliteStore({ path });
+    store.persist({ ...empty, chosen: [{ slot: 1, value: batchValue(1, 'a', 1) }], commit: 1 });
+    expect(() =>
+      store.persist({ ...empty, chosen: [{ slot: 2, value: batchValue(2, 'x', 1) }, { slot: 1, value: batchValue(1, 'b', 1) }], commit: 2 }),
+    ).toThrow(/two different chosen values/);
+    const state = store.load();
+    expect(state.commit).toBe(1);
+    expect(state.entries.map((e) => e.slot)).toEqual([1]);
+    store.close();
+  });
+
+  it('keeps a chosen row when the same value is accepted again in a later ballot', () => {
+    const store = new SqliteStore({ path });
+    const v = batchValue(1, 'a', 1);
+    store.persist({ ...empty, chosen: [{ slot: 1, value: v }], commit: 1 });
+    store.persist({ ...empty, accepted: [{ slot: 1, ballot: { round: 9, replica: 1 }, value: v }] });
+    expect(store.load().entries[0]?.isChosen).toBe(true);
+    store.close();
+  });
+
+  it('refuses to lower the commit index', () => {
+    const store = new SqliteStore({ path });
+    store.persist({ ...empty, chosen: [{ slot: 1, value: batchValue(1, 'a', 1) }, { slot: 2, value: batchValue(1, 'a', 2) }], commit: 2 });
+    expect(() => store.persist({ ...empty, commit: 1 })).toThrow(/commit would decrease/);
+    store.close();
+  });
+
+  it('drops entries below the compaction point and remembers it', () => {
+    const store = new SqliteStore({ path });
+    const chosen = [1, 2, 3, 4].map((slot) => ({ slot, value: batchValue(slot, 'c', slot) }));
+    store.persist({ ...empty, chosen, commit: 4 });
+    store.persist({ ...empty, compactBelow: 3 });
+    store.persist({ ...empty, compactBelow: 2 }); // never moves back
+    store.close();
+    const state = new SqliteStore({ path }).load();
+    expect(state.compactedBelow).toBe(3);
+    expect(state.entries.map((e) => e.slot)).toEqual([3, 4]);
+  });
+});
