@@ -1,0 +1,298 @@
+// Peer transport: persistent WebSocket links between the replicas of a cell (DESIGN.md,
+// runtime/peers.ts). Each replica dials every other replica and sends on that outbound link;
+// it receives on the links others dialed to it. A link that drops is redialed with exponential
+// backoff. Messages are msgpack frames; every frame from the network is validated before use.
+//
+// Why drop instead of queue while a link is down: Multi-Paxos tolerates loss (the core resends
+// on its ticks), and a queue would deliver stale Prepares and heartbeats in a burst after a
+// partition heals. Every drop is counted and, at debug level, logged with its reason.
+//
+// The first frame on a link is a hello naming the cell, the dialer's id and the id it meant to
+// reach. A hello from an unknown replica, for another cell or for another replica, or from an
+// address that is not the configured one, is refused: the link is closed with code 4403.
+
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { Packr } from 'msgpackr';
+import type { Logger } from 'pino';
+import type { Envelope, Message } from '../paxos/messages.ts';
+import type { ReplicaId } from '../paxos/ports.ts';
+import { parseHostPort, type ReplicaAddress } from './config.ts';
+
+const PROTOCOL_VERSION = 1;
+const CLOSE_REFUSED = 4403;
+const CLOSE_BAD_FRAME = 4400;
+
+const packr = new Packr({ useRecords: false });
+
+/** A frame on a peer link after the hello. Snapshot transfer adds its own frames later. */
+export type PeerFrame =
+  | { readonly type: 'hello'; readonly version: number; readonly cell: string; readonly from: ReplicaId; readonly to: ReplicaId }
+  | { readonly type: 'paxos'; readonly message: Message }
+  | { readonly type: 'aux'; readonly body: unknown };
+
+export interface PeerTransportOptions {
+  readonly cell: string;
+  readonly self: ReplicaAddress;
+  /** Every replica of the cell, self included. */
+  readonly replicas: readonly ReplicaAddress[];
+  readonly logger: Logger;
+  /** The only door for paxos messages: unknown -> Message, or null to drop the frame. */
+  readonly validate: (raw: unknown) => Message | null;
+  readonly onMessage: (from: ReplicaId, message: Message) => void;
+  /** Frames other than paxos messages (snapshot chunks, digests), still unvalidated. */
+  readonly onAux?: (from: ReplicaId, body: unknown) => void;
+  readonly maxFrameBytes?: number;
+  readonly maxBufferedBytes?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+export interface PeerStats {
+  sent: number;
+  received: number;
+  dropped: number;
+  refused: number;
+  invalid: number;
+}
+
+/** Checks a hello frame against the configuration; returns the peer's id or why it is refused. */
+export function checkHello(
+  raw: unknown,
+  expect: { cell: string; self: ReplicaId; replicas: readonly ReplicaAddress[]; remoteAddress: string | undefined },
+): { ok: true; from: ReplicaId } | { ok: false; reason: string } {
+  if (typeof raw !== 'object' || raw === null) return { ok: false, reason: 'hello is not an object' };
+  const hello = raw as Record<string, unknown>;
+  if (hello['type'] !== 'hello') return { ok: false, reason: 'first frame is not a hello' };
+  if (hello['version'] !== PROTOCOL_VERSION) return { ok: false, reason: 'protocol version differs' };
+  if (hello['cell'] !== expect.cell) return { ok: false, reason: 'hello is for another cell' };
+  if (hello['to'] !== expect.self) return { ok: false, reason: 'hello is for another replica' };
+  const from = hello['from'];
+  const peer = expect.replicas.find((r) => r.id === from);
+  if (typeof from !== 'number' || peer === undefined || from === expect.self) {
+    return { ok: false, reason: 'hello is from an unknown replica' };
+  }
+  const { host } = parseHostPort(peer.peer);
+  const remote = normalizeAddress(expect.remoteAddress);
+  if (isIpAddress(host) && remote !== normalizeAddress(host)) {
+    return { ok: false, reason: `replica ${from} must connect from ${host}` };
+  }
+  return { ok: true, from };
+}
+
+function normalizeAddress(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+}
+
+function isIpAddress(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+interface OutboundLink {
+  readonly peer: ReplicaAddress;
+  socket: WebSocket | null;
+  isOpen: boolean;
+  backoffMs: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class PeerTransport {
+  readonly stats: PeerStats = { sent: 0, received: 0, dropped: 0, refused: 0, invalid: 0 };
+  readonly #options: PeerTransportOptions;
+  readonly #log: Logger;
+  readonly #links = new Map<ReplicaId, OutboundLink>();
+  readonly #inbound = new Set<WebSocket>();
+  #server: WebSocketServer | null = null;
+  #isClosed = false;
+
+  constructor(options: PeerTransportOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'peers' });
+  }
+
+  /** Listen on this replica's peer address and start dialing every other replica. */
+  async start(): Promise<void> {
+    const { host, port } = parseHostPort(this.#options.self.peer);
+    const server = new WebSocketServer({ host, port, maxPayload: this.#maxFrameBytes() });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    server.on('error', (err) => {
+      this.#log.error({ err }, 'peer listener failed');
+    });
+    server.on('connection', (socket, request) => {
+      this.#onInbound(socket, request.socket.remoteAddress);
+    });
+    for (const peer of this.#options.replicas) {
+      if (peer.id === this.#options.self.id) continue;
+      const link: OutboundLink = { peer, socket: null, isOpen: false, backoffMs: this.#backoffInitialMs(), timer: null };
+      this.#links.set(peer.id, link);
+      this.#dial(link);
+    }
+  }
+
+  /** Send one message; dropped (and counted) if the link is down or too far behind. */
+  send(envelope: Envelope): void {
+    this.sendFrame(envelope.to, { type: 'paxos', message: envelope.message });
+  }
+
+  sendFrame(to: ReplicaId, frame: PeerFrame): void {
+    const link = this.#links.get(to);
+    if (link?.socket == null || !link.isOpen) {
+      this.stats.dropped++;
+      return;
+    }
+    if (link.socket.bufferedAmount > this.#maxBufferedBytes()) {
+      this.stats.dropped++;
+      this.#log.warn({ peer: to, bufferedBytes: link.socket.bufferedAmount }, 'peer link backed up, message dropped');
+      return;
+    }
+    link.socket.send(packr.pack(frame));
+    this.stats.sent++;
+  }
+
+  isConnected(to: ReplicaId): boolean {
+    return this.#links.get(to)?.isOpen ?? false;
+  }
+
+  async close(): Promise<void> {
+    this.#isClosed = true;
+    for (const link of this.#links.values()) {
+      if (link.timer !== null) clearTimeout(link.timer);
+      link.socket?.terminate();
+    }
+    for (const socket of this.#inbound) socket.terminate();
+    const server = this.#server;
+    if (server !== null) {
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+    }
+  }
+
+  #dial(link: OutboundLink): void {
+    if (this.#isClosed) return;
+    link.timer = null;
+    const socket = new WebSocket(`ws://${link.peer.peer}/peer`, { maxPayload: this.#maxFrameBytes(), perMessageDeflate: false });
+    link.socket = socket;
+    socket.on('open', () => {
+      const hello: PeerFrame = {
+        type: 'hello',
+        version: PROTOCOL_VERSION,
+        cell: this.#options.cell,
+        from: this.#options.self.id,
+        to: link.peer.id,
+      };
+      socket.send(packr.pack(hello));
+      link.isOpen = true;
+      link.backoffMs = this.#backoffInitialMs();
+      this.#log.info({ peer: link.peer.id }, 'peer link up');
+    });
+    socket.on('message', () => {
+      // Outbound links carry traffic one way; a peer has nothing to say on them.
+    });
+    socket.on('error', (err) => {
+      this.#log.debug({ peer: link.peer.id, err }, 'peer link error');
+    });
+    socket.on('close', (code) => {
+      if (link.isOpen) this.#log.info({ peer: link.peer.id, code }, 'peer link down');
+      link.isOpen = false;
+      link.socket = null;
+      if (this.#isClosed) return;
+      const delayMs = link.backoffMs;
+      link.backoffMs = Math.min(link.backoffMs * 2, this.#backoffMaxMs());
+      link.timer = setTimeout(() => {
+        this.#dial(link);
+      }, delayMs);
+    });
+  }
+
+  #onInbound(socket: WebSocket, remoteAddress: string | undefined): void {
+    let from: ReplicaId | null = null;
+    this.#inbound.add(socket);
+    socket.on('close', () => this.#inbound.delete(socket));
+    socket.on('error', (err) => {
+      this.#log.debug({ peer: from, err }, 'inbound peer link error');
+    });
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      const raw = isBinary ? decodeFrame(data) : undefined;
+      if (from === null) {
+        const verdict = checkHello(raw, {
+          cell: this.#options.cell,
+          self: this.#options.self.id,
+          replicas: this.#options.replicas,
+          remoteAddress,
+        });
+        if (!verdict.ok) {
+          this.stats.refused++;
+          this.#log.warn({ remoteAddress, reason: verdict.reason }, 'peer refused');
+          socket.close(CLOSE_REFUSED, verdict.reason.slice(0, 120));
+          return;
+        }
+        from = verdict.from;
+        return;
+      }
+      this.stats.received++;
+      this.#onFrame(from, raw, socket);
+    });
+  }
+
+  #onFrame(from: ReplicaId, raw: unknown, socket: WebSocket): void {
+    if (typeof raw !== 'object' || raw === null) {
+      this.#invalid(from, socket, 'frame is not an object');
+      return;
+    }
+    const frame = raw as Record<string, unknown>;
+    if (frame['type'] === 'paxos') {
+      const message = this.#options.validate(frame['message']);
+      if (message === null) {
+        // A malformed message from a configured peer is a bug or corruption there; drop it
+        // without touching state, and keep the link (the next frame may be fine).
+        this.stats.invalid++;
+        this.#log.warn({ peer: from }, 'invalid paxos message dropped');
+        return;
+      }
+      this.#options.onMessage(from, message);
+      return;
+    }
+    if (frame['type'] === 'aux' && this.#options.onAux !== undefined) {
+      this.#options.onAux(from, frame['body']);
+      return;
+    }
+    this.#invalid(from, socket, 'unknown frame type');
+  }
+
+  #invalid(from: ReplicaId, socket: WebSocket, reason: string): void {
+    this.stats.invalid++;
+    this.#log.warn({ peer: from, reason }, 'bad peer frame, link closed');
+    socket.close(CLOSE_BAD_FRAME, reason);
+  }
+
+  #maxFrameBytes(): number {
+    return this.#options.maxFrameBytes ?? 16 * 1024 * 1024;
+  }
+  #maxBufferedBytes(): number {
+    return this.#options.maxBufferedBytes ?? 64 * 1024 * 1024;
+  }
+  #backoffInitialMs(): number {
+    return this.#options.backoffInitialMs ?? 50;
+  }
+  #backoffMaxMs(): number {
+    return this.#options.backoffMaxMs ?? 2000;
+  }
+}
+
+function decodeFrame(data: RawData): unknown {
+  const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+  try {
+    return packr.unpack(bytes);
+  } catch (err: unknown) {
+    // msgpackr throws on truncated or malformed input; that is the bad-frame case, nothing else.
+    if (err instanceof Error) return undefined;
+    throw err;
+  }
+}

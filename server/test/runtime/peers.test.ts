@@ -1,0 +1,162 @@
+// The peer transport delivers validated messages between configured replicas over real
+// loopback sockets, refuses links from unknown or misconfigured peers, closes a link that
+// sends garbage, drops (never queues) while a link is down, and redials after a peer restarts.
+import { createServer } from 'node:net';
+import { Packr } from 'msgpackr';
+import pino from 'pino';
+import { WebSocket } from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Message } from '../../src/paxos/messages.ts';
+import type { ReplicaAddress } from '../../src/runtime/config.ts';
+import { checkHello, PeerTransport } from '../../src/runtime/peers.ts';
+
+const logger = pino({ level: 'silent' });
+const packr = new Packr({ useRecords: false });
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no port');
+      server.close(() => {
+        resolve(address.port);
+      });
+    });
+  });
+}
+
+async function addresses(n: number): Promise<ReplicaAddress[]> {
+  const out: ReplicaAddress[] = [];
+  for (let id = 1; id <= n; id++) {
+    out.push({ id, peer: `127.0.0.1:${await freePort()}`, client: `127.0.0.1:${await freePort()}` });
+  }
+  return out;
+}
+
+/** A stand-in for the core's validator: accepts heartbeats only. */
+function validateHeartbeat(raw: unknown): Message | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const m = raw as Record<string, unknown>;
+  if (m['type'] !== 'heartbeat' || typeof m['commit'] !== 'number') return null;
+  return raw as Message;
+}
+
+function heartbeat(commit: number): Message {
+  return { type: 'heartbeat', ballot: { round: 1, replica: 1 }, commit, round: commit };
+}
+
+/** Resolves once `check` holds, polling the event loop (no fixed sleeps). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('PeerTransport', () => {
+  const open: PeerTransport[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.close()));
+  });
+
+  function transport(replicas: ReplicaAddress[], id: number, inbox: [number, Message][]): PeerTransport {
+    const self = replicas.find((r) => r.id === id)!;
+    const t = new PeerTransport({
+      cell: 'test',
+      self,
+      replicas,
+      logger,
+      validate: validateHeartbeat,
+      onMessage: (from, message) => inbox.push([from, message]),
+      backoffInitialMs: 10,
+      backoffMaxMs: 50,
+    });
+    open.push(t);
+    return t;
+  }
+
+  it('delivers messages between replicas in order', async () => {
+    const replicas = await addresses(3);
+    const inboxes: [number, Message][][] = [[], [], []];
+    const ts = replicas.map((r, i) => transport(replicas, r.id, inboxes[i]!));
+    await Promise.all(ts.map((t) => t.start()));
+    await until(() => ts[0]!.isConnected(2) && ts[0]!.isConnected(3), 'links up');
+    for (let i = 1; i <= 5; i++) ts[0]!.send({ to: 2, message: heartbeat(i) });
+    ts[0]!.send({ to: 3, message: heartbeat(9) });
+    await until(() => inboxes[1]!.length === 5 && inboxes[2]!.length === 1, 'delivery');
+    expect(inboxes[1]!.map(([from, m]) => [from, m.type === 'heartbeat' ? m.commit : -1])).toEqual([
+      [1, 1], [1, 2], [1, 3], [1, 4], [1, 5],
+    ]);
+    expect(inboxes[2]![0]![0]).toBe(1);
+  });
+
+  it('drops invalid messages from a configured peer without delivering them', async () => {
+    const replicas = await addresses(2);
+    const inbox: [number, Message][] = [];
+    const a = transport(replicas, 1, []);
+    const b = transport(replicas, 2, inbox);
+    await Promise.all([a.start(), b.start()]);
+    await until(() => a.isConnected(2), 'link up');
+    a.sendFrame(2, { type: 'paxos', message: { type: 'bogus' } as unknown as Message });
+    a.send({ to: 2, message: heartbeat(7) });
+    await until(() => inbox.length === 1, 'the valid message');
+    expect(b.stats.invalid).toBe(1);
+  });
+
+  it('refuses a hello from an unknown replica, another cell, or for another replica', () => {
+    const replicas: ReplicaAddress[] = [
+      { id: 1, peer: '127.0.0.1:1', client: '127.0.0.1:2' },
+      { id: 2, peer: '127.0.0.1:3', client: '127.0.0.1:4' },
+    ];
+    const expect1 = { cell: 'c', self: 1, replicas, remoteAddress: '127.0.0.1' };
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1 }, expect1)).toEqual({ ok: true, from: 2 });
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 9, to: 1 }, expect1).ok).toBe(false);
+    expect(checkHello({ type: 'hello', version: 1, cell: 'x', from: 2, to: 1 }, expect1).ok).toBe(false);
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 2 }, expect1).ok).toBe(false);
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 1, to: 1 }, expect1).ok).toBe(false);
+    expect(checkHello({ type: 'hello', version: 2, cell: 'c', from: 2, to: 1 }, expect1).ok).toBe(false);
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1 }, { ...expect1, remoteAddress: '10.0.0.9' }).ok).toBe(false);
+    expect(checkHello('garbage', expect1).ok).toBe(false);
+    expect(checkHello(undefined, expect1).ok).toBe(false);
+  });
+
+  it('closes a socket whose first frame is not a valid hello, and keeps serving others', async () => {
+    const replicas = await addresses(2);
+    const inbox: [number, Message][] = [];
+    const b = transport(replicas, 2, inbox);
+    await b.start();
+    const rogue = new WebSocket(`ws://${replicas[1]!.peer}/peer`);
+    const closed = new Promise<number>((resolve) => rogue.on('close', (code) => resolve(code)));
+    rogue.on('open', () => rogue.send(packr.pack({ type: 'hello', version: 1, cell: 'test', from: 7, to: 2 })));
+    expect(await closed).toBe(4403);
+    const junk = new WebSocket(`ws://${replicas[1]!.peer}/peer`);
+    const junkClosed = new Promise<number>((resolve) => junk.on('close', (code) => resolve(code)));
+    junk.on('open', () => junk.send(Buffer.from([0xc1, 0xff, 0x00])));
+    expect(await junkClosed).toBe(4403);
+    expect(b.stats.refused).toBe(2);
+
+    const a = transport(replicas, 1, []);
+    await a.start();
+    await until(() => a.isConnected(2), 'link up');
+    a.send({ to: 2, message: heartbeat(1) });
+    await until(() => inbox.length === 1, 'delivery after refusals');
+  });
+
+  it('drops while a peer is down and redials when it comes back', async () => {
+    const replicas = await addresses(2);
+    const a = transport(replicas, 1, []);
+    await a.start();
+    a.send({ to: 2, message: heartbeat(1) });
+    expect(a.stats.dropped).toBe(1);
+    const inbox: [number, Message][] = [];
+    const b = transport(replicas, 2, inbox);
+    await b.start();
+    await until(() => a.isConnected(2), 'redial');
+    a.send({ to: 2, message: heartbeat(2) });
+    await until(() => inbox.length === 1, 'delivery after redial');
+    expect(inbox[0]![1]).toMatchObject({ commit: 2 });
+  });
+});
