@@ -7,3 +7,6 @@ export * from './sequencer.ts';
 export * from './checksum.ts';
 export * from './commands.ts';
 export * from './validate-commands.ts';
+export * from './protocol.ts';
+export * from './codec.ts';
+export * from './validate.ts';

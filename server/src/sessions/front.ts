@@ -1,0 +1,138 @@
+// The client front end's socket shell (DESIGN.md, sessions/front.ts): a WebSocket server on the
+// replica's client address. It owns framing only: every frame is size-checked (ws maxPayload),
+// decoded and validated before the handler sees it. A frame that validates badly but has a
+// readable id gets an error reply and the connection stays; bytes that are not a frame at all
+// (not binary, not msgpack, no readable id) close the connection with 1003/1007 after a final
+// error reply. Nothing a client sends can throw past this file: the replica and every other
+// connection are unaffected.
+
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { decodeFrame, encodeFrame, ErrorCode, isFrameError, LIMITS, validateClientFrame } from '@paxlock/shared';
+import type { ClientFrame, ServerFrame } from '@paxlock/shared';
+import { parseHostPort } from '../runtime/config.ts';
+
+const CLOSE_UNSUPPORTED = 1003;
+const CLOSE_INVALID = 1007;
+
+export interface FrontConnection {
+  readonly id: number;
+  send(frame: ServerFrame): void;
+  close(code: number, reason: string): void;
+  readonly isOpen: boolean;
+}
+
+export interface FrontHandler {
+  onFrame(connection: FrontConnection, frame: ClientFrame): void;
+  onClose(connection: FrontConnection): void;
+}
+
+export interface FrontStats {
+  connections: number;
+  framesIn: number;
+  badFrames: number;
+  closedForGarbage: number;
+}
+
+export class Front {
+  readonly stats: FrontStats = { connections: 0, framesIn: 0, badFrames: 0, closedForGarbage: 0 };
+  readonly #address: string;
+  readonly #handler: FrontHandler;
+  readonly #log: Logger;
+  readonly #sockets = new Set<WebSocket>();
+  #server: WebSocketServer | null = null;
+  #nextId = 1;
+
+  constructor(options: { address: string; handler: FrontHandler; logger: Logger }) {
+    this.#address = options.address;
+    this.#handler = options.handler;
+    this.#log = options.logger.child({ component: 'front' });
+  }
+
+  async start(): Promise<void> {
+    const { host, port } = parseHostPort(this.#address);
+    const server = new WebSocketServer({ host, port, maxPayload: LIMITS.frameMaxBytes, perMessageDeflate: false });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    server.on('error', (err) => {
+      this.#log.error({ err }, 'client listener failed');
+    });
+    server.on('connection', (socket) => {
+      this.#onConnection(socket);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.terminate();
+    const server = this.#server;
+    if (server === null) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => {
+        resolve();
+      });
+    });
+  }
+
+  #onConnection(socket: WebSocket): void {
+    this.#sockets.add(socket);
+    this.stats.connections++;
+    const connection: FrontConnection = {
+      id: this.#nextId++,
+      send: (frame) => {
+        if (socket.readyState === socket.OPEN) socket.send(encodeFrame(frame));
+      },
+      close: (code, reason) => {
+        socket.close(code, reason);
+      },
+      get isOpen() {
+        return socket.readyState === socket.OPEN;
+      },
+    };
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      this.stats.framesIn++;
+      this.#onMessage(connection, data, isBinary);
+    });
+    socket.on('error', (err) => {
+      // ws reports oversized frames (1009) and protocol violations here, then closes the socket.
+      this.#log.debug({ connection: connection.id, err }, 'client socket error');
+    });
+    socket.on('close', () => {
+      this.#sockets.delete(socket);
+      this.#handler.onClose(connection);
+    });
+  }
+
+  #onMessage(connection: FrontConnection, data: RawData, isBinary: boolean): void {
+    if (!isBinary) {
+      this.#garbage(connection, CLOSE_UNSUPPORTED, 'frames are binary msgpack');
+      return;
+    }
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+    const decoded = decodeFrame(bytes);
+    if (!decoded.ok) {
+      this.#garbage(connection, CLOSE_INVALID, decoded.reason === 'too-large' ? 'frame too large' : 'frame is not msgpack');
+      return;
+    }
+    const frame = validateClientFrame(decoded.value);
+    if (isFrameError(frame)) {
+      this.stats.badFrames++;
+      if (frame.id === null) {
+        this.#garbage(connection, CLOSE_INVALID, frame.message);
+        return;
+      }
+      connection.send({ type: 'error', id: frame.id, code: frame.error, message: frame.message });
+      return;
+    }
+    this.#handler.onFrame(connection, frame);
+  }
+
+  #garbage(connection: FrontConnection, code: number, reason: string): void {
+    this.stats.closedForGarbage++;
+    this.#log.warn({ connection: connection.id, reason }, 'client sent garbage, connection closed');
+    connection.send({ type: 'error', id: null, code: ErrorCode.BAD_FRAME, message: reason });
+    connection.close(code, reason);
+  }
+}
