@@ -1,0 +1,273 @@
+// The replicated state machine (Burrows 2006, sections 2.3-2.8; DESIGN.md, Storage): Chubby's
+// files, locks and sessions in one SQLite database (state.db), changed only by applying chosen
+// log entries in slot order. Pure and synchronous: it reads nothing but the entry and the
+// database, never a clock, randomness or the process (the lint fence enforces this), so every
+// replica that applies the same log holds the same state, which digest() lets them check.
+//
+// API
+//   const machine = StateMachine.open(db, { cell });    // creates the schema in a new database
+//   const { results, events } = machine.apply({ slot, stampMs, commands });
+//   machine.query(q);                                    // read-only; q is `unknown`, validated
+//   machine.appliedIndex; machine.timeMs;                // the last applied slot and its time
+//   machine.digest();                                    // 16 hex digits, see digest.ts
+//   machine.pendingLockDelays();                         // when to propose LockDelayEnd
+//   const bytes = machine.snapshot();                    // the whole database, serialized
+//   StateMachine.restore(bytes, { cell });               // an in-memory machine from a snapshot
+//   StateMachine.restoreToFile(bytes, path);             // writes a snapshot as a database file
+//
+// The caller owns the database: it opens it, sets pragmas (state.db: WAL, synchronous=NORMAL)
+// and closes it. The machine works the same on ':memory:' and on a file.
+//
+// apply(entry) rules:
+// - entry.slot must be appliedIndex + 1 (asserted: the caller applies each slot once, in order).
+// - One SQLite transaction covers the whole entry and the new applied_index, so a crash leaves
+//   the database at an entry boundary; a replica replays the log from applied_index + 1.
+// - Time is max(previous entry's time, entry.stampMs): the master's stamp, never going back.
+// - Each command is `unknown` until validateCommand accepts it; an invalid one gets an error
+//   result and changes nothing. Each valid command runs in its own SAVEPOINT: a failure rolls
+//   back everything it did and emits no events. results[i] answers commands[i].
+// - Exactly-once: a session command whose seq is at or below the session's last applied seq is
+//   not applied again. The same seq as the last gets the recorded result; an older one gets
+//   STALE_SEQ. Only successes are recorded: a failed command changed nothing, so applying its
+//   retry afresh is indistinguishable from the first attempt never having reached the log.
+// - Events are in the order the commands caused them, each addressed to one (session, handle);
+//   the caller delivers them after the entry is committed.
+
+import Database from 'better-sqlite3';
+import { assert, assertNever, ErrorCode, isValidationError, LIMITS, validateCommand, validateQuery } from '@paxlock/shared';
+import type { CommandResult, MachineCommand, MachineEvent, QueryResult, SessionCommand } from '@paxlock/shared';
+import { CommandFailure, type Context } from './context.ts';
+import { computeDigest, prepareDigest, type DigestStatements } from './digest.ts';
+import { close, deleteThroughHandle, open, setAcl, setContents } from './files.ts';
+import { acquire, cancelWait, lockDelayEnd, release } from './locks.ts';
+import { errorResult, runQuery } from './queries.ts';
+import { ensureSchema } from './schema.ts';
+import { createSession, endSession } from './sessions.ts';
+import { Tables } from './tables.ts';
+
+export interface Entry {
+  readonly slot: number;
+  /** The master's clock when it built the entry. */
+  readonly stampMs: number;
+  /** Decoded command payloads, still unvalidated. A no-op entry has none. */
+  readonly commands: readonly unknown[];
+}
+
+export interface ApplyOutcome {
+  readonly results: readonly CommandResult[];
+  readonly events: readonly MachineEvent[];
+}
+
+export interface MachineOptions {
+  /** The cell's name: the root is `/ls/<cell>`. A database belongs to one cell for life. */
+  readonly cell: string;
+}
+
+export interface PendingLockDelay {
+  readonly path: string;
+  readonly endsMs: number;
+}
+
+/** SQLite's header bytes 18 and 19: 2 means WAL, which an in-memory database cannot open. */
+const HEADER_WRITE_VERSION = 18;
+const HEADER_READ_VERSION = 19;
+
+function error(code: ErrorCode, message: string): CommandResult {
+  return { type: 'error', code, message };
+}
+
+function hasSeq(command: MachineCommand): command is SessionCommand {
+  return 'seq' in command;
+}
+
+export class StateMachine {
+  readonly #db: Database.Database;
+  readonly #t: Tables;
+  readonly #cell: string;
+  readonly #digest: DigestStatements;
+  readonly #applyTx: (entry: Entry, nowMs: number) => ApplyOutcome;
+  readonly #commandTx: (ctx: Context, command: MachineCommand) => CommandResult;
+  #appliedIndex: number;
+  #timeMs: number;
+
+  private constructor(db: Database.Database, options: MachineOptions) {
+    ensureSchema(db, options.cell);
+    this.#db = db;
+    this.#cell = options.cell;
+    this.#t = new Tables(db);
+    this.#digest = prepareDigest(db);
+    const row = this.#t.machine();
+    this.#appliedIndex = row.applied_index;
+    this.#timeMs = row.time_ms;
+    this.#applyTx = db.transaction((entry: Entry, nowMs: number) => this.#applyInTransaction(entry, nowMs));
+    // Nested inside #applyTx, better-sqlite3 runs this as a SAVEPOINT and rolls it back on throw.
+    this.#commandTx = db.transaction((ctx: Context, command: MachineCommand) => execute(ctx, command));
+  }
+
+  /** Opens (and if new, initialises) the machine in a database the caller has opened. */
+  static open(db: Database.Database, options: MachineOptions): StateMachine {
+    return new StateMachine(db, options);
+  }
+
+  /** A machine on a fresh in-memory database holding a snapshot. */
+  static restore(bytes: Uint8Array, options: MachineOptions): StateMachine {
+    return new StateMachine(new Database(snapshotImage(bytes)), options);
+  }
+
+  /**
+   * Writes a snapshot as a standalone database file at `path`, which must not exist (VACUUM INTO
+   * refuses to overwrite). The caller writes to a temporary name and renames it into place, then
+   * opens it, sets its pragmas and calls open().
+   */
+  static restoreToFile(bytes: Uint8Array, path: string): void {
+    const memory = new Database(snapshotImage(bytes));
+    try {
+      memory.prepare('VACUUM INTO ?').run(path);
+    } finally {
+      memory.close();
+    }
+  }
+
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+
+  /** The time of the last applied entry (0 before any). */
+  get timeMs(): number {
+    return this.#timeMs;
+  }
+
+  get cell(): string {
+    return this.#cell;
+  }
+
+  get database(): Database.Database {
+    return this.#db;
+  }
+
+  apply(entry: Entry): ApplyOutcome {
+    assert(entry.slot === this.#appliedIndex + 1, `apply: slot ${entry.slot} after ${this.#appliedIndex}`);
+    assert(Number.isSafeInteger(entry.stampMs) && entry.stampMs >= 0, `apply: bad stamp ${entry.stampMs}`);
+    const nowMs = Math.max(this.#timeMs, entry.stampMs);
+    const outcome = this.#applyTx(entry, nowMs);
+    // Only after the commit: a throw above leaves both the database and these untouched.
+    this.#appliedIndex = entry.slot;
+    this.#timeMs = nowMs;
+    return outcome;
+  }
+
+  #applyInTransaction(entry: Entry, nowMs: number): ApplyOutcome {
+    const results: CommandResult[] = [];
+    const events: MachineEvent[] = [];
+    entry.commands.forEach((raw, index) => {
+      if (index >= LIMITS.commandsPerEntryMax) {
+        results.push(error(ErrorCode.TOO_MANY, `more than ${LIMITS.commandsPerEntryMax} commands in one entry`));
+        return;
+      }
+      results.push(this.#applyCommand(raw, nowMs, events));
+    });
+    this.#t.setProgress(entry.slot, nowMs);
+    return { results, events };
+  }
+
+  #applyCommand(raw: unknown, nowMs: number, events: MachineEvent[]): CommandResult {
+    const command = validateCommand(raw);
+    if (isValidationError(command)) return error(command.error, command.message);
+    if (hasSeq(command)) {
+      const session = this.#t.session(command.session);
+      if (session === undefined) return error(ErrorCode.SESSION_EXPIRED, `session ${command.session} does not exist`);
+      if (command.seq < session.last_seq) {
+        return error(ErrorCode.STALE_SEQ, `seq ${command.seq} is older than ${session.last_seq}`);
+      }
+      if (command.seq === session.last_seq) {
+        assert(session.last_result !== null, `session ${session.id} has seq ${session.last_seq} but no result`);
+        return JSON.parse(session.last_result) as CommandResult;
+      }
+    }
+    const ctx: Context = { t: this.#t, cell: this.#cell, nowMs, events: [] };
+    let result: CommandResult;
+    try {
+      result = this.#commandTx(ctx, command);
+    } catch (err: unknown) {
+      if (err instanceof CommandFailure) return errorResult(err);
+      throw err;
+    }
+    events.push(...ctx.events);
+    // A closed session has no record left to keep; a retry of CloseSession gets SESSION_EXPIRED.
+    if (hasSeq(command) && command.type !== 'CloseSession') {
+      this.#t.recordReply(command.session, command.seq, JSON.stringify(result));
+    }
+    return result;
+  }
+
+  /** Answers a query from the local database. `query` is validated first. */
+  query(query: unknown): QueryResult {
+    const valid = validateQuery(query);
+    if (isValidationError(valid)) return { type: 'error', code: valid.error, message: valid.message };
+    return runQuery(this.#t, valid, this.#timeMs);
+  }
+
+  /** The checksum of the whole state (see digest.ts for what it covers). */
+  digest(): string {
+    return computeDigest(this.#digest);
+  }
+
+  /** Every lock-delay not yet ended by LockDelayEnd, earliest first; the master schedules these. */
+  pendingLockDelays(): PendingLockDelay[] {
+    return this.#t.delays().map((row) => ({ path: row.path, endsMs: row.ends_ms }));
+  }
+
+  /** The whole database as bytes, at appliedIndex. Restore with restore() or restoreToFile(). */
+  snapshot(): Uint8Array {
+    return this.#db.serialize();
+  }
+}
+
+/**
+ * A copy of the snapshot that SQLite can open in memory: a file in WAL mode serializes with the
+ * WAL marker in its header, which an in-memory database refuses, so the copy says rollback
+ * journal instead. The pages themselves are complete (serialize reads through the WAL).
+ */
+function snapshotImage(bytes: Uint8Array): Buffer {
+  const image = Buffer.from(bytes);
+  if (image[HEADER_WRITE_VERSION] === 2) image[HEADER_WRITE_VERSION] = 1;
+  if (image[HEADER_READ_VERSION] === 2) image[HEADER_READ_VERSION] = 1;
+  return image;
+}
+
+function execute(ctx: Context, command: MachineCommand): CommandResult {
+  switch (command.type) {
+    case 'CreateSession':
+      return createSession(ctx, command);
+    case 'CloseSession':
+      endSession(ctx, command.session, false);
+      return { type: 'session-closed' };
+    case 'ExpireSession':
+      endSession(ctx, command.session, true);
+      return { type: 'session-expired' };
+    case 'Open':
+      return open(ctx, command);
+    case 'Close':
+      close(ctx, command.session, command.handle);
+      return { type: 'closed' };
+    case 'SetContents':
+      return setContents(ctx, command);
+    case 'Delete':
+      deleteThroughHandle(ctx, command.session, command.handle);
+      return { type: 'deleted' };
+    case 'SetACL':
+      return setAcl(ctx, command);
+    case 'Acquire':
+      return acquire(ctx, command);
+    case 'Release':
+      release(ctx, command.session, command.handle);
+      return { type: 'released' };
+    case 'CancelWait':
+      cancelWait(ctx, command.session, command.handle);
+      return { type: 'wait-cancelled' };
+    case 'LockDelayEnd':
+      return lockDelayEnd(ctx, command);
+    default:
+      return assertNever(command);
+  }
+}

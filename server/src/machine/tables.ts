@@ -1,0 +1,392 @@
+// Every SQL statement the state machine runs, prepared once per database and typed here, so the
+// command code reads as logic and SQLite does no parsing on the hot path. Rows are returned as
+// plain objects with SQLite's column names; booleans are 0/1 integers, as SQLite stores them.
+// All ordering that reaches a result or an event is explicit (ORDER BY), never rowid luck.
+
+import type Database from 'better-sqlite3';
+import { assert } from '@paxlock/shared';
+import type { LockMode } from '@paxlock/shared';
+
+export interface MachineRow {
+  cell: string;
+  applied_index: number;
+  time_ms: number;
+}
+
+export interface NodeRow {
+  path: string;
+  parent: string | null;
+  is_directory: number;
+  is_ephemeral: number;
+  instance: number;
+  content_generation: number;
+  lock_generation: number;
+  acl_generation: number;
+  checksum: string;
+  acl_read: string;
+  acl_write: string;
+  acl_change: string;
+  created_ms: number;
+  modified_ms: number;
+  size_bytes: number;
+}
+
+export interface NewNode {
+  path: string;
+  parent: string;
+  is_directory: number;
+  is_ephemeral: number;
+  contents: Uint8Array;
+  instance: number;
+  checksum: string;
+  acl_read: string;
+  acl_write: string;
+  acl_change: string;
+  now_ms: number;
+}
+
+export interface SessionRow {
+  id: number;
+  client_name: string;
+  lease_ms: number;
+  created_ms: number;
+  last_seq: number;
+  last_result: string | null;
+}
+
+export interface HandleRow {
+  id: number;
+  session: number;
+  path: string;
+  instance: number;
+  event_mask: number;
+  lock_delay_ms: number;
+}
+
+export interface HolderRow {
+  handle: number;
+  path: string;
+  session: number;
+  mode: LockMode;
+  since_ms: number;
+}
+
+export interface WaiterRow {
+  id: number;
+  handle: number;
+  path: string;
+  session: number;
+  mode: LockMode;
+  since_ms: number;
+}
+
+export interface DelayRow {
+  path: string;
+  ends_ms: number;
+}
+
+export interface WatcherRow {
+  id: number;
+  session: number;
+}
+
+const NODE_COLUMNS = `path, parent, is_directory, is_ephemeral, instance, content_generation, lock_generation,
+  acl_generation, checksum, acl_read, acl_write, acl_change, created_ms, modified_ms, length(contents) AS size_bytes`;
+
+type Counter = 'next_session' | 'next_handle' | 'next_instance' | 'next_waiter';
+
+export class Tables {
+  readonly db: Database.Database;
+  readonly #machine: Database.Statement<[], MachineRow>;
+  readonly #setProgress: Database.Statement<[number, number]>;
+  readonly #counters: Record<Counter, Database.Statement<[], { id: number }>>;
+
+  readonly #node: Database.Statement<[string], NodeRow>;
+  readonly #contents: Database.Statement<[string], { contents: Uint8Array }>;
+  readonly #insertNode: Database.Statement<[NewNode]>;
+  readonly #deleteNode: Database.Statement<[string]>;
+  readonly #setContents: Database.Statement<[Uint8Array, string, number, string]>;
+  readonly #setAcl: Database.Statement<[string, string, string, string]>;
+  readonly #bumpLockGeneration: Database.Statement<[string], { lock_generation: number }>;
+  readonly #hasChild: Database.Statement<[string], { found: number }>;
+  readonly #children: Database.Statement<[string], { path: string; is_directory: number; is_ephemeral: number }>;
+
+  readonly #session: Database.Statement<[number], SessionRow>;
+  readonly #sessions: Database.Statement<[], SessionRow & { handle_count: number }>;
+  readonly #insertSession: Database.Statement<[number, string, number, number]>;
+  readonly #deleteSession: Database.Statement<[number]>;
+  readonly #recordReply: Database.Statement<[number, string, number]>;
+
+  readonly #handle: Database.Statement<[number], HandleRow>;
+  readonly #handlesOfSession: Database.Statement<[number], HandleRow>;
+  readonly #handleCount: Database.Statement<[number], { count: number }>;
+  readonly #liveHandleCount: Database.Statement<[string, number], { count: number }>;
+  readonly #liveHandles: Database.Statement<[string, number], HandleRow>;
+  readonly #watchers: Database.Statement<[string, number, number, number], WatcherRow>;
+  readonly #insertHandle: Database.Statement<[number, number, string, number, number, number]>;
+  readonly #deleteHandle: Database.Statement<[number]>;
+
+  readonly #holder: Database.Statement<[number], HolderRow>;
+  readonly #holders: Database.Statement<[string], HolderRow>;
+  readonly #insertHolder: Database.Statement<[number, string, number, LockMode, number]>;
+  readonly #deleteHolder: Database.Statement<[number]>;
+  readonly #deleteHoldersOf: Database.Statement<[string]>;
+  readonly #waiter: Database.Statement<[number], WaiterRow>;
+  readonly #waiters: Database.Statement<[string], WaiterRow>;
+  readonly #hasWaiter: Database.Statement<[string], { found: number }>;
+  readonly #insertWaiter: Database.Statement<[number, number, string, number, LockMode, number]>;
+  readonly #deleteWaiter: Database.Statement<[number]>;
+  readonly #deleteWaitersOf: Database.Statement<[string]>;
+  readonly #delay: Database.Statement<[string], DelayRow>;
+  readonly #delays: Database.Statement<[], DelayRow>;
+  readonly #extendDelay: Database.Statement<[string, number]>;
+  readonly #deleteDelay: Database.Statement<[string]>;
+  readonly #lockPaths: Database.Statement<[], { path: string }>;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    this.#machine = db.prepare('SELECT cell, applied_index, time_ms FROM machine WHERE id = 1');
+    this.#setProgress = db.prepare('UPDATE machine SET applied_index = ?, time_ms = ? WHERE id = 1');
+    const counter = (name: Counter): Database.Statement<[], { id: number }> =>
+      db.prepare(`UPDATE machine SET ${name} = ${name} + 1 WHERE id = 1 RETURNING ${name} - 1 AS id`);
+    this.#counters = {
+      next_session: counter('next_session'),
+      next_handle: counter('next_handle'),
+      next_instance: counter('next_instance'),
+      next_waiter: counter('next_waiter'),
+    };
+
+    this.#node = db.prepare(`SELECT ${NODE_COLUMNS} FROM nodes WHERE path = ?`);
+    this.#contents = db.prepare('SELECT contents FROM nodes WHERE path = ?');
+    this.#insertNode = db.prepare(
+      `INSERT INTO nodes (path, parent, is_directory, is_ephemeral, contents, instance, content_generation,
+         lock_generation, acl_generation, checksum, acl_read, acl_write, acl_change, created_ms, modified_ms)
+       VALUES (@path, @parent, @is_directory, @is_ephemeral, @contents, @instance, 1, 0, 1, @checksum,
+         @acl_read, @acl_write, @acl_change, @now_ms, @now_ms)`,
+    );
+    this.#deleteNode = db.prepare('DELETE FROM nodes WHERE path = ?');
+    this.#setContents = db.prepare(
+      `UPDATE nodes SET contents = ?, checksum = ?, content_generation = content_generation + 1, modified_ms = ?
+       WHERE path = ?`,
+    );
+    this.#setAcl = db.prepare(
+      'UPDATE nodes SET acl_read = ?, acl_write = ?, acl_change = ?, acl_generation = acl_generation + 1 WHERE path = ?',
+    );
+    this.#bumpLockGeneration = db.prepare(
+      'UPDATE nodes SET lock_generation = lock_generation + 1 WHERE path = ? RETURNING lock_generation',
+    );
+    this.#hasChild = db.prepare('SELECT 1 AS found FROM nodes WHERE parent = ? LIMIT 1');
+    this.#children = db.prepare(
+      'SELECT path, is_directory, is_ephemeral FROM nodes WHERE parent = ? ORDER BY path',
+    );
+
+    this.#session = db.prepare('SELECT * FROM sessions WHERE id = ?');
+    this.#sessions = db.prepare(
+      `SELECT s.*, (SELECT count(*) FROM handles h WHERE h.session = s.id) AS handle_count
+       FROM sessions s ORDER BY s.id`,
+    );
+    this.#insertSession = db.prepare(
+      'INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result) VALUES (?, ?, ?, ?, 0, NULL)',
+    );
+    this.#deleteSession = db.prepare('DELETE FROM sessions WHERE id = ?');
+    this.#recordReply = db.prepare('UPDATE sessions SET last_seq = ?, last_result = ? WHERE id = ?');
+
+    this.#handle = db.prepare('SELECT * FROM handles WHERE id = ?');
+    this.#handlesOfSession = db.prepare('SELECT * FROM handles WHERE session = ? ORDER BY id');
+    this.#handleCount = db.prepare('SELECT count(*) AS count FROM handles WHERE session = ?');
+    this.#liveHandleCount = db.prepare('SELECT count(*) AS count FROM handles WHERE path = ? AND instance = ?');
+    this.#liveHandles = db.prepare('SELECT * FROM handles WHERE path = ? AND instance = ? ORDER BY id');
+    this.#watchers = db.prepare(
+      `SELECT id, session FROM handles WHERE path = ? AND instance = ? AND (event_mask & ?) != 0 AND id != ?
+       ORDER BY id`,
+    );
+    this.#insertHandle = db.prepare(
+      'INSERT INTO handles (id, session, path, instance, event_mask, lock_delay_ms) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.#deleteHandle = db.prepare('DELETE FROM handles WHERE id = ?');
+
+    this.#holder = db.prepare('SELECT * FROM lock_holders WHERE handle = ?');
+    this.#holders = db.prepare('SELECT * FROM lock_holders WHERE path = ? ORDER BY handle');
+    this.#insertHolder = db.prepare(
+      'INSERT INTO lock_holders (handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.#deleteHolder = db.prepare('DELETE FROM lock_holders WHERE handle = ?');
+    this.#deleteHoldersOf = db.prepare('DELETE FROM lock_holders WHERE path = ?');
+    this.#waiter = db.prepare('SELECT * FROM lock_waiters WHERE handle = ?');
+    this.#waiters = db.prepare('SELECT * FROM lock_waiters WHERE path = ? ORDER BY id');
+    this.#hasWaiter = db.prepare('SELECT 1 AS found FROM lock_waiters WHERE path = ? LIMIT 1');
+    this.#insertWaiter = db.prepare(
+      'INSERT INTO lock_waiters (id, handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.#deleteWaiter = db.prepare('DELETE FROM lock_waiters WHERE handle = ?');
+    this.#deleteWaitersOf = db.prepare('DELETE FROM lock_waiters WHERE path = ?');
+    this.#delay = db.prepare('SELECT * FROM lock_delays WHERE path = ?');
+    this.#delays = db.prepare('SELECT * FROM lock_delays ORDER BY ends_ms, path');
+    this.#extendDelay = db.prepare(
+      `INSERT INTO lock_delays (path, ends_ms) VALUES (?, ?)
+       ON CONFLICT (path) DO UPDATE SET ends_ms = max(ends_ms, excluded.ends_ms)`,
+    );
+    this.#deleteDelay = db.prepare('DELETE FROM lock_delays WHERE path = ?');
+    this.#lockPaths = db.prepare(
+      `SELECT path FROM lock_holders UNION SELECT path FROM lock_waiters UNION SELECT path FROM lock_delays
+       ORDER BY path`,
+    );
+  }
+
+  // --- machine row
+
+  machine(): MachineRow {
+    const row = this.#machine.get();
+    assert(row !== undefined, 'the machine row is missing');
+    return row;
+  }
+  setProgress(appliedIndex: number, timeMs: number): void {
+    this.#setProgress.run(appliedIndex, timeMs);
+  }
+  /** Takes the next id from a counter kept in the database. */
+  nextId(counter: Counter): number {
+    const row = this.#counters[counter].get();
+    assert(row !== undefined, `counter ${counter} is missing`);
+    return row.id;
+  }
+
+  // --- nodes
+
+  node(path: string): NodeRow | undefined {
+    return this.#node.get(path);
+  }
+  contents(path: string): Uint8Array {
+    const row = this.#contents.get(path);
+    assert(row !== undefined, `contents of missing node ${path}`);
+    return row.contents;
+  }
+  insertNode(node: NewNode): void {
+    this.#insertNode.run(node);
+  }
+  deleteNode(path: string): void {
+    this.#deleteNode.run(path);
+  }
+  setContents(path: string, contents: Uint8Array, checksum: string, nowMs: number): void {
+    this.#setContents.run(contents, checksum, nowMs, path);
+  }
+  setAcl(path: string, read: string, write: string, changeAcl: string): void {
+    this.#setAcl.run(read, write, changeAcl, path);
+  }
+  bumpLockGeneration(path: string): number {
+    const row = this.#bumpLockGeneration.get(path);
+    assert(row !== undefined, `lock generation of missing node ${path}`);
+    return row.lock_generation;
+  }
+  hasChild(path: string): boolean {
+    return this.#hasChild.get(path) !== undefined;
+  }
+  children(path: string): { path: string; is_directory: number; is_ephemeral: number }[] {
+    return this.#children.all(path);
+  }
+
+  // --- sessions
+
+  session(id: number): SessionRow | undefined {
+    return this.#session.get(id);
+  }
+  sessions(): (SessionRow & { handle_count: number })[] {
+    return this.#sessions.all();
+  }
+  insertSession(id: number, clientName: string, leaseMs: number, nowMs: number): void {
+    this.#insertSession.run(id, clientName, leaseMs, nowMs);
+  }
+  deleteSession(id: number): void {
+    this.#deleteSession.run(id);
+  }
+  recordReply(session: number, seq: number, resultJson: string): void {
+    this.#recordReply.run(seq, resultJson, session);
+  }
+
+  // --- handles
+
+  handle(id: number): HandleRow | undefined {
+    return this.#handle.get(id);
+  }
+  handlesOfSession(session: number): HandleRow[] {
+    return this.#handlesOfSession.all(session);
+  }
+  handleCount(session: number): number {
+    return this.#handleCount.get(session)?.count ?? 0;
+  }
+  liveHandleCount(path: string, instance: number): number {
+    return this.#liveHandleCount.get(path, instance)?.count ?? 0;
+  }
+  liveHandles(path: string, instance: number): HandleRow[] {
+    return this.#liveHandles.all(path, instance);
+  }
+  /** Live handles on a node subscribed to `bit`, except `exceptHandle` (0 excludes none). */
+  watchers(path: string, instance: number, bit: number, exceptHandle: number): WatcherRow[] {
+    return this.#watchers.all(path, instance, bit, exceptHandle);
+  }
+  insertHandle(handle: HandleRow): void {
+    this.#insertHandle.run(
+      handle.id,
+      handle.session,
+      handle.path,
+      handle.instance,
+      handle.event_mask,
+      handle.lock_delay_ms,
+    );
+  }
+  deleteHandle(id: number): void {
+    this.#deleteHandle.run(id);
+  }
+
+  // --- locks
+
+  holder(handle: number): HolderRow | undefined {
+    return this.#holder.get(handle);
+  }
+  holders(path: string): HolderRow[] {
+    return this.#holders.all(path);
+  }
+  insertHolder(holder: HolderRow): void {
+    this.#insertHolder.run(holder.handle, holder.path, holder.session, holder.mode, holder.since_ms);
+  }
+  deleteHolder(handle: number): void {
+    this.#deleteHolder.run(handle);
+  }
+  deleteHoldersOf(path: string): void {
+    this.#deleteHoldersOf.run(path);
+  }
+  waiter(handle: number): WaiterRow | undefined {
+    return this.#waiter.get(handle);
+  }
+  waiters(path: string): WaiterRow[] {
+    return this.#waiters.all(path);
+  }
+  hasWaiter(path: string): boolean {
+    return this.#hasWaiter.get(path) !== undefined;
+  }
+  insertWaiter(waiter: WaiterRow): void {
+    this.#insertWaiter.run(waiter.id, waiter.handle, waiter.path, waiter.session, waiter.mode, waiter.since_ms);
+  }
+  deleteWaiter(handle: number): void {
+    this.#deleteWaiter.run(handle);
+  }
+  deleteWaitersOf(path: string): void {
+    this.#deleteWaitersOf.run(path);
+  }
+  delay(path: string): DelayRow | undefined {
+    return this.#delay.get(path);
+  }
+  delays(): DelayRow[] {
+    return this.#delays.all();
+  }
+  /** Sets a lock-delay on a path, never shortening one already pending. */
+  extendDelay(path: string, endsMs: number): void {
+    this.#extendDelay.run(path, endsMs);
+  }
+  deleteDelay(path: string): void {
+    this.#deleteDelay.run(path);
+  }
+  /** Paths with a holder, a waiter or a lock-delay, sorted. */
+  lockPaths(): string[] {
+    return this.#lockPaths.all().map((row) => row.path);
+  }
+}
