@@ -1,12 +1,35 @@
-// TODO(core): the Multi-Paxos replica. This file's public API is the contract the wiring
-// (runtime/turn.ts) and the simulator (server/sim) are written against; keep it.
+// The Multi-Paxos replica: acceptor, proposer (master) and learner in one synchronous object, in
+// the shape of etcd's raft package. Messages and time go in through step/tick/propose; one Ready
+// batch at a time comes out (ready.ts says the order the wiring must execute it in), and
+// advance() says it was executed. Nothing here reads a clock, draws a random number except from
+// the injected Random, or does I/O (DESIGN.md, Multi-Paxos; STYLE.md, Boundaries).
 //
-// Slots are numbered from 1. `commit` = 0 means nothing is chosen yet.
+// Papers: Lamport, "Paxos Made Simple" (phases 1 and 2, section 3 for Multi-Paxos); Chandra,
+// Griesemer and Redstone, "Paxos Made Live" (master leases 5.2, the master writing its own log in
+// parallel 5.x, catch-up and snapshots 5.4); Burrows, "The Chubby lock service" (lease on both
+// sides, restart wait). docs/consensus.md describes the protocol as built and where it diverges.
+//
+// Invariants this file keeps (and asserts where cheap):
+// - the promise never decreases, and every promise is in Ready.persist before any answer that
+//   depends on it goes out in Ready.send;
+// - an acceptance is answered only from Ready.send, after Ready.persist made it durable; the
+//   master's own acceptance counts as a vote only in advance();
+// - the master proposes at most one value per slot in its ballot, and in Phase 1 only the
+//   highest-ballot value reported for a slot (a value reported chosen wins outright);
+// - a follower marks a slot chosen only if the master's commit covers it AND it accepted it in
+//   the master's current ballot, or a peer sent it as chosen (catch-up, promise);
+// - Ready.commit hands out chosen values in slot order, contiguous, each exactly once.
 
-import type { Command, Message } from './messages.ts';
-import type { Config, Logger, Random, ReplicaId } from './ports.ts';
-import type { Ready, Status } from './ready.ts';
+import { assert, assertNever } from '@paxlock/shared';
+import type { Ballot } from './ballot.ts';
+import { compareBallots, formatBallot, isBallotEqual, nextBallot, ZERO_BALLOT } from './ballot.ts';
 import type { DurableState } from './durable.ts';
+import { LeaseGrant, LeaseRounds, masterLeaseUntil } from './lease.ts';
+import type { AcceptedEntry, ChosenEntry, Command, Envelope, Message, SlotValue } from './messages.ts';
+import type { Config, Logger, Random, ReplicaId } from './ports.ts';
+import { Membership } from './quorum.ts';
+import type { PersistBatch, Ready, Status } from './ready.ts';
+import { commandKey, SlotLog } from './slots.ts';
 
 export interface ReplicaOptions {
   readonly config: Config;
@@ -26,24 +49,862 @@ export type ProposeResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'not-master' | 'duplicate'; readonly masterId: ReplicaId | null };
 
-export declare class Replica {
-  constructor(options: ReplicaOptions);
+type Role = Status['role'];
+
+/** One value the master has proposed and not yet seen chosen. */
+interface Proposal {
+  readonly value: SlotValue;
+  /** Vote set (quorum.ts bitmask) of acceptors that accepted it in the master's ballot. */
+  votes: number;
+  /** When the Accepts last went out, for retransmission on the heartbeat. */
+  sentAtMs: number;
+}
+
+/** What Phase 1 has gathered so far for one slot. */
+interface Reported {
+  ballot: Ballot;
+  value: SlotValue;
+  isChosen: boolean;
+}
+
+interface Candidacy {
+  readonly ballot: Ballot;
+  readonly slotFirst: number;
+  readonly sentAtMs: number;
+  votes: number;
+  readonly reported: Map<number, Reported>;
+  /** The highest chosen prefix any promiser reported, and who reported it. */
+  maxCommit: number;
+  maxCommitFrom: ReplicaId;
+}
+
+interface CatchUpInFlight {
+  readonly to: ReplicaId;
+  readonly sentAtMs: number;
+}
+
+const EMPTY_PERSIST: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
+
+export class Replica {
+  readonly #config: Config;
+  readonly #random: Random;
+  readonly #logger: Logger;
+  readonly #membership: Membership;
+  readonly #id: ReplicaId;
+  readonly #peers: readonly ReplicaId[];
+  readonly #log: SlotLog;
+
+  #nowMs: number;
+  #promised: Ballot;
+  /** The highest ballot heard of anywhere (rejections included); the next candidacy beats it. */
+  #highestSeen: Ballot;
+  #role: Role = 'follower';
+  #masterId: ReplicaId | null = null;
+
+  // Acceptor side of the lease, and the restart wait.
+  readonly #grant = new LeaseGrant();
+  readonly #restartWaitUntilMs: number;
+
+  // Election timer: a follower or candidate runs for master at this local time.
+  #electionDeadlineMs: number;
+  #jitterMs: number;
+  #candidacy: Candidacy | null = null;
+
+  // Master state (meaningful only while #role === 'master').
+  #nextSlot = 1;
+  readonly #inFlight = new Map<number, Proposal>();
+  #queue: Command[] = [];
+  #queueHead = 0;
+  readonly #pendingIds = new Set<string>();
+  /** The slot of the no-op this master proposed in its own ballot; reads wait until it is applied. */
+  #barrierSlot = Number.POSITIVE_INFINITY;
+  #rounds: LeaseRounds;
+  #leaseUntilMs: number | null = null;
+  #lastLeaseAckMs = 0;
+  #nextHeartbeatMs = 0;
+
+  // Learning and catch-up.
+  #wantCommit = 0;
+  readonly #peerCommit = new Map<ReplicaId, number>();
+  #catchUp: CatchUpInFlight | null = null;
+  #catchUpRotation = 0;
+  #snapshotWaitUntilMs = Number.NEGATIVE_INFINITY;
+  #snapshotSlot = 0;
+
+  // Application.
+  #applied: number;
+  /** Highest slot handed out in a Ready.commit. */
+  #handedOut: number;
+
+  // What the next Ready carries.
+  #sendEarly: Envelope[] = [];
+  #send: Envelope[] = [];
+  #persistPromised: Ballot | null = null;
+  #persistAccepted: AcceptedEntry[] = [];
+  #persistChosen: ChosenEntry[] = [];
+  #persistedCommit: number;
+  #persistCompactBelow: number | null = null;
+  #snapshotFor: { readonly to: ReplicaId; readonly slot: number }[] = [];
+  #needSnapshot: { readonly from: ReplicaId; readonly slotAtLeast: number } | null = null;
+
+  constructor(options: ReplicaOptions) {
+    const { config, durable, now } = options;
+    assert(config.replicas.includes(config.id), 'config.id is not one of config.replicas');
+    assert(config.windowSlots >= 1 && config.maxBatchCommands >= 1, 'window and batch must be >= 1');
+    assert(config.catchUpBatchSlots >= 1, 'catchUpBatchSlots must be >= 1');
+    assert(config.leaseMs > 0 && config.heartbeatMs > 0 && config.electionTimeoutMs > 0, 'timeouts must be > 0');
+    this.#config = config;
+    this.#random = options.random;
+    this.#logger = options.logger;
+    this.#membership = new Membership(config.replicas);
+    this.#id = config.id;
+    this.#peers = config.replicas.filter((r) => r !== config.id);
+    this.#log = new SlotLog(durable);
+    this.#nowMs = now;
+    this.#promised = durable.promised;
+    this.#highestSeen = durable.promised;
+    this.#rounds = new LeaseRounds(this.#membership);
+    this.#persistedCommit = durable.commit;
+    // A restarted acceptor may have granted a lease it no longer remembers: it promises nobody
+    // (itself included) until one lease has passed (Chubby 2.9, Paxos Made Live 5.2).
+    this.#restartWaitUntilMs = durable.isFresh ? Number.NEGATIVE_INFINITY : now + config.leaseMs;
+    if (options.applied > this.#log.commit) {
+      // The state machine installed a snapshot and crashed before the core persisted it.
+      this.#log.installSnapshot(options.applied);
+    }
+    this.#applied = options.applied;
+    this.#handedOut = options.applied;
+    this.#wantCommit = this.#log.commit;
+    // Startup stagger: the lowest id runs first, the others one step later each, so one master
+    // emerges without a duel; a restarted replica first waits out its restart wait.
+    const staggerMs = Math.max(config.heartbeatMs, Math.floor(config.electionTimeoutMs / config.replicas.length));
+    const waitMs = durable.isFresh ? 0 : config.leaseMs;
+    this.#jitterMs = this.#drawJitter();
+    this.#electionDeadlineMs = now + waitMs + this.#membership.rankOf(config.id) * staggerMs;
+    this.#logger.info(
+      { replica: this.#id, promised: formatBallot(this.#promised), commit: this.#log.commit, isFresh: durable.isFresh },
+      'replica started',
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Public API
+
   /** Handle one validated message from a peer at local time `now`. */
-  step(from: ReplicaId, message: Message, now: number): void;
+  step(from: ReplicaId, message: Message, now: number): void {
+    this.#observeTime(now);
+    if (from === this.#id || !this.#membership.isMember(from)) {
+      this.#logger.warn({ replica: this.#id, from, type: message.type }, 'message from a non-peer dropped');
+      return;
+    }
+    switch (message.type) {
+      case 'prepare':
+        this.#onPrepare(from, message);
+        break;
+      case 'promise':
+        this.#onPromise(from, message);
+        break;
+      case 'reject':
+        this.#onReject(from, message);
+        break;
+      case 'accept':
+        this.#onAccept(from, message);
+        break;
+      case 'accepted':
+        this.#onAccepted(from, message);
+        break;
+      case 'heartbeat':
+        this.#onHeartbeat(from, message);
+        break;
+      case 'heartbeat-ack':
+        this.#onHeartbeatAck(from, message);
+        break;
+      case 'catch-up-request':
+        this.#onCatchUpRequest(from, message);
+        break;
+      case 'catch-up':
+        this.#onCatchUp(from, message);
+        break;
+      default:
+        assertNever(message, 'unknown message type');
+    }
+  }
+
   /** Advance local time: heartbeats, election timeouts, lease expiry, catch-up retries. */
-  tick(now: number): void;
+  tick(now: number): void {
+    this.#observeTime(now);
+    if (this.#role === 'master') {
+      this.#tickMaster(now);
+    } else if (now >= this.#candidacyDeadlineMs()) {
+      this.#startCandidacy(now);
+    }
+    this.#maybeCatchUp(now);
+  }
+
   /** Master only: queue a command for the next slot (batched with others in flight). */
-  propose(command: Command, now: number): ProposeResult;
+  propose(command: Command, now: number): ProposeResult {
+    this.#observeTime(now);
+    if (this.#role !== 'master') return { ok: false, reason: 'not-master', masterId: this.#masterId };
+    const key = commandKey(command);
+    if (this.#pendingIds.has(key)) return { ok: false, reason: 'duplicate', masterId: this.#id };
+    this.#pendingIds.add(key);
+    this.#queue.push(command);
+    return { ok: true };
+  }
+
   /** True if ready() has anything to do. */
-  hasReady(): boolean;
-  ready(): Ready;
+  hasReady(): boolean {
+    this.#flushProposals();
+    return (
+      this.#sendEarly.length > 0 ||
+      this.#send.length > 0 ||
+      this.#persistPromised !== null ||
+      this.#persistAccepted.length > 0 ||
+      this.#persistChosen.length > 0 ||
+      this.#log.commit !== this.#persistedCommit ||
+      this.#persistCompactBelow !== null ||
+      this.#canHandOut() ||
+      this.#snapshotFor.length > 0 ||
+      this.#needSnapshot !== null
+    );
+  }
+
+  ready(): Ready {
+    this.#flushProposals();
+    const commit: ChosenEntry[] = [];
+    if (this.#handedOut + 1 < this.#log.compactedBelow && this.#log.commit > this.#handedOut) {
+      // The state machine is behind our own compaction point: only a snapshot can help.
+      this.#requestSnapshot(this.#masterId ?? this.#peers[0] ?? this.#id, this.#log.compactedBelow - 1);
+    }
+    if (this.#canHandOut()) {
+      for (let slot = this.#handedOut + 1; slot <= this.#log.commit; slot++) {
+        const value = this.#log.chosenValue(slot);
+        assert(value !== undefined, `slot ${slot} <= commit has no chosen value`);
+        commit.push({ slot, value });
+      }
+      this.#handedOut = this.#log.commit;
+    }
+    const commitChanged = this.#log.commit !== this.#persistedCommit;
+    const persist: PersistBatch =
+      this.#persistPromised === null &&
+      this.#persistAccepted.length === 0 &&
+      this.#persistChosen.length === 0 &&
+      !commitChanged &&
+      this.#persistCompactBelow === null
+        ? EMPTY_PERSIST
+        : {
+            promised: this.#persistPromised,
+            accepted: this.#persistAccepted,
+            chosen: this.#persistChosen,
+            commit: commitChanged ? this.#log.commit : null,
+            compactBelow: this.#persistCompactBelow,
+          };
+    const ready: Ready = {
+      sendEarly: this.#sendEarly,
+      persist,
+      send: this.#send,
+      commit,
+      snapshotFor: this.#snapshotFor,
+      needSnapshot: this.#needSnapshot,
+      status: this.status(this.#nowMs),
+    };
+    this.#persistedCommit = this.#log.commit;
+    this.#sendEarly = [];
+    this.#send = [];
+    this.#persistPromised = null;
+    this.#persistAccepted = [];
+    this.#persistChosen = [];
+    this.#persistCompactBelow = null;
+    this.#snapshotFor = [];
+    this.#needSnapshot = null;
+    return ready;
+  }
+
   /** The wiring did everything `ready` asked (persisted, sent, applied). */
-  advance(ready: Ready, now: number): void;
+  advance(ready: Ready, now: number): void {
+    this.#observeTime(now);
+    const last = ready.commit[ready.commit.length - 1];
+    if (last !== undefined && last.slot > this.#applied) this.#applied = last.slot;
+    // The master's own acceptances are durable now: only now do they count as votes.
+    if (this.#role === 'master') {
+      for (const entry of ready.persist.accepted) {
+        if (!isBallotEqual(entry.ballot, this.#promised)) continue;
+        this.#vote(entry.slot, this.#id);
+      }
+    }
+    // Likewise a candidate's promise to itself.
+    const candidacy = this.#candidacy;
+    const promised = ready.persist.promised;
+    if (candidacy !== null && promised !== null && isBallotEqual(promised, candidacy.ballot)) {
+      candidacy.votes = this.#membership.addVote(candidacy.votes, this.#id);
+      if (this.#membership.isMajority(candidacy.votes)) this.#becomeMaster(now);
+    }
+  }
+
   /** True if this replica is master, holds a valid lease at `now`, and has applied its own ballot's no-op. */
-  canServeReads(now: number): boolean;
-  status(now: number): Status;
+  canServeReads(now: number): boolean {
+    if (this.#role !== 'master' || this.#applied < this.#barrierSlot) return false;
+    if (this.#config.bugs?.ignoreLeaseForReads === true) return true;
+    return this.#leaseUntilMs !== null && now < this.#leaseUntilMs;
+  }
+
+  status(_now: number): Status {
+    return {
+      id: this.#id,
+      role: this.#role,
+      ballot: this.#promised,
+      masterId: this.#masterId,
+      leaseUntil: this.#role === 'master' ? this.#leaseUntilMs : null,
+      commit: this.#log.commit,
+      applied: this.#applied,
+    };
+  }
+
   /** The state machine took a snapshot covering every slot <= slot; the core may compact below it. */
-  snapshotTaken(slot: number): void;
+  snapshotTaken(slot: number): void {
+    assert(slot <= this.#applied, 'snapshot above the applied slot');
+    if (slot > this.#snapshotSlot) this.#snapshotSlot = slot;
+    // Keep a tail of chosen entries behind the snapshot so a slightly lagging peer catches up
+    // from the log instead of needing the whole snapshot.
+    const below = slot + 1 - this.#config.catchUpBatchSlots;
+    if (below > this.#log.compactedBelow && this.#log.compactBelow(below)) {
+      this.#persistCompactBelow = below;
+    }
+  }
+
   /** A snapshot through `slot` was installed into the state machine from a peer. */
-  installSnapshot(slot: number, now: number): void;
+  installSnapshot(slot: number, now: number): void {
+    this.#observeTime(now);
+    if (slot <= this.#applied) return;
+    this.#log.installSnapshot(slot);
+    this.#applied = slot;
+    if (slot > this.#handedOut) this.#handedOut = slot;
+    if (slot > this.#snapshotSlot) this.#snapshotSlot = slot;
+    this.#persistCompactBelow = this.#log.compactedBelow;
+    this.#snapshotWaitUntilMs = Number.NEGATIVE_INFINITY;
+    this.#catchUp = null;
+    this.#logger.info({ replica: this.#id, slot }, 'snapshot installed');
+    this.#maybeCatchUp(now);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Acceptor
+
+  #onPrepare(from: ReplicaId, message: Extract<Message, { type: 'prepare' }>): void {
+    const now = this.#nowMs;
+    const order = compareBallots(message.ballot, this.#promised);
+    if (order < 0) {
+      this.#reject(from, message.ballot, 'stale-ballot');
+      return;
+    }
+    if (now < this.#restartWaitUntilMs) {
+      this.#reject(from, message.ballot, 'restart-wait');
+      return;
+    }
+    if (this.#config.bugs?.skipLeaseCheckInPrepare !== true && this.#grant.isHeldAgainst(from, now)) {
+      this.#reject(from, message.ballot, 'lease-held');
+      return;
+    }
+    if (order > 0) {
+      this.#raisePromise(message.ballot);
+      this.#masterId = null;
+      // Give the candidate a full election timeout to finish before running ourselves.
+      this.#resetElectionTimer(now, true);
+    }
+    this.#grant.grant(from, now, this.#config.leaseMs);
+    const { accepted, chosen } = this.#reportFrom(message.slotFirst);
+    this.#answer(from, {
+      type: 'promise',
+      ballot: message.ballot,
+      slotFirst: message.slotFirst,
+      accepted,
+      chosen,
+      commit: this.#log.commit,
+    });
+  }
+
+  /** What a promise reports from `slotFirst` on: bounded chosen prefix, then the whole tail. */
+  #reportFrom(slotFirst: number): { accepted: AcceptedEntry[]; chosen: ChosenEntry[] } {
+    const accepted: AcceptedEntry[] = [];
+    const chosen: ChosenEntry[] = [];
+    const start = Math.max(slotFirst, this.#log.compactedBelow);
+    // Chosen slots the candidate lacks: a bounded courtesy (it learns the rest by catch-up, as
+    // our `commit` in the promise tells it they are chosen).
+    for (let slot = start; slot <= this.#log.commit && chosen.length < this.#config.catchUpBatchSlots; slot++) {
+      const value = this.#log.chosenValue(slot);
+      if (value !== undefined) chosen.push({ slot, value });
+    }
+    // Every entry above our chosen prefix: these are what Phase 1 must not lose.
+    const tailFirst = Math.max(start, this.#log.commit + 1);
+    const tailLast = this.#log.highestSlot;
+    const report = (slot: number): void => {
+      const entry = this.#log.get(slot);
+      if (entry === undefined) return;
+      if (entry.isChosen) chosen.push({ slot, value: entry.value });
+      else accepted.push({ slot, ballot: entry.ballot, value: entry.value });
+    };
+    if (tailLast - tailFirst < this.#log.entryCount * 2) {
+      for (let slot = tailFirst; slot <= tailLast; slot++) report(slot);
+    } else {
+      // A sparse tail (a far-ahead acceptance after a long absence): walk entries, not slots.
+      this.#log
+        .slotsAtOrAbove(tailFirst)
+        .sort((a, b) => a - b)
+        .forEach(report);
+    }
+    return { accepted, chosen };
+  }
+
+  #onAccept(from: ReplicaId, message: Extract<Message, { type: 'accept' }>): void {
+    const order = compareBallots(message.ballot, this.#promised);
+    if (order < 0) {
+      this.#reject(from, message.ballot, 'stale-ballot');
+      return;
+    }
+    if (order > 0) this.#raisePromise(message.ballot);
+    this.#recognizeMaster(message.ballot.replica);
+    const existing = this.#log.get(message.slot);
+    const isSame = existing !== undefined && !existing.isChosen && isBallotEqual(existing.ballot, message.ballot);
+    if (!isSame && this.#log.accept(message.slot, message.ballot, message.value)) {
+      this.#persistAccepted.push({ slot: message.slot, ballot: message.ballot, value: message.value });
+    }
+    this.#answer(from, { type: 'accepted', ballot: message.ballot, slot: message.slot, round: message.round });
+    this.#learnCommit(from, message.commit, message.ballot);
+  }
+
+  #onHeartbeat(from: ReplicaId, message: Extract<Message, { type: 'heartbeat' }>): void {
+    const order = compareBallots(message.ballot, this.#promised);
+    if (order < 0) {
+      this.#reject(from, message.ballot, 'stale-ballot');
+      return;
+    }
+    if (order > 0) this.#raisePromise(message.ballot);
+    this.#recognizeMaster(message.ballot.replica);
+    this.#learnCommit(from, message.commit, message.ballot);
+    this.#queueSend(from, { type: 'heartbeat-ack', ballot: message.ballot, round: message.round, commit: this.#log.commit });
+  }
+
+  #onCatchUpRequest(from: ReplicaId, message: Extract<Message, { type: 'catch-up-request' }>): void {
+    if (message.slotFirst < this.#log.compactedBelow) {
+      const slot = Math.max(this.#snapshotSlot, this.#log.compactedBelow - 1);
+      if (!this.#snapshotFor.some((s) => s.to === from)) this.#snapshotFor.push({ to: from, slot });
+    }
+    const entries: ChosenEntry[] = [];
+    const last = Math.min(message.slotLast, this.#log.commit);
+    for (let slot = Math.max(message.slotFirst, this.#log.compactedBelow); slot <= last; slot++) {
+      if (entries.length >= this.#config.catchUpBatchSlots) break;
+      const value = this.#log.chosenValue(slot);
+      assert(value !== undefined, `slot ${slot} <= commit has no chosen value`);
+      entries.push({ slot, value });
+    }
+    this.#queueSend(from, {
+      type: 'catch-up',
+      entries,
+      commit: this.#log.commit,
+      compactedBelow: this.#log.compactedBelow,
+    });
+  }
+
+  #raisePromise(ballot: Ballot): void {
+    assert(compareBallots(ballot, this.#promised) > 0, 'promise would not rise');
+    this.#promised = ballot;
+    this.#persistPromised = ballot;
+    if (compareBallots(ballot, this.#highestSeen) > 0) this.#highestSeen = ballot;
+    if (this.#role !== 'follower' && ballot.replica !== this.#id) this.#stepDown('higher ballot');
+  }
+
+  /** A message from the master of our promised ballot: it is alive, and we ack it (lease grant). */
+  #recognizeMaster(masterId: ReplicaId): void {
+    if (this.#role !== 'follower') this.#stepDown('another master');
+    if (this.#masterId !== masterId) {
+      this.#logger.info({ replica: this.#id, masterId, ballot: formatBallot(this.#promised) }, 'following master');
+    }
+    this.#masterId = masterId;
+    this.#resetElectionTimer(this.#nowMs, false);
+    this.#grant.grant(masterId, this.#nowMs, this.#config.leaseMs);
+  }
+
+  #reject(to: ReplicaId, ballot: Ballot, reason: 'stale-ballot' | 'lease-held' | 'restart-wait'): void {
+    this.#queueSend(to, { type: 'reject', ballot, promised: this.#promised, reason });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Learner
+
+  /**
+   * The master of `ballot` says every slot <= commit is chosen. We trust our own acceptance at
+   * such a slot only if it was made in that same ballot (the master proposes one value per slot
+   * per ballot, so it is the chosen one); anything else we fetch.
+   */
+  #learnCommit(from: ReplicaId, commit: number, ballot: Ballot): void {
+    this.#notePeerCommit(from, commit);
+    const trustAny = this.#config.bugs?.trustOldBallotAsChosen === true;
+    for (let slot = this.#log.commit + 1; slot <= commit; slot++) {
+      const entry = this.#log.get(slot);
+      if (entry === undefined) break;
+      if (entry.isChosen) continue;
+      if (!trustAny && !isBallotEqual(entry.ballot, ballot)) break;
+      this.#learnChosen(slot, entry.value);
+    }
+    this.#log.advanceCommit();
+    this.#maybeCatchUp(this.#nowMs);
+  }
+
+  #learnChosen(slot: number, value: SlotValue): void {
+    if (this.#log.markChosen(slot, value)) this.#persistChosen.push({ slot, value });
+    const proposal = this.#inFlight.get(slot);
+    if (proposal !== undefined) this.#retire(slot, proposal);
+  }
+
+  #notePeerCommit(from: ReplicaId, commit: number): void {
+    if (commit > (this.#peerCommit.get(from) ?? 0)) this.#peerCommit.set(from, commit);
+    if (commit > this.#wantCommit) this.#wantCommit = commit;
+  }
+
+  #onCatchUp(from: ReplicaId, message: Extract<Message, { type: 'catch-up' }>): void {
+    this.#notePeerCommit(from, message.commit);
+    for (const entry of message.entries) {
+      if (entry.slot <= message.commit) this.#learnChosen(entry.slot, entry.value);
+    }
+    this.#log.advanceCommit();
+    if (this.#catchUp?.to === from) this.#catchUp = null;
+    if (message.compactedBelow > this.#log.commit + 1) {
+      this.#requestSnapshot(from, message.compactedBelow - 1);
+      return;
+    }
+    this.#maybeCatchUp(this.#nowMs);
+  }
+
+  #requestSnapshot(from: ReplicaId, slotAtLeast: number): void {
+    if (this.#nowMs < this.#snapshotWaitUntilMs) return;
+    this.#needSnapshot = { from, slotAtLeast };
+    // Stop asking for log entries that are gone until the snapshot arrives (or this wait ends).
+    this.#snapshotWaitUntilMs = this.#nowMs + this.#config.electionTimeoutMs;
+    this.#logger.info({ replica: this.#id, from, slotAtLeast }, 'behind the compaction point: need snapshot');
+  }
+
+  /** Ask a peer for missing chosen values, one request in flight, retried on tick. */
+  #maybeCatchUp(now: number): void {
+    if (this.#log.commit >= this.#wantCommit) {
+      this.#catchUp = null;
+      return;
+    }
+    if (now < this.#snapshotWaitUntilMs) return;
+    const retryMs = this.#config.heartbeatMs * 2;
+    const previous = this.#catchUp;
+    if (previous !== null && now - previous.sentAtMs < retryMs) return;
+    const to = this.#catchUpTarget(previous?.to ?? null);
+    if (to === null) return;
+    const slotFirst = this.#log.commit + 1;
+    const slotLast = Math.min(this.#wantCommit, this.#log.commit + this.#config.catchUpBatchSlots);
+    this.#queueSend(to, { type: 'catch-up-request', slotFirst, slotLast });
+    this.#catchUp = { to, sentAtMs: now };
+  }
+
+  /** The master if it is ahead of us, else (or after a failed try) peers that are, in turn. */
+  #catchUpTarget(failed: ReplicaId | null): ReplicaId | null {
+    const commit = this.#log.commit;
+    const master = this.#masterId;
+    if (failed === null && master !== null && master !== this.#id && (this.#peerCommit.get(master) ?? 0) > commit) {
+      return master;
+    }
+    const ahead = this.#peers.filter((p) => (this.#peerCommit.get(p) ?? 0) > commit && p !== failed);
+    if (ahead.length === 0) return failed;
+    this.#catchUpRotation = (this.#catchUpRotation + 1) % ahead.length;
+    return ahead[this.#catchUpRotation] ?? null;
+  }
+
+  #canHandOut(): boolean {
+    return this.#log.commit > this.#handedOut && this.#handedOut + 1 >= this.#log.compactedBelow;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Elections (Phase 1)
+
+  #candidacyDeadlineMs(): number {
+    // Never run while we still owe another replica a lease, nor during the restart wait: our
+    // promise to ourselves would break either.
+    return Math.max(this.#electionDeadlineMs, this.#restartWaitUntilMs, this.#grant.heldByOtherUntil(this.#id));
+  }
+
+  #startCandidacy(now: number): void {
+    const above = compareBallots(this.#highestSeen, this.#promised) > 0 ? this.#highestSeen : this.#promised;
+    const ballot = nextBallot(above, this.#id);
+    this.#promised = ballot;
+    this.#persistPromised = ballot;
+    this.#highestSeen = ballot;
+    this.#role = 'candidate';
+    this.#masterId = null;
+    this.#grant.grant(this.#id, now, this.#config.leaseMs);
+    const slotFirst = this.#log.commit + 1;
+    const candidacy: Candidacy = {
+      ballot,
+      slotFirst,
+      sentAtMs: now,
+      votes: 0,
+      reported: new Map(),
+      maxCommit: this.#log.commit,
+      maxCommitFrom: this.#id,
+    };
+    // Our own acceptor's report; our vote counts once the promise is durable (advance()).
+    const own = this.#reportFrom(slotFirst);
+    this.#mergeReport(candidacy, own.accepted, own.chosen);
+    this.#candidacy = candidacy;
+    this.#resetElectionTimer(now, true);
+    this.#logger.info({ replica: this.#id, ballot: formatBallot(ballot), slotFirst }, 'running for master');
+    for (const peer of this.#peers) this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
+  }
+
+  #onPromise(from: ReplicaId, message: Extract<Message, { type: 'promise' }>): void {
+    this.#notePeerCommit(from, message.commit);
+    const candidacy = this.#candidacy;
+    if (candidacy === null || !isBallotEqual(message.ballot, candidacy.ballot)) return;
+    if (this.#membership.hasVoted(candidacy.votes, from)) return;
+    this.#mergeReport(candidacy, message.accepted, message.chosen);
+    if (message.commit > candidacy.maxCommit) {
+      candidacy.maxCommit = message.commit;
+      candidacy.maxCommitFrom = from;
+    }
+    candidacy.votes = this.#membership.addVote(candidacy.votes, from);
+    if (this.#membership.isMajority(candidacy.votes)) this.#becomeMaster(this.#nowMs);
+  }
+
+  /** Fold one acceptor's report in: a chosen value wins outright, else the highest ballot. */
+  #mergeReport(candidacy: Candidacy, accepted: readonly AcceptedEntry[], chosen: readonly ChosenEntry[]): void {
+    const { reported } = candidacy;
+    for (const entry of chosen) {
+      reported.set(entry.slot, { ballot: ZERO_BALLOT, value: entry.value, isChosen: true });
+    }
+    const lowest = this.#config.bugs?.reproposeLowestBallot === true;
+    for (const entry of accepted) {
+      const known = reported.get(entry.slot);
+      if (known?.isChosen === true) continue;
+      const order = known === undefined ? 0 : compareBallots(entry.ballot, known.ballot);
+      if (known === undefined || (lowest ? order < 0 : order > 0)) {
+        reported.set(entry.slot, { ballot: entry.ballot, value: entry.value, isChosen: false });
+      }
+    }
+  }
+
+  #onReject(from: ReplicaId, message: Extract<Message, { type: 'reject' }>): void {
+    if (compareBallots(message.promised, this.#highestSeen) > 0) this.#highestSeen = message.promised;
+    const now = this.#nowMs;
+    const isHigher = compareBallots(message.promised, this.#promised) > 0;
+    if (this.#role === 'master' && isBallotEqual(message.ballot, this.#promised) && isHigher) {
+      // Someone promised a higher ballot. If our lease still holds, no other replica can win an
+      // election now: re-assert at once with a ballot above it instead of letting the cell churn.
+      const hasLease = this.#leaseUntilMs !== null && now < this.#leaseUntilMs;
+      this.#logger.info(
+        { replica: this.#id, from, promised: formatBallot(message.promised), hasLease },
+        'master saw a higher ballot',
+      );
+      this.#stepDown('higher ballot');
+      if (hasLease) this.#startCandidacy(now);
+      return;
+    }
+    const candidacy = this.#candidacy;
+    if (candidacy !== null && isBallotEqual(message.ballot, candidacy.ballot) && isHigher) {
+      // A higher ballot is about: back off (randomized) and try above it later.
+      this.#stepDown('candidacy outbid');
+    }
+  }
+
+  #becomeMaster(now: number): void {
+    const candidacy = this.#candidacy;
+    assert(candidacy !== null, 'becoming master without a candidacy');
+    assert(isBallotEqual(candidacy.ballot, this.#promised), 'becoming master of a ballot not promised');
+    this.#candidacy = null;
+    this.#role = 'master';
+    this.#masterId = this.#id;
+    this.#inFlight.clear();
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#pendingIds.clear();
+    this.#rounds = new LeaseRounds(this.#membership);
+    // Every promiser granted us a lease when it promised, after we sent the Prepares.
+    this.#leaseUntilMs = masterLeaseUntil({
+      sentAtMs: candidacy.sentAtMs,
+      leaseMs: this.#config.leaseMs,
+      maxDriftRate: this.#config.maxDriftRate,
+    });
+    this.#lastLeaseAckMs = now;
+    this.#startRound(now);
+    this.#nextHeartbeatMs = now + this.#config.heartbeatMs;
+    // Slots a promiser already knows chosen are not ours to propose: learn the reported values,
+    // fetch the rest by catch-up.
+    for (const [slot, report] of candidacy.reported) {
+      if (report.isChosen) this.#learnChosen(slot, report.value);
+    }
+    this.#log.advanceCommit();
+    const fetchedThrough = Math.max(candidacy.maxCommit, this.#log.commit);
+    let maxSlot = Math.max(fetchedThrough, this.#log.highestSlot);
+    for (const slot of candidacy.reported.keys()) if (slot > maxSlot) maxSlot = slot;
+    let reproposed = 0;
+    let filled = 0;
+    for (let slot = fetchedThrough + 1; slot <= maxSlot; slot++) {
+      if (this.#log.isChosen(slot)) continue;
+      const report = candidacy.reported.get(slot);
+      if (report === undefined) {
+        filled += 1;
+        this.#proposeAt(slot, { type: 'noop', stampMs: now });
+      } else {
+        reproposed += 1;
+        this.#proposeAt(slot, report.value);
+      }
+    }
+    this.#barrierSlot = maxSlot + 1;
+    this.#proposeAt(this.#barrierSlot, { type: 'noop', stampMs: now });
+    this.#nextSlot = this.#barrierSlot + 1;
+    this.#logger.info(
+      { replica: this.#id, ballot: formatBallot(this.#promised), reproposed, filled, barrierSlot: this.#barrierSlot },
+      'became master',
+    );
+    this.#maybeCatchUp(now);
+  }
+
+  #stepDown(reason: string): void {
+    const was = this.#role;
+    this.#role = 'follower';
+    this.#candidacy = null;
+    this.#masterId = null;
+    this.#inFlight.clear();
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#pendingIds.clear();
+    this.#leaseUntilMs = null;
+    this.#barrierSlot = Number.POSITIVE_INFINITY;
+    this.#resetElectionTimer(this.#nowMs, true);
+    this.#logger.info({ replica: this.#id, was, reason, ballot: formatBallot(this.#promised) }, 'stepped down');
+  }
+
+  #resetElectionTimer(now: number, redraw: boolean): void {
+    if (redraw) this.#jitterMs = this.#drawJitter();
+    this.#electionDeadlineMs = now + this.#config.electionTimeoutMs + this.#jitterMs;
+  }
+
+  #drawJitter(): number {
+    return this.#random.next() * this.#config.electionJitterMs;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Master (Phase 2, lease)
+
+  #tickMaster(now: number): void {
+    if (now - this.#lastLeaseAckMs > this.#config.electionTimeoutMs) {
+      // No majority has acked us for an election timeout: we are cut off; let others run.
+      this.#stepDown('lease not renewed');
+      return;
+    }
+    if (now < this.#nextHeartbeatMs) return;
+    this.#nextHeartbeatMs = now + this.#config.heartbeatMs;
+    const round = this.#startRound(now);
+    const ballot = this.#promised;
+    const commit = this.#log.commit;
+    for (const peer of this.#peers) this.#queueSend(peer, { type: 'heartbeat', ballot, commit, round });
+    // Retransmit Accepts that have not reached everyone (lost messages).
+    for (const [slot, proposal] of this.#inFlight) {
+      if (now - proposal.sentAtMs < this.#config.heartbeatMs) continue;
+      proposal.sentAtMs = now;
+      const accept: Message = { type: 'accept', ballot, slot, value: proposal.value, commit, round };
+      for (const peer of this.#peers) {
+        if (!this.#membership.hasVoted(proposal.votes, peer)) this.#sendEarly.push({ to: peer, message: accept });
+      }
+    }
+    this.#rounds.prune(now - this.#config.leaseMs);
+  }
+
+  #startRound(now: number): number {
+    // The master acks its own round: its acceptor grants itself the lease too.
+    this.#grant.grant(this.#id, now, this.#config.leaseMs);
+    return this.#rounds.start(now, this.#id);
+  }
+
+  #onAccepted(from: ReplicaId, message: Extract<Message, { type: 'accepted' }>): void {
+    if (this.#role !== 'master' || !isBallotEqual(message.ballot, this.#promised)) return;
+    this.#ackRound(from, message.round);
+    this.#vote(message.slot, from);
+  }
+
+  #onHeartbeatAck(from: ReplicaId, message: Extract<Message, { type: 'heartbeat-ack' }>): void {
+    this.#notePeerCommit(from, message.commit);
+    if (this.#role !== 'master' || !isBallotEqual(message.ballot, this.#promised)) return;
+    this.#ackRound(from, message.round);
+  }
+
+  #ackRound(from: ReplicaId, round: number): void {
+    const sentAtMs = this.#rounds.ack(round, from);
+    if (sentAtMs === null) return;
+    const until = masterLeaseUntil({ sentAtMs, leaseMs: this.#config.leaseMs, maxDriftRate: this.#config.maxDriftRate });
+    if (this.#leaseUntilMs === null || until > this.#leaseUntilMs) this.#leaseUntilMs = until;
+    this.#lastLeaseAckMs = this.#nowMs;
+  }
+
+  #vote(slot: number, from: ReplicaId): void {
+    const proposal = this.#inFlight.get(slot);
+    if (proposal === undefined) return;
+    proposal.votes = this.#membership.addVote(proposal.votes, from);
+    if (!this.#membership.isMajority(proposal.votes)) return;
+    if (this.#log.markChosen(slot, proposal.value)) this.#persistChosen.push({ slot, value: proposal.value });
+    this.#retire(slot, proposal);
+    this.#log.advanceCommit();
+  }
+
+  /** The proposal's slot is chosen: it leaves the window and its commands stop being pending. */
+  #retire(slot: number, proposal: Proposal): void {
+    this.#inFlight.delete(slot);
+    if (proposal.value.type === 'batch') {
+      for (const command of proposal.value.commands) this.#pendingIds.delete(commandKey(command));
+    }
+  }
+
+  /** Propose `value` at `slot` in our ballot: our own acceptance, then Accepts to every peer. */
+  #proposeAt(slot: number, value: SlotValue): void {
+    const ballot = this.#promised;
+    const isNew = this.#log.accept(slot, ballot, value);
+    assert(isNew, `master proposing at chosen slot ${slot}`);
+    this.#persistAccepted.push({ slot, ballot, value });
+    this.#inFlight.set(slot, { value, votes: 0, sentAtMs: this.#nowMs });
+    const accept: Message = { type: 'accept', ballot, slot, value, commit: this.#log.commit, round: this.#rounds.current };
+    for (const peer of this.#peers) this.#sendEarly.push({ to: peer, message: accept });
+  }
+
+  /** Turn queued commands into slot values while the window has room. */
+  #flushProposals(): void {
+    if (this.#role !== 'master') return;
+    const maxBatch = this.#config.maxBatchCommands;
+    while (this.#queueHead < this.#queue.length && this.#inFlight.size < this.#config.windowSlots) {
+      const end = Math.min(this.#queue.length, this.#queueHead + maxBatch);
+      const commands = this.#queue.slice(this.#queueHead, end);
+      this.#queueHead = end;
+      // A slot learned chosen from a peer (a newer master we have not heard from) is not ours.
+      while (this.#log.isChosen(this.#nextSlot)) this.#nextSlot += 1;
+      this.#proposeAt(this.#nextSlot, { type: 'batch', stampMs: this.#nowMs, commands });
+      this.#nextSlot += 1;
+    }
+    if (this.#queueHead === this.#queue.length && this.#queueHead > 0) {
+      this.#queue = [];
+      this.#queueHead = 0;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Output
+
+  /**
+   * An answer that acknowledges durable state (promise, accepted): it waits for the persist
+   * unless the planted bug sends it early.
+   */
+  #answer(to: ReplicaId, message: Message): void {
+    if (this.#config.bugs?.answerBeforePersist === true) this.#sendEarly.push({ to, message });
+    else this.#send.push({ to, message });
+  }
+
+  #queueSend(to: ReplicaId, message: Message): void {
+    this.#send.push({ to, message });
+  }
+
+  #observeTime(now: number): void {
+    assert(Number.isFinite(now), 'time is not a finite number');
+    if (now > this.#nowMs) this.#nowMs = now;
+  }
 }
