@@ -1,0 +1,519 @@
+// One replica process, wired (DESIGN.md, Running and testing; issue 4): the Multi-Paxos core
+// over the SQLite acceptor store (paxos.db) and the peer transport, the state machine over
+// state.db, and the client front end. Everything that arrives in one event-loop turn (peer
+// messages, client proposals, a tick) is fed to the core in ONE runTurn, so one fsync covers
+// the turn (group commit) and nothing is sent before it is on disk.
+//
+// Master duties live here too, because they need the process's clock: leases of client
+// sessions (session-table.ts), ExpireSession when one runs out, LockDelayEnd when a lock-delay
+// is over, and pushing events after their entry is applied. A replica that is not the master
+// answers clients with a redirect.
+//
+// The master acknowledges a write only after its entry is chosen and applied, and answers a
+// read only while canServeReads() holds (master, valid lease, own no-op applied).
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import {
+  decodeFrame,
+  encodeFrame,
+  ErrorCode,
+  type ClientFrame,
+  type CommandResult,
+  type Epoch,
+  type MachineCommand,
+  type MachineEvent,
+  type QueryResult,
+  type ReplicaStatus,
+  type ServerFrame,
+} from '@paxlock/shared';
+import { StateMachine } from '../machine/index.ts';
+import { formatBallot } from '../paxos/ballot.ts';
+import type { ChosenEntry, Command, Message } from '../paxos/messages.ts';
+import type { Config as PaxosConfig, Logger as CoreLogger } from '../paxos/ports.ts';
+import { Replica } from '../paxos/replica.ts';
+import type { Status } from '../paxos/ready.ts';
+import { validateMessage } from '../paxos/validate.ts';
+import { Front, type FrontConnection, type FrontHandler } from '../sessions/front.ts';
+import { SessionTable } from '../sessions/session-table.ts';
+import { SqliteStore } from '../storage/sqlite-store.ts';
+import { processClock, type Clock } from './clock.ts';
+import type { CellConfig, ReplicaAddress } from './config.ts';
+import { PeerTransport } from './peers.ts';
+import { runTurn, type TurnInput } from './turn.ts';
+
+export interface Timing {
+  /** Master lease (Paxos) in ms. */
+  readonly leaseMs: number;
+  readonly heartbeatMs: number;
+  readonly electionTimeoutMs: number;
+  readonly electionJitterMs: number;
+  readonly maxDriftRate: number;
+  /** How often the process ticks the core and the master duties. */
+  readonly tickMs: number;
+  /** A client request not applied within this long is answered with NO_QUORUM. */
+  readonly requestTimeoutMs: number;
+}
+
+export const DEFAULT_TIMING: Timing = {
+  leaseMs: 2_000,
+  heartbeatMs: 200,
+  electionTimeoutMs: 1_000,
+  electionJitterMs: 500,
+  maxDriftRate: 0.01,
+  tickMs: 20,
+  requestTimeoutMs: 5_000,
+};
+
+export interface NodeOptions {
+  readonly cell: CellConfig;
+  readonly id: number;
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly timing?: Partial<Timing>;
+  readonly clock?: Clock;
+  /** Most commands per slot; 1 turns batching off (benchmarks). */
+  readonly maxBatchCommands?: number;
+}
+
+interface PendingRequest {
+  readonly connection: FrontConnection;
+  readonly id: number;
+  readonly deadline: number;
+}
+
+interface PendingRead {
+  readonly connection: FrontConnection;
+  readonly frame: Extract<ClientFrame, { type: 'query' }>;
+  readonly deadline: number;
+}
+
+/** The core's Logger over pino: object first, constant message. */
+function coreLogger(log: Logger): CoreLogger {
+  return {
+    debug: (obj, msg) => log.debug(obj, msg),
+    info: (obj, msg) => log.info(obj, msg),
+    warn: (obj, msg) => log.warn(obj, msg),
+    error: (obj, msg) => log.error(obj, msg),
+  };
+}
+
+function commandKey(clientId: string, seq: number): string {
+  return `${clientId}#${seq}`;
+}
+
+export class ReplicaNode {
+  readonly #options: NodeOptions;
+  readonly #timing: Timing;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #self: ReplicaAddress;
+  readonly #store: SqliteStore;
+  readonly #stateDb: Database.Database;
+  readonly #machine: StateMachine;
+  readonly #replica: Replica;
+  readonly #peers: PeerTransport;
+  readonly #front: Front;
+  readonly #sessions = new SessionTable();
+  readonly #inputs: TurnInput[] = [];
+  readonly #pending = new Map<string, PendingRequest>();
+  readonly #reads: PendingRead[] = [];
+  /** Per-session event numbering and the connection each session's events go to. */
+  readonly #eventSeq = new Map<number, number>();
+  readonly #eventStream = new Map<number, FrontConnection>();
+  readonly #connections = new Set<FrontConnection>();
+  readonly #delaysInFlight = new Set<string>();
+  #isTurnScheduled = false;
+  #ticker: NodeJS.Timeout | null = null;
+  /** True once this replica, as master, has taken over the sessions and serves clients. */
+  #isServing = false;
+  #status: Status;
+  #createSeq = 0;
+  readonly #bootNonce: string;
+  #isStopped = false;
+
+  constructor(options: NodeOptions) {
+    this.#options = options;
+    this.#timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.#clock = options.clock ?? processClock;
+    this.#log = options.logger.child({ replica: options.id });
+    const self = options.cell.replicas.find((r) => r.id === options.id);
+    if (self === undefined) throw new Error(`replica ${options.id} is not in the cell configuration`);
+    this.#self = self;
+    this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
+
+    mkdirSync(options.dataDir, { recursive: true });
+    this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
+    this.#stateDb = new Database(join(options.dataDir, 'state.db'));
+    this.#stateDb.pragma('journal_mode = WAL');
+    // state.db may lose its last entries in a crash: it is replayed from paxos.db, whose log is
+    // never truncated above the applied index of a durable snapshot (DESIGN.md, Storage).
+    this.#stateDb.pragma('synchronous = NORMAL');
+    this.#machine = StateMachine.open(this.#stateDb, { cell: options.cell.cell });
+
+    const now = this.#clock.now();
+    const durable = this.#store.load();
+    const config: PaxosConfig = {
+      id: options.id,
+      replicas: options.cell.replicas.map((r) => r.id),
+      leaseMs: this.#timing.leaseMs,
+      maxDriftRate: this.#timing.maxDriftRate,
+      heartbeatMs: this.#timing.heartbeatMs,
+      electionTimeoutMs: this.#timing.electionTimeoutMs,
+      electionJitterMs: this.#timing.electionJitterMs,
+      windowSlots: 32,
+      maxBatchCommands: options.maxBatchCommands ?? 1024,
+      catchUpBatchSlots: 256,
+    };
+    this.#replica = new Replica({
+      config,
+      random: { next: () => Math.random() },
+      logger: coreLogger(this.#log.child({ component: 'paxos' })),
+      durable,
+      now,
+      applied: this.#machine.appliedIndex,
+    });
+    this.#status = this.#replica.status(now);
+    this.#log.info(
+      { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex },
+      'replica starting',
+    );
+
+    this.#peers = new PeerTransport({
+      cell: options.cell.cell,
+      self,
+      replicas: options.cell.replicas,
+      logger: this.#log,
+      validate: validateMessage,
+      onMessage: (from, message: Message) => {
+        this.#enqueue({ type: 'message', from, message });
+      },
+    });
+    const handler: FrontHandler = {
+      onFrame: (connection, frame) => {
+        this.#onClientFrame(connection, frame);
+      },
+      onClose: (connection) => {
+        this.#connections.delete(connection);
+        for (const [session, stream] of this.#eventStream) if (stream === connection) this.#eventStream.delete(session);
+      },
+    };
+    this.#front = new Front({ address: self.client, handler, logger: this.#log });
+  }
+
+  async start(): Promise<void> {
+    await this.#peers.start();
+    await this.#front.start();
+    this.#ticker = setInterval(() => {
+      this.#enqueue({ type: 'tick' });
+    }, this.#timing.tickMs);
+    this.#enqueue({ type: 'tick' });
+    this.#log.info({ peer: this.#self.peer, client: this.#self.client }, 'replica listening');
+  }
+
+  async stop(): Promise<void> {
+    if (this.#isStopped) return;
+    this.#isStopped = true;
+    if (this.#ticker !== null) clearInterval(this.#ticker);
+    await this.#front.close();
+    await this.#peers.close();
+    this.#store.close();
+    this.#stateDb.close();
+    this.#log.info({}, 'replica stopped');
+  }
+
+  status(): ReplicaStatus {
+    const now = this.#clock.now();
+    const status = this.#replica.status(now);
+    const master = status.masterId === null ? null : this.#addressOf(status.masterId);
+    return {
+      id: this.#options.id,
+      role: status.role,
+      epoch: status.ballot,
+      masterId: status.masterId,
+      master,
+      commit: status.commit,
+      applied: this.#machine.appliedIndex,
+      leaseRemainingMs: status.leaseUntil === null ? 0 : Math.max(0, status.leaseUntil - now),
+      digest: this.#machine.digest(),
+      digestSlot: this.#machine.appliedIndex,
+    };
+  }
+
+  // --- the turn ------------------------------------------------------------------------------
+
+  #enqueue(input: TurnInput): void {
+    if (this.#isStopped) return;
+    this.#inputs.push(input);
+    if (this.#isTurnScheduled) return;
+    this.#isTurnScheduled = true;
+    // setImmediate, not a microtask: every socket read already queued in this event-loop turn
+    // joins the same core turn, and so the same fsync.
+    setImmediate(() => {
+      this.#isTurnScheduled = false;
+      this.#turn();
+    });
+  }
+
+  #turn(): void {
+    if (this.#isStopped) return;
+    const inputs = this.#inputs.splice(0);
+    const now = this.#clock.now();
+    const proposals = inputs.filter((i): i is Extract<TurnInput, { type: 'propose' }> => i.type === 'propose');
+    const result = runTurn(
+      {
+        replica: this.#replica,
+        store: this.#store,
+        logger: coreLogger(this.#log),
+        validate: (raw) => raw as Message, // already validated by the peer transport
+        send: (envelope) => {
+          this.#peers.send(envelope);
+        },
+        apply: (entry) => {
+          this.#apply(entry, now);
+        },
+      },
+      inputs,
+      now,
+    );
+    result.proposals.forEach((outcome, i) => {
+      if (outcome.ok) return;
+      const command = proposals[i]?.command;
+      if (command === undefined) return;
+      const pending = this.#pending.get(commandKey(command.clientId, command.seq));
+      if (pending === undefined) return;
+      if (outcome.reason === 'duplicate') return; // the first copy's answer will serve both
+      this.#pending.delete(commandKey(command.clientId, command.seq));
+      this.#redirect(pending.connection, pending.id);
+    });
+    this.#afterTurn(now);
+  }
+
+  #afterTurn(now: number): void {
+    const status = this.#replica.status(now);
+    const wasMaster = this.#status.role === 'master';
+    this.#status = status;
+    if (status.role !== 'master' && wasMaster) this.#onStepDown();
+    if (status.role === 'master' && !this.#isServing && this.#replica.canServeReads(now)) this.#onMastership(now);
+    if (this.#isServing) this.#masterDuties(now);
+    this.#serveReads(now);
+    this.#expireRequests(now);
+  }
+
+  #onMastership(now: number): void {
+    this.#isServing = true;
+    const listed = this.#machine.query({ type: 'ListSessions' });
+    const sessions = listed.type === 'sessions' ? listed.sessions : [];
+    this.#sessions.onMastership(sessions.map((s) => ({ session: s.session, leaseMs: s.leaseMs })), now);
+    this.#log.info({ epoch: formatBallot(this.#status.ballot), sessions: sessions.length }, 'serving as master');
+    const epoch = this.#epoch();
+    for (const connection of this.#connections) connection.send({ type: 'master-failover', epoch });
+  }
+
+  #onStepDown(): void {
+    if (this.#isServing) this.#log.warn({ epoch: formatBallot(this.#status.ballot) }, 'no longer master');
+    this.#isServing = false;
+    this.#sessions.onStepDown();
+    this.#delaysInFlight.clear();
+    // Unanswered requests may or may not be chosen; the client retries them with the same
+    // (session, seq) at the new master, which answers from its record instead of re-applying.
+    for (const [key, pending] of this.#pending) {
+      this.#pending.delete(key);
+      this.#redirect(pending.connection, pending.id);
+    }
+    for (const read of this.#reads.splice(0)) this.#redirect(read.connection, read.frame.id);
+  }
+
+  #masterDuties(now: number): void {
+    for (const session of this.#sessions.takeExpired(now)) {
+      this.#log.info({ session }, 'session lease expired');
+      this.#proposeInternal({ type: 'ExpireSession', session }, `expire:${session}`, 1, now);
+    }
+    for (const delay of this.#machine.pendingLockDelays()) {
+      if (delay.endsMs > now) break;
+      if (this.#delaysInFlight.has(delay.path)) continue;
+      this.#delaysInFlight.add(delay.path);
+      this.#proposeInternal({ type: 'LockDelayEnd', path: delay.path }, `delay:${delay.path}`, delay.endsMs, now);
+    }
+  }
+
+  #proposeInternal(command: MachineCommand, clientId: string, seq: number, now: number): void {
+    const proposal: Command = { clientId, seq, payload: encodeFrame(command) };
+    const outcome = this.#replica.propose(proposal, now);
+    if (!outcome.ok && outcome.reason === 'not-master') this.#delaysInFlight.clear();
+    if (outcome.ok) this.#scheduleTurn();
+  }
+
+  #scheduleTurn(): void {
+    if (this.#isTurnScheduled) return;
+    this.#isTurnScheduled = true;
+    setImmediate(() => {
+      this.#isTurnScheduled = false;
+      this.#turn();
+    });
+  }
+
+  // --- applying chosen entries ---------------------------------------------------------------
+
+  #apply(entry: ChosenEntry, now: number): void {
+    const value = entry.value;
+    const commands = value.type === 'batch' ? value.commands : [];
+    const decoded = commands.map((c) => {
+      const frame = decodeFrame(c.payload);
+      return frame.ok ? frame.value : null;
+    });
+    const outcome = this.#machine.apply({ slot: entry.slot, stampMs: Math.floor(value.stampMs), commands: decoded });
+    commands.forEach((command, i) => {
+      const result = outcome.results[i];
+      if (result === undefined) return;
+      this.#onResult(command, decoded[i], result, entry.slot, now);
+    });
+    if (outcome.events.length > 0) this.#pushEvents(outcome.events);
+  }
+
+  #onResult(command: Command, decoded: unknown, result: CommandResult, slot: number, now: number): void {
+    const type = (decoded as { type?: unknown } | null)?.type;
+    if (this.#isServing) {
+      if (result.type === 'session-created') {
+        const leaseMs = (decoded as { leaseMs: number }).leaseMs;
+        this.#sessions.onCreated(result.session, leaseMs, now);
+      } else if (result.type === 'session-closed' || result.type === 'session-expired') {
+        const session = (decoded as { session: number }).session;
+        this.#sessions.onRemoved(session);
+        this.#eventSeq.delete(session);
+        this.#eventStream.delete(session);
+      } else if (type === 'ExpireSession' && result.type === 'error') {
+        this.#sessions.onRemoved((decoded as { session: number }).session);
+      }
+      if (type === 'LockDelayEnd') this.#delaysInFlight.delete((decoded as { path: string }).path);
+    }
+    const key = commandKey(command.clientId, command.seq);
+    const pending = this.#pending.get(key);
+    if (pending === undefined) return;
+    this.#pending.delete(key);
+    pending.connection.send({ type: 'result', id: pending.id, epoch: this.#epoch(), slot, result });
+  }
+
+  #pushEvents(events: readonly MachineEvent[]): void {
+    if (!this.#isServing) return;
+    const epoch = this.#epoch();
+    for (const event of events) {
+      const eventSeq = (this.#eventSeq.get(event.session) ?? 0) + 1;
+      this.#eventSeq.set(event.session, eventSeq);
+      // A session with no attached connection misses the event; its next KeepAlive reply says
+      // so (isEventGap), and the client re-reads.
+      this.#eventStream.get(event.session)?.send({ type: 'event', session: event.session, eventSeq, epoch, event });
+    }
+  }
+
+  // --- clients ---------------------------------------------------------------------------------
+
+  #onClientFrame(connection: FrontConnection, frame: ClientFrame): void {
+    this.#connections.add(connection);
+    const now = this.#clock.now();
+    switch (frame.type) {
+      case 'status':
+        connection.send({ type: 'status', id: frame.id, status: this.status() });
+        return;
+      case 'keep-alive': {
+        if (!this.#isServing) {
+          this.#redirect(connection, frame.id);
+          return;
+        }
+        const remaining = this.#sessions.keepAlive(frame.session, now);
+        if (remaining === null) {
+          connection.send({ type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${frame.session} has expired` });
+          return;
+        }
+        this.#eventStream.set(frame.session, connection);
+        const eventSeq = this.#eventSeq.get(frame.session) ?? 0;
+        connection.send({
+          type: 'keep-alive-ack',
+          id: frame.id,
+          epoch: this.#epoch(),
+          leaseRemainingMs: remaining,
+          eventSeq,
+          isEventGap: frame.eventSeqSeen !== eventSeq,
+        });
+        return;
+      }
+      case 'query':
+        if (!this.#isServing) {
+          this.#redirect(connection, frame.id);
+          return;
+        }
+        this.#reads.push({ connection, frame, deadline: now + this.#timing.requestTimeoutMs });
+        this.#serveReads(now);
+        return;
+      case 'command':
+        this.#onCommand(connection, frame, now);
+        return;
+    }
+  }
+
+  #onCommand(connection: FrontConnection, frame: Extract<ClientFrame, { type: 'command' }>, now: number): void {
+    if (!this.#isServing) {
+      this.#redirect(connection, frame.id);
+      return;
+    }
+    const command = frame.command;
+    let clientId: string;
+    let seq: number;
+    if (command.type === 'CreateSession') {
+      clientId = `create:${this.#bootNonce}`;
+      seq = ++this.#createSeq;
+    } else if ('seq' in command) {
+      if (!this.#sessions.has(command.session)) {
+        connection.send({ type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${command.session} has expired` });
+        return;
+      }
+      clientId = `session:${command.session}`;
+      seq = command.seq;
+    } else {
+      connection.send({ type: 'error', id: frame.id, code: ErrorCode.BAD_REQUEST, message: 'not a client command' });
+      return;
+    }
+    this.#pending.set(commandKey(clientId, seq), { connection, id: frame.id, deadline: now + this.#timing.requestTimeoutMs });
+    this.#enqueue({ type: 'propose', command: { clientId, seq, payload: encodeFrame(command) } });
+  }
+
+  #serveReads(now: number): void {
+    if (this.#reads.length === 0 || !this.#replica.canServeReads(now)) return;
+    const epoch = this.#epoch();
+    for (const read of this.#reads.splice(0)) {
+      const result: QueryResult = this.#machine.query(read.frame.query);
+      read.connection.send({ type: 'query-result', id: read.frame.id, epoch, slot: this.#machine.appliedIndex, result });
+    }
+  }
+
+  #expireRequests(now: number): void {
+    for (const [key, pending] of this.#pending) {
+      if (pending.deadline > now) continue;
+      this.#pending.delete(key);
+      pending.connection.send({ type: 'error', id: pending.id, code: ErrorCode.NO_QUORUM, message: 'no quorum: the write was not chosen in time; retry with the same seq' });
+    }
+    for (let i = this.#reads.length - 1; i >= 0; i--) {
+      const read = this.#reads[i];
+      if (read === undefined || read.deadline > now) continue;
+      this.#reads.splice(i, 1);
+      read.connection.send({ type: 'error', id: read.frame.id, code: ErrorCode.NO_QUORUM, message: 'no quorum: the master could not confirm its lease in time' });
+    }
+  }
+
+  #redirect(connection: FrontConnection, id: number): void {
+    const masterId = this.#status.masterId;
+    const master = masterId === null || masterId === this.#options.id ? null : this.#addressOf(masterId);
+    const frame: ServerFrame = { type: 'redirect', id, master, epoch: this.#epoch() };
+    connection.send(frame);
+  }
+
+  #addressOf(id: number): string | null {
+    return this.#options.cell.replicas.find((r) => r.id === id)?.client ?? null;
+  }
+
+  #epoch(): Epoch {
+    return this.#status.ballot;
+  }
+}
