@@ -10,5 +10,6 @@ export interface Clock {
 }
 
 export const processClock: Clock = {
-  now: () => performance.timeOrigin + performance.now(),
+  // Whole milliseconds: entry stamps are integers, and sub-ms precision buys the leases nothing.
+  now: () => Math.floor(performance.timeOrigin + performance.now()),
 };
