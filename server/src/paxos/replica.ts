@@ -120,7 +120,8 @@ export class Replica {
   #barrierSlot = Number.POSITIVE_INFINITY;
   #rounds: LeaseRounds;
   #leaseUntilMs: number | null = null;
-  #lastLeaseAckMs = 0;
+  /** When the lease last ran out (or mastership began, before the first lease). */
+  #leaseLapsedAtMs = 0;
   #nextHeartbeatMs = 0;
 
   // Learning and catch-up.
@@ -623,8 +624,13 @@ export class Replica {
 
   #candidacyDeadlineMs(): number {
     // Never run while we still owe another replica a lease, nor during the restart wait: our
-    // promise to ourselves would break either.
-    return Math.max(this.#electionDeadlineMs, this.#restartWaitUntilMs, this.#grant.heldByOtherUntil(this.#id));
+    // promise to ourselves would break either. (The planted bug skips the lease half, as it
+    // skips the lease check for every other promise.)
+    const owedUntil =
+      this.#config.bugs?.skipLeaseCheckInPrepare === true ? Number.NEGATIVE_INFINITY : this.#grant.heldByOtherUntil(this.#id);
+    // The jitter applies after a lease we owe runs out too: every follower's grant to a dead
+    // master ends at about the same instant, and without it they would all run at once.
+    return Math.max(this.#electionDeadlineMs, this.#restartWaitUntilMs, owedUntil + this.#jitterMs);
   }
 
   #startCandidacy(now: number): void {
@@ -635,7 +641,8 @@ export class Replica {
     this.#highestSeen = ballot;
     this.#role = 'candidate';
     this.#masterId = null;
-    this.#grant.grant(this.#id, now, this.#config.leaseMs);
+    // No lease grant to ourselves here: a failed candidacy must not block other candidates. The
+    // master grants itself the lease with each round it starts (#startRound).
     const slotFirst = this.#log.commit + 1;
     const candidacy: Candidacy = {
       ballot,
@@ -721,13 +728,10 @@ export class Replica {
     this.#queueHead = 0;
     this.#pendingIds.clear();
     this.#rounds = new LeaseRounds(this.#membership);
-    // Every promiser granted us a lease when it promised, after we sent the Prepares.
-    this.#leaseUntilMs = masterLeaseUntil({
-      sentAtMs: candidacy.sentAtMs,
-      leaseMs: this.#config.leaseMs,
-      maxDriftRate: this.#config.maxDriftRate,
-    });
-    this.#lastLeaseAckMs = now;
+    // The lease starts with the first round a majority acks (the Accepts of the no-ops below
+    // carry round 1). Reads need the ballot's no-op applied anyway, which takes the same acks.
+    this.#leaseUntilMs = null;
+    this.#leaseLapsedAtMs = now;
     this.#startRound(now);
     this.#nextHeartbeatMs = now + this.#config.heartbeatMs;
     // Slots a promiser already knows chosen are not ours to propose: learn the reported values,
@@ -790,8 +794,10 @@ export class Replica {
   // Master (Phase 2, lease)
 
   #tickMaster(now: number): void {
-    if (now - this.#lastLeaseAckMs > this.#config.electionTimeoutMs) {
-      // No majority has acked us for an election timeout: we are cut off; let others run.
+    // Without a lease we serve no reads but keep heartbeating to renew it; after an election
+    // timeout without renewal we are cut off from a majority: step down and let others run.
+    const lapsedAtMs = this.#leaseUntilMs ?? this.#leaseLapsedAtMs;
+    if (now - lapsedAtMs > this.#config.electionTimeoutMs) {
       this.#stepDown('lease not renewed');
       return;
     }
@@ -836,7 +842,6 @@ export class Replica {
     if (sentAtMs === null) return;
     const until = masterLeaseUntil({ sentAtMs, leaseMs: this.#config.leaseMs, maxDriftRate: this.#config.maxDriftRate });
     if (this.#leaseUntilMs === null || until > this.#leaseUntilMs) this.#leaseUntilMs = until;
-    this.#lastLeaseAckMs = this.#nowMs;
   }
 
   #vote(slot: number, from: ReplicaId): void {

@@ -291,3 +291,45 @@ export function appliedCommands(entries: readonly ChosenEntry[]): string[] {
 export function batchValue(stampMs: number, ...commands: Command[]): SlotValue {
   return { type: 'batch', stampMs, commands };
 }
+
+export interface SoloOptions {
+  readonly id?: ReplicaId;
+  readonly durable?: Partial<DurableState>;
+  readonly config?: Partial<Config>;
+  readonly bugs?: PlantedBugs;
+  readonly now?: number;
+  readonly applied?: number;
+}
+
+/** One Replica on its own, fed messages by hand. */
+export function solo(options: SoloOptions = {}): Replica {
+  const id = options.id ?? 2;
+  const base = testConfig(id, options.config);
+  return new Replica({
+    config: options.bugs === undefined ? base : { ...base, bugs: options.bugs },
+    random: seededRandom(id),
+    logger: silentLogger,
+    durable: { isFresh: true, promised: ZERO_BALLOT, entries: [], commit: 0, compactedBelow: 1, ...options.durable },
+    now: options.now ?? 0,
+    applied: options.applied ?? 0,
+  });
+}
+
+/** Take one Ready and advance it at `now` (as if the wiring executed it). */
+export function drain(replica: Replica, now: number): Ready {
+  const ready = replica.ready();
+  replica.advance(ready, now);
+  return ready;
+}
+
+/** Messages of one type in a list of envelopes. */
+export function ofType<T extends Message['type']>(
+  envelopes: readonly Envelope[],
+  type: T,
+): (Extract<Message, { type: T }> & { readonly to: ReplicaId })[] {
+  const out: (Extract<Message, { type: T }> & { readonly to: ReplicaId })[] = [];
+  for (const e of envelopes) {
+    if (e.message.type === type) out.push({ ...(e.message as Extract<Message, { type: T }>), to: e.to });
+  }
+  return out;
+}

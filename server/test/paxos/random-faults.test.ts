@@ -1,0 +1,17 @@
+// Proves the core keeps Paxos safety under random faults, without the full simulator (see
+// fault-run.ts for the fault mix and the checks), and that liveness returns once faults stop.
+import { describe, expect, it } from 'vitest';
+import { runSeed } from './fault-run.ts';
+
+describe('the core under random faults', () => {
+  it('keeps agreement, exactly-once and a single lease holder, and recovers liveness', () => {
+    let applied = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const outcome = runSeed(seed);
+      expect(outcome.violations, `seed ${seed}`).toEqual([]);
+      applied += outcome.applied;
+    }
+    expect(applied).toBeGreaterThan(1000);
+  });
+});
+
