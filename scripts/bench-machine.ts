@@ -71,7 +71,11 @@ function run(
   for (let done = 0; done < options.commandCount; done += options.perEntry) {
     const commands: unknown[] = [];
     for (let i = done; i < done + options.perEntry; i++) commands.push(options.make(i));
-    const { results } = bench.machine.apply({ slot: ++bench.slot, stampMs: 1_000 + bench.slot, commands });
+    const { results } = bench.machine.apply({
+      slot: ++bench.slot,
+      stampMs: 1_000 + bench.slot,
+      commands,
+    });
     for (const result of results) if (result.type === 'error') errors++;
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
@@ -95,7 +99,13 @@ for (const perEntry of [1, 100]) {
     name: 'SetContents 64 B',
     commandCount: count,
     perEntry,
-    make: (i) => ({ type: 'SetContents', session: 1, seq: ++bench.seq, handle: (i % FILES) + 1, contents: payload }),
+    make: (i) => ({
+      type: 'SetContents',
+      session: 1,
+      seq: ++bench.seq,
+      handle: (i % FILES) + 1,
+      contents: payload,
+    }),
   });
   bench.db.close();
 }
@@ -123,7 +133,12 @@ function time<T>(what: () => T): { value: T; ms: number } {
   return { value, ms: Number((Number(process.hrtime.bigint() - start) / 1e6).toFixed(1)) };
 }
 
-function openCommand(bench: Bench, path: string, directory: boolean, contents?: Uint8Array): unknown {
+function openCommand(
+  bench: Bench,
+  path: string,
+  directory: boolean,
+  contents?: Uint8Array,
+): unknown {
   return {
     type: 'Open',
     session: 1,
@@ -158,7 +173,8 @@ function openCommand(bench: Bench, path: string, directory: boolean, contents?: 
         commands.push({ type: 'Close', session: 1, seq: ++bench.seq, handle: nextHandle++ });
       }
       const { results } = bench.machine.apply({ slot: ++bench.slot, stampMs: 3, commands });
-      if (results.some((result) => result.type === 'error')) throw new Error('building the tree failed');
+      if (results.some((result) => result.type === 'error'))
+        throw new Error('building the tree failed');
     }
   });
   const digest = time(() => bench.machine.digest());

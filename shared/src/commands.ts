@@ -337,7 +337,8 @@ export interface ListLocks {
   readonly nowMs?: number;
 }
 
-export type Query = GetContentsAndStat | GetStat | ReadDir | CheckSequencer | ListSessions | ListLocks;
+export type Query =
+  GetContentsAndStat | GetStat | ReadDir | CheckSequencer | ListSessions | ListLocks;
 export type QueryType = Query['type'];
 
 export interface DirEntry {

@@ -20,7 +20,8 @@ export function componentError(component: string): string | undefined {
     return `component longer than ${LIMITS.componentMaxBytes} bytes`;
   }
   if (component === '.' || component === '..') return `component "${component}" is not allowed`;
-  if (!componentPattern.test(component)) return 'component has a character outside [A-Za-z0-9._+=@,-]';
+  if (!componentPattern.test(component))
+    return 'component has a character outside [A-Za-z0-9._+=@,-]';
   return undefined;
 }
 
@@ -33,7 +34,8 @@ export function pathError(path: string): string | undefined {
   if (path.length > LIMITS.pathMaxBytes) return `name longer than ${LIMITS.pathMaxBytes} bytes`;
   if (!path.startsWith(PREFIX)) return 'name does not start with /ls/';
   const parts = path.slice(PREFIX.length).split('/');
-  if (parts.length - 1 > LIMITS.pathDepthMax) return `name deeper than ${LIMITS.pathDepthMax} below the cell`;
+  if (parts.length - 1 > LIMITS.pathDepthMax)
+    return `name deeper than ${LIMITS.pathDepthMax} below the cell`;
   for (const part of parts) {
     const error = componentError(part);
     if (error !== undefined) return error;
@@ -92,5 +94,7 @@ export function joinPath(parent: string, component: string): string {
 
 /** True if `ancestor` is a proper ancestor of `path` (both valid names). */
 export function isAncestor(ancestor: string, path: string): boolean {
-  return path.length > ancestor.length && path.startsWith(ancestor) && path[ancestor.length] === '/';
+  return (
+    path.length > ancestor.length && path.startsWith(ancestor) && path[ancestor.length] === '/'
+  );
 }

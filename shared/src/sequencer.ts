@@ -41,11 +41,13 @@ export function parseSequencer(text: string): Sequencer | undefined {
   const parts = text.split(':');
   if (parts.length < 5 || parts[0] !== VERSION) return undefined;
   const modeText = parts[1];
-  const mode: LockMode | undefined = modeText === 'x' ? 'exclusive' : modeText === 's' ? 'shared' : undefined;
+  const mode: LockMode | undefined =
+    modeText === 'x' ? 'exclusive' : modeText === 's' ? 'shared' : undefined;
   const lockGeneration = parseCount(parts[2]);
   const instance = parseCount(parts[3]);
   const path = parts.slice(4).join(':');
-  if (mode === undefined || lockGeneration === undefined || instance === undefined) return undefined;
+  if (mode === undefined || lockGeneration === undefined || instance === undefined)
+    return undefined;
   if (!isValidPath(path)) return undefined;
   return { path, mode, lockGeneration, instance };
 }

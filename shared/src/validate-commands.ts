@@ -15,7 +15,9 @@ export interface ValidationError {
   readonly message: string;
 }
 
-export function isValidationError(value: MachineCommand | Query | ValidationError): value is ValidationError {
+export function isValidationError(
+  value: MachineCommand | Query | ValidationError,
+): value is ValidationError {
   return 'error' in value;
 }
 
@@ -32,7 +34,12 @@ class Invalid extends Error {
 type Fields = Readonly<Record<string, unknown>>;
 
 function fields(value: unknown, allowed: readonly string[]): Fields {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    value instanceof Uint8Array
+  ) {
     throw new Invalid(ErrorCode.BAD_REQUEST, 'not an object');
   }
   const record = value as Fields;
@@ -60,13 +67,15 @@ function integerIn(record: Fields, key: string, min: number, max: number): numbe
 
 function bool(record: Fields, key: string): boolean {
   const value = record[key];
-  if (typeof value !== 'boolean') throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be a boolean`);
+  if (typeof value !== 'boolean')
+    throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be a boolean`);
   return value;
 }
 
 function path(record: Fields, key: string): string {
   const value = record[key];
-  if (typeof value !== 'string') throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be a string`);
+  if (typeof value !== 'string')
+    throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be a string`);
   const error = pathError(value);
   if (error !== undefined) throw new Invalid(ErrorCode.BAD_PATH, `${key}: ${error}`);
   return value;
@@ -74,9 +83,13 @@ function path(record: Fields, key: string): string {
 
 function contents(record: Fields, key: string): Uint8Array {
   const value = record[key];
-  if (!(value instanceof Uint8Array)) throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be bytes`);
+  if (!(value instanceof Uint8Array))
+    throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be bytes`);
   if (value.length > LIMITS.fileContentsMaxBytes) {
-    throw new Invalid(ErrorCode.TOO_LARGE, `${key} is ${value.length} bytes, over ${LIMITS.fileContentsMaxBytes}`);
+    throw new Invalid(
+      ErrorCode.TOO_LARGE,
+      `${key} is ${value.length} bytes, over ${LIMITS.fileContentsMaxBytes}`,
+    );
   }
   return value;
 }
@@ -84,13 +97,15 @@ function contents(record: Fields, key: string): Uint8Array {
 function oneOf<T extends string>(record: Fields, key: string, options: readonly T[]): T {
   const value = record[key];
   const match = options.find((option) => option === value);
-  if (match === undefined) throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be one of ${options.join(', ')}`);
+  if (match === undefined)
+    throw new Invalid(ErrorCode.BAD_REQUEST, `${key} must be one of ${options.join(', ')}`);
   return match;
 }
 
 function aclName(record: Fields, key: string): string {
   const value = record[key];
-  if (typeof value !== 'string') throw new Invalid(ErrorCode.BAD_REQUEST, `acl.${key} must be a string`);
+  if (typeof value !== 'string')
+    throw new Invalid(ErrorCode.BAD_REQUEST, `acl.${key} must be a string`);
   if (value !== '') {
     const error = componentError(value);
     if (error !== undefined) throw new Invalid(ErrorCode.BAD_REQUEST, `acl.${key}: ${error}`);
@@ -100,7 +115,11 @@ function aclName(record: Fields, key: string): string {
 
 function acl(record: Fields, key: string): Acl {
   const inner = fields(record[key], ['read', 'write', 'changeAcl']);
-  return { read: aclName(inner, 'read'), write: aclName(inner, 'write'), changeAcl: aclName(inner, 'changeAcl') };
+  return {
+    read: aclName(inner, 'read'),
+    write: aclName(inner, 'write'),
+    changeAcl: aclName(inner, 'changeAcl'),
+  };
 }
 
 const createPolicies: readonly CreatePolicy[] = ['never', 'may', 'must'];
@@ -118,9 +137,13 @@ function commandOf(value: unknown): MachineCommand {
     case 'CreateSession': {
       const r = fields(value, ['type', 'clientName', 'leaseMs']);
       const clientName = r['clientName'];
-      if (typeof clientName !== 'string') throw new Invalid(ErrorCode.BAD_REQUEST, 'clientName must be a string');
+      if (typeof clientName !== 'string')
+        throw new Invalid(ErrorCode.BAD_REQUEST, 'clientName must be a string');
       if (clientName.length > LIMITS.clientNameMaxChars) {
-        throw new Invalid(ErrorCode.TOO_LARGE, `clientName longer than ${LIMITS.clientNameMaxChars}`);
+        throw new Invalid(
+          ErrorCode.TOO_LARGE,
+          `clientName longer than ${LIMITS.clientNameMaxChars}`,
+        );
       }
       const leaseMs = integerIn(r, 'leaseMs', LIMITS.sessionLeaseMinMs, LIMITS.sessionLeaseMaxMs);
       return { type, clientName, leaseMs };
@@ -180,7 +203,13 @@ function commandOf(value: unknown): MachineCommand {
     }
     case 'SetACL': {
       const r = fields(value, [...handleFields, 'acl']);
-      return { type, session: id(r, 'session'), seq: id(r, 'seq'), handle: id(r, 'handle'), acl: acl(r, 'acl') };
+      return {
+        type,
+        session: id(r, 'session'),
+        seq: id(r, 'seq'),
+        handle: id(r, 'handle'),
+        acl: acl(r, 'acl'),
+      };
     }
     case 'Acquire': {
       const r = fields(value, [...handleFields, 'mode', 'wait']);
@@ -215,7 +244,10 @@ function queryOf(value: unknown): Query {
       const r = fields(value, ['type', 'sequencer']);
       const sequencer = r['sequencer'];
       if (typeof sequencer !== 'string' || sequencer.length > LIMITS.sequencerMaxBytes) {
-        throw new Invalid(ErrorCode.BAD_REQUEST, `sequencer must be a string of at most ${LIMITS.sequencerMaxBytes}`);
+        throw new Invalid(
+          ErrorCode.BAD_REQUEST,
+          `sequencer must be a string of at most ${LIMITS.sequencerMaxBytes}`,
+        );
       }
       return { type, sequencer };
     }

@@ -52,7 +52,9 @@ describe('paths', () => {
 
   test('rejects over-long components, names and depths', () => {
     expect(pathError(`/ls/c/${'a'.repeat(LIMITS.componentMaxBytes)}`)).toBeUndefined();
-    expect(pathError(`/ls/c/${'a'.repeat(LIMITS.componentMaxBytes + 1)}`)).toContain('component longer');
+    expect(pathError(`/ls/c/${'a'.repeat(LIMITS.componentMaxBytes + 1)}`)).toContain(
+      'component longer',
+    );
     expect(pathError(`/ls/c/${'a/'.repeat(600)}a`)).toContain('name longer');
     expect(pathError(`/ls/c${'/a'.repeat(LIMITS.pathDepthMax)}`)).toBeUndefined();
     expect(pathError(`/ls/c${'/a'.repeat(LIMITS.pathDepthMax + 1)}`)).toContain('deeper');

@@ -4,7 +4,9 @@ import { describe, expect, test } from 'vitest';
 import { encodeSequencer, parseSequencer, type Sequencer } from '../src/index.ts';
 
 const sequencer: fc.Arbitrary<Sequencer> = fc.record({
-  path: fc.array(fc.stringMatching(/^[a-z0-9_-]{1,8}$/), { minLength: 1, maxLength: 5 }).map((p) => `/ls/${p.join('/')}`),
+  path: fc
+    .array(fc.stringMatching(/^[a-z0-9_-]{1,8}$/), { minLength: 1, maxLength: 5 })
+    .map((p) => `/ls/${p.join('/')}`),
   mode: fc.constantFrom('exclusive' as const, 'shared' as const),
   lockGeneration: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   instance: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
@@ -12,9 +14,19 @@ const sequencer: fc.Arbitrary<Sequencer> = fc.record({
 
 describe('sequencer', () => {
   test('encodes path, mode, generation and instance', () => {
-    const text = encodeSequencer({ path: '/ls/c/lock', mode: 'shared', lockGeneration: 7, instance: 3 });
+    const text = encodeSequencer({
+      path: '/ls/c/lock',
+      mode: 'shared',
+      lockGeneration: 7,
+      instance: 3,
+    });
     expect(text).toBe('S1:s:7:3:/ls/c/lock');
-    expect(parseSequencer(text)).toEqual({ path: '/ls/c/lock', mode: 'shared', lockGeneration: 7, instance: 3 });
+    expect(parseSequencer(text)).toEqual({
+      path: '/ls/c/lock',
+      mode: 'shared',
+      lockGeneration: 7,
+      instance: 3,
+    });
   });
 
   test('property: parse(encode(s)) equals s, and encode(parse(text)) equals text', () => {

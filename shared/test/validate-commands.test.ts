@@ -33,9 +33,22 @@ const good: unknown[] = [
   { ...open, contents: new Uint8Array([1]) },
   { type: 'Close', session: 1, seq: 1, handle: 1 },
   { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: new Uint8Array(3) },
-  { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: new Uint8Array(3), ifGeneration: 4 },
+  {
+    type: 'SetContents',
+    session: 1,
+    seq: 1,
+    handle: 1,
+    contents: new Uint8Array(3),
+    ifGeneration: 4,
+  },
   { type: 'Delete', session: 1, seq: 1, handle: 1 },
-  { type: 'SetACL', session: 1, seq: 1, handle: 1, acl: { read: 'r', write: '', changeAcl: 'admins' } },
+  {
+    type: 'SetACL',
+    session: 1,
+    seq: 1,
+    handle: 1,
+    acl: { read: 'r', write: '', changeAcl: 'admins' },
+  },
   { type: 'Acquire', session: 1, seq: 1, handle: 1, mode: 'shared', wait: true },
   { type: 'Release', session: 1, seq: 1, handle: 1 },
   { type: 'CancelWait', session: 1, seq: 1, handle: 1 },
@@ -48,9 +61,12 @@ function codeOf(value: unknown): string | undefined {
 }
 
 describe('validateCommand', () => {
-  test.each(good.map((command) => [(command as { type: string }).type, command]))('accepts %s', (_type, command) => {
-    expect(validateCommand(command)).toEqual(command);
-  });
+  test.each(good.map((command) => [(command as { type: string }).type, command]))(
+    'accepts %s',
+    (_type, command) => {
+      expect(validateCommand(command)).toEqual(command);
+    },
+  );
 
   test.each([
     ['null', null, ErrorCode.BAD_REQUEST],
@@ -61,32 +77,86 @@ describe('validateCommand', () => {
     ['an unknown field', { ...open, extra: 1 }, ErrorCode.BAD_REQUEST],
     ['a string session', { ...open, session: '1' }, ErrorCode.BAD_REQUEST],
     ['a zero seq', { ...open, seq: 0 }, ErrorCode.BAD_REQUEST],
-    ['a fractional handle', { type: 'Close', session: 1, seq: 1, handle: 1.5 }, ErrorCode.BAD_REQUEST],
+    [
+      'a fractional handle',
+      { type: 'Close', session: 1, seq: 1, handle: 1.5 },
+      ErrorCode.BAD_REQUEST,
+    ],
     ['an unsafe integer', { ...open, seq: 2 ** 60 }, ErrorCode.BAD_REQUEST],
     ['a bad create policy', { ...open, create: 'maybe' }, ErrorCode.BAD_REQUEST],
     ['a string boolean', { ...open, ephemeral: 'yes' }, ErrorCode.BAD_REQUEST],
     ['an unknown mask bit', { ...open, eventMask: 64 }, ErrorCode.BAD_REQUEST],
-    ['a lock-delay over the cap', { ...open, lockDelayMs: LIMITS.lockDelayMaxMs + 1 }, ErrorCode.BAD_REQUEST],
-    ['contents for a directory', { ...open, directory: true, contents: new Uint8Array(1) }, ErrorCode.BAD_REQUEST],
+    [
+      'a lock-delay over the cap',
+      { ...open, lockDelayMs: LIMITS.lockDelayMaxMs + 1 },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'contents for a directory',
+      { ...open, directory: true, contents: new Uint8Array(1) },
+      ErrorCode.BAD_REQUEST,
+    ],
     ['a malformed path', { ...open, path: '/ls/c/../x' }, ErrorCode.BAD_PATH],
-    ['a huge path', { ...open, path: `/ls/c/${'a/'.repeat(LIMITS.pathMaxBytes)}a` }, ErrorCode.BAD_PATH],
+    [
+      'a huge path',
+      { ...open, path: `/ls/c/${'a/'.repeat(LIMITS.pathMaxBytes)}a` },
+      ErrorCode.BAD_PATH,
+    ],
     ['a non-string path', { ...open, path: 7 }, ErrorCode.BAD_REQUEST],
     [
       'contents over 256 KiB',
-      { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: new Uint8Array(LIMITS.fileContentsMaxBytes + 1) },
+      {
+        type: 'SetContents',
+        session: 1,
+        seq: 1,
+        handle: 1,
+        contents: new Uint8Array(LIMITS.fileContentsMaxBytes + 1),
+      },
       ErrorCode.TOO_LARGE,
     ],
-    ['contents as a string', { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: 'abc' }, ErrorCode.BAD_REQUEST],
-    ['a bad lock mode', { type: 'Acquire', session: 1, seq: 1, handle: 1, mode: 'read', wait: true }, ErrorCode.BAD_REQUEST],
-    ['a bad ACL name', { type: 'SetACL', session: 1, seq: 1, handle: 1, acl: { read: 'a/b', write: '', changeAcl: '' } }, ErrorCode.BAD_REQUEST],
-    ['a short lease', { type: 'CreateSession', clientName: 'x', leaseMs: 1 }, ErrorCode.BAD_REQUEST],
-    ['a huge client name', { type: 'CreateSession', clientName: 'x'.repeat(10_000), leaseMs: 12_000 }, ErrorCode.TOO_LARGE],
+    [
+      'contents as a string',
+      { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: 'abc' },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a bad lock mode',
+      { type: 'Acquire', session: 1, seq: 1, handle: 1, mode: 'read', wait: true },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a bad ACL name',
+      {
+        type: 'SetACL',
+        session: 1,
+        seq: 1,
+        handle: 1,
+        acl: { read: 'a/b', write: '', changeAcl: '' },
+      },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a short lease',
+      { type: 'CreateSession', clientName: 'x', leaseMs: 1 },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a huge client name',
+      { type: 'CreateSession', clientName: 'x'.repeat(10_000), leaseMs: 12_000 },
+      ErrorCode.TOO_LARGE,
+    ],
   ])('rejects %s', (_what, value, code) => {
     expect(codeOf(value)).toBe(code);
   });
 
   test('accepts exactly 256 KiB of contents', () => {
-    const command = { type: 'SetContents', session: 1, seq: 1, handle: 1, contents: new Uint8Array(LIMITS.fileContentsMaxBytes) };
+    const command = {
+      type: 'SetContents',
+      session: 1,
+      seq: 1,
+      handle: 1,
+      contents: new Uint8Array(LIMITS.fileContentsMaxBytes),
+    };
     expect(codeOf(command)).toBeUndefined();
   });
 
@@ -127,7 +197,9 @@ describe('validateQuery', () => {
   test('rejects malformed queries', () => {
     expect(validateQuery({ type: 'GetStat', session: 1 })).toMatchObject({ error: 'BAD_REQUEST' });
     expect(validateQuery({ type: 'ListLocks', path: '/x' })).toMatchObject({ error: 'BAD_PATH' });
-    expect(validateQuery({ type: 'CheckSequencer', sequencer: 5 })).toMatchObject({ error: 'BAD_REQUEST' });
+    expect(validateQuery({ type: 'CheckSequencer', sequencer: 5 })).toMatchObject({
+      error: 'BAD_REQUEST',
+    });
     expect(validateQuery('ListSessions')).toMatchObject({ error: 'BAD_REQUEST' });
   });
 });

@@ -48,16 +48,24 @@ export function nodeStat(row: NodeRow): NodeStat {
 /** The session's own handle, live or dead; BAD_HANDLE if absent or another session's. */
 export function ownHandle(t: Tables, session: number, handleId: number): HandleRow {
   const handle = t.handle(handleId);
-  if (handle?.session !== session) fail(ErrorCode.BAD_HANDLE, `handle ${handleId} is not open in session ${session}`);
+  if (handle?.session !== session)
+    fail(ErrorCode.BAD_HANDLE, `handle ${handleId} is not open in session ${session}`);
   return handle;
 }
 
 /** The session's own handle and its node; BAD_HANDLE if the node was deleted or re-created. */
-export function liveHandle(t: Tables, session: number, handleId: number): { handle: HandleRow; node: NodeRow } {
+export function liveHandle(
+  t: Tables,
+  session: number,
+  handleId: number,
+): { handle: HandleRow; node: NodeRow } {
   const handle = ownHandle(t, session, handleId);
   const node = t.node(handle.path);
   if (node?.instance !== handle.instance) {
-    fail(ErrorCode.BAD_HANDLE, `handle ${handleId}: ${handle.path} instance ${handle.instance} no longer exists`);
+    fail(
+      ErrorCode.BAD_HANDLE,
+      `handle ${handleId}: ${handle.path} instance ${handle.instance} no longer exists`,
+    );
   }
   return { handle, node };
 }
@@ -72,6 +80,12 @@ export function notifyParent(
 ): void {
   const child = basename(childPath);
   for (const watcher of ctx.t.watchers(parent.path, parent.instance, bit, 0)) {
-    ctx.events.push({ type, session: watcher.session, handle: watcher.id, path: parent.path, child });
+    ctx.events.push({
+      type,
+      session: watcher.session,
+      handle: watcher.id,
+      path: parent.path,
+      child,
+    });
   }
 }

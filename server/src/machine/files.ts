@@ -8,7 +8,15 @@
 // closes, an ephemeral directory when it has no live handle and no children. Removal cascades to
 // an ephemeral parent that this leaves empty and unopened.
 
-import { checksum64, EMPTY_CHECKSUM, ErrorCode, EventMask, LIMITS, parentOf, parsePath } from '@paxlock/shared';
+import {
+  checksum64,
+  EMPTY_CHECKSUM,
+  ErrorCode,
+  EventMask,
+  LIMITS,
+  parentOf,
+  parsePath,
+} from '@paxlock/shared';
 import type { AclSet, ContentsSet, Open, Opened, SetACL, SetContents } from '@paxlock/shared';
 import { assert } from '@paxlock/shared';
 import { fail, liveHandle, nodeStat, notifyParent, ownHandle, type Context } from './context.ts';
@@ -25,9 +33,13 @@ function parentNode(ctx: Context, node: NodeRow): NodeRow {
 }
 
 export function open(ctx: Context, command: Open): Opened {
-  if (parsePath(command.path)?.cell !== ctx.cell) fail(ErrorCode.BAD_PATH, `${command.path} is not in cell ${ctx.cell}`);
+  if (parsePath(command.path)?.cell !== ctx.cell)
+    fail(ErrorCode.BAD_PATH, `${command.path} is not in cell ${ctx.cell}`);
   if (ctx.t.handleCount(command.session) >= LIMITS.handlesPerSessionMax) {
-    fail(ErrorCode.TOO_MANY, `session ${command.session} has ${LIMITS.handlesPerSessionMax} handles open`);
+    fail(
+      ErrorCode.TOO_MANY,
+      `session ${command.session} has ${LIMITS.handlesPerSessionMax} handles open`,
+    );
   }
   let node = ctx.t.node(command.path);
   const created = node === undefined;
@@ -37,8 +49,10 @@ export function open(ctx: Context, command: Open): Opened {
     if (command.create === 'never') fail(ErrorCode.NOT_FOUND, `${command.path} does not exist`);
     node = createNode(ctx, command);
   }
-  if (command.directory && node.is_directory === 0) fail(ErrorCode.NOT_A_DIRECTORY, `${command.path} is a file`);
-  if (!command.directory && node.is_directory === 1) fail(ErrorCode.IS_A_DIRECTORY, `${command.path} is a directory`);
+  if (command.directory && node.is_directory === 0)
+    fail(ErrorCode.NOT_A_DIRECTORY, `${command.path} is a file`);
+  if (!command.directory && node.is_directory === 1)
+    fail(ErrorCode.IS_A_DIRECTORY, `${command.path} is a directory`);
   const handle: HandleRow = {
     id: ctx.t.nextId('next_handle'),
     session: command.session,
@@ -82,12 +96,20 @@ export function setContents(ctx: Context, command: SetContents): ContentsSet {
   const { handle, node } = liveHandle(ctx.t, command.session, command.handle);
   if (node.is_directory === 1) fail(ErrorCode.IS_A_DIRECTORY, `${node.path} is a directory`);
   if (command.ifGeneration !== undefined && command.ifGeneration !== node.content_generation) {
-    fail(ErrorCode.CAS_MISMATCH, `${node.path} is at generation ${node.content_generation}, not ${command.ifGeneration}`);
+    fail(
+      ErrorCode.CAS_MISMATCH,
+      `${node.path} is at generation ${node.content_generation}, not ${command.ifGeneration}`,
+    );
   }
   const checksum = checksum64(command.contents);
   ctx.t.setContents(node.path, command.contents, checksum, ctx.nowMs);
   const contentGeneration = node.content_generation + 1;
-  for (const watcher of ctx.t.watchers(node.path, node.instance, EventMask.contentsModified, handle.id)) {
+  for (const watcher of ctx.t.watchers(
+    node.path,
+    node.instance,
+    EventMask.contentsModified,
+    handle.id,
+  )) {
     ctx.events.push({
       type: 'contents-modified',
       session: watcher.session,
@@ -109,8 +131,10 @@ export function setAcl(ctx: Context, command: SetACL): AclSet {
 /** Delete through a handle: the node must not be the cell root nor a non-empty directory. */
 export function deleteThroughHandle(ctx: Context, session: number, handleId: number): void {
   const { handle, node } = liveHandle(ctx.t, session, handleId);
-  if (node.parent === null) fail(ErrorCode.BAD_REQUEST, `the cell root ${node.path} cannot be deleted`);
-  if (node.is_directory === 1 && ctx.t.hasChild(node.path)) fail(ErrorCode.NOT_EMPTY, `${node.path} has children`);
+  if (node.parent === null)
+    fail(ErrorCode.BAD_REQUEST, `the cell root ${node.path} cannot be deleted`);
+  if (node.is_directory === 1 && ctx.t.hasChild(node.path))
+    fail(ErrorCode.NOT_EMPTY, `${node.path} has children`);
   removeNode(ctx, node, handle.id);
 }
 
@@ -122,7 +146,12 @@ export function deleteThroughHandle(ctx: Context, session: number, handleId: num
 function removeNode(ctx: Context, node: NodeRow, byHandle: number): void {
   for (const other of ctx.t.liveHandles(node.path, node.instance)) {
     if (other.id === byHandle) continue;
-    ctx.events.push({ type: 'handle-invalid', session: other.session, handle: other.id, path: node.path });
+    ctx.events.push({
+      type: 'handle-invalid',
+      session: other.session,
+      handle: other.id,
+      path: node.path,
+    });
   }
   dropLockOfDeletedNode(ctx, node.path, byHandle);
   const parent = parentNode(ctx, node);

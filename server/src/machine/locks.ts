@@ -13,7 +13,14 @@
 // the master issues when pendingLockDelays() says a delay is due.
 
 import { encodeSequencer, ErrorCode, EventMask } from '@paxlock/shared';
-import type { Acquire, Acquired, LockDelayEnd, LockDelayEnded, LockMode, Queued } from '@paxlock/shared';
+import type {
+  Acquire,
+  Acquired,
+  LockDelayEnd,
+  LockDelayEnded,
+  LockMode,
+  Queued,
+} from '@paxlock/shared';
 import { fail, liveHandle, type Context } from './context.ts';
 import type { HandleRow, HolderRow, NodeRow } from './tables.ts';
 
@@ -28,11 +35,34 @@ function conflicts(mode: LockMode, holders: readonly HolderRow[]): boolean {
 }
 
 /** Makes a handle a holder and tells the node's other subscribed handles. Returns the sequencer. */
-function grant(ctx: Context, node: NodeRow, handle: { id: number; session: number }, mode: LockMode, wasFree: boolean): string {
+function grant(
+  ctx: Context,
+  node: NodeRow,
+  handle: { id: number; session: number },
+  mode: LockMode,
+  wasFree: boolean,
+): string {
   const lockGeneration = wasFree ? ctx.t.bumpLockGeneration(node.path) : node.lock_generation;
-  ctx.t.insertHolder({ handle: handle.id, path: node.path, session: handle.session, mode, since_ms: ctx.nowMs });
-  for (const watcher of ctx.t.watchers(node.path, node.instance, EventMask.lockAcquired, handle.id)) {
-    ctx.events.push({ type: 'lock-acquired', session: watcher.session, handle: watcher.id, path: node.path, mode });
+  ctx.t.insertHolder({
+    handle: handle.id,
+    path: node.path,
+    session: handle.session,
+    mode,
+    since_ms: ctx.nowMs,
+  });
+  for (const watcher of ctx.t.watchers(
+    node.path,
+    node.instance,
+    EventMask.lockAcquired,
+    handle.id,
+  )) {
+    ctx.events.push({
+      type: 'lock-acquired',
+      session: watcher.session,
+      handle: watcher.id,
+      path: node.path,
+      mode,
+    });
   }
   return encodeSequencer({ path: node.path, mode, lockGeneration, instance: node.instance });
 }
@@ -55,7 +85,13 @@ export function grantWaiters(ctx: Context, path: string): number {
   for (const waiter of waiters) {
     if (hasExclusive || (waiter.mode === 'exclusive' && holderCount > 0)) break;
     ctx.t.deleteWaiter(waiter.handle);
-    const sequencer = grant(ctx, node, { id: waiter.handle, session: waiter.session }, waiter.mode, holderCount === 0);
+    const sequencer = grant(
+      ctx,
+      node,
+      { id: waiter.handle, session: waiter.session },
+      waiter.mode,
+      holderCount === 0,
+    );
     // The grant may have bumped the lock generation; later grants in this loop join that tenure.
     if (holderCount === 0) node = { ...node, lock_generation: node.lock_generation + 1 };
     ctx.events.push({
@@ -76,7 +112,10 @@ export function grantWaiters(ctx: Context, path: string): number {
 export function acquire(ctx: Context, command: Acquire): Acquired | Queued {
   const { handle, node } = liveHandle(ctx.t, command.session, command.handle);
   if (ctx.t.holder(handle.id) !== undefined || ctx.t.waiter(handle.id) !== undefined) {
-    fail(ErrorCode.LOCK_ALREADY_OWNED, `handle ${handle.id} already holds or waits for ${node.path}`);
+    fail(
+      ErrorCode.LOCK_ALREADY_OWNED,
+      `handle ${handle.id} already holds or waits for ${node.path}`,
+    );
   }
   const holders = ctx.t.holders(node.path);
   const isConflicting = conflicts(command.mode, holders);
@@ -87,7 +126,8 @@ export function acquire(ctx: Context, command: Acquire): Acquired | Queued {
     return { type: 'acquired', sequencer };
   }
   if (!command.wait) {
-    if (isConflicting || isQueueBusy) fail(ErrorCode.LOCK_HELD, `${node.path} is held or has waiters`);
+    if (isConflicting || isQueueBusy)
+      fail(ErrorCode.LOCK_HELD, `${node.path} is held or has waiters`);
     fail(ErrorCode.LOCK_DELAYED, `${node.path} is in lock-delay`);
   }
   ctx.t.insertWaiter({
@@ -103,7 +143,11 @@ export function acquire(ctx: Context, command: Acquire): Acquired | Queued {
     // holder that caches a lock give it up). Only subscribed holders; in handle order.
     for (const holder of holders) {
       const holderHandle = ctx.t.handle(holder.handle);
-      if (holderHandle === undefined || (holderHandle.event_mask & EventMask.conflictingLockRequest) === 0) continue;
+      if (
+        holderHandle === undefined ||
+        (holderHandle.event_mask & EventMask.conflictingLockRequest) === 0
+      )
+        continue;
       ctx.events.push({
         type: 'conflicting-lock-request',
         session: holder.session,
@@ -125,7 +169,8 @@ export function dropHandleLock(ctx: Context, handle: HandleRow, isLost: boolean)
   const holder = ctx.t.holder(handle.id);
   if (holder !== undefined) {
     ctx.t.deleteHolder(handle.id);
-    if (isLost && handle.lock_delay_ms > 0) ctx.t.extendDelay(holder.path, ctx.nowMs + handle.lock_delay_ms);
+    if (isLost && handle.lock_delay_ms > 0)
+      ctx.t.extendDelay(holder.path, ctx.nowMs + handle.lock_delay_ms);
     grantWaiters(ctx, holder.path);
     return true;
   }
@@ -140,13 +185,15 @@ export function dropHandleLock(ctx: Context, handle: HandleRow, isLost: boolean)
 
 export function release(ctx: Context, session: number, handleId: number): void {
   const { handle, node } = liveHandle(ctx.t, session, handleId);
-  if (ctx.t.holder(handle.id) === undefined) fail(ErrorCode.LOCK_NOT_HELD, `handle ${handle.id} does not hold ${node.path}`);
+  if (ctx.t.holder(handle.id) === undefined)
+    fail(ErrorCode.LOCK_NOT_HELD, `handle ${handle.id} does not hold ${node.path}`);
   dropHandleLock(ctx, handle, false);
 }
 
 export function cancelWait(ctx: Context, session: number, handleId: number): void {
   const { handle, node } = liveHandle(ctx.t, session, handleId);
-  if (ctx.t.waiter(handle.id) === undefined) fail(ErrorCode.NOT_WAITING, `handle ${handle.id} is not queued for ${node.path}`);
+  if (ctx.t.waiter(handle.id) === undefined)
+    fail(ErrorCode.NOT_WAITING, `handle ${handle.id} is not queued for ${node.path}`);
   dropHandleLock(ctx, handle, false);
 }
 
@@ -154,7 +201,8 @@ export function lockDelayEnd(ctx: Context, command: LockDelayEnd): LockDelayEnde
   const delay = ctx.t.delay(command.path);
   // Nothing pending: an earlier LockDelayEnd already ended it. Harmless, so not an error.
   if (delay === undefined) return { type: 'lock-delay-ended', grantedCount: 0 };
-  if (delay.ends_ms > ctx.nowMs) fail(ErrorCode.LOCK_DELAYED, `lock-delay of ${command.path} ends at ${delay.ends_ms}`);
+  if (delay.ends_ms > ctx.nowMs)
+    fail(ErrorCode.LOCK_DELAYED, `lock-delay of ${command.path} ends at ${delay.ends_ms}`);
   ctx.t.deleteDelay(command.path);
   return { type: 'lock-delay-ended', grantedCount: grantWaiters(ctx, command.path) };
 }

@@ -34,8 +34,22 @@
 //   the caller delivers them after the entry is committed.
 
 import Database from 'better-sqlite3';
-import { assert, assertNever, ErrorCode, isValidationError, LIMITS, validateCommand, validateQuery } from '@paxlock/shared';
-import type { CommandResult, MachineCommand, MachineEvent, QueryResult, SessionCommand } from '@paxlock/shared';
+import {
+  assert,
+  assertNever,
+  ErrorCode,
+  isValidationError,
+  LIMITS,
+  validateCommand,
+  validateQuery,
+} from '@paxlock/shared';
+import type {
+  CommandResult,
+  MachineCommand,
+  MachineEvent,
+  QueryResult,
+  SessionCommand,
+} from '@paxlock/shared';
 import { CommandFailure, type Context } from './context.ts';
 import { computeDigest, prepareDigest, type DigestStatements } from './digest.ts';
 import { close, deleteThroughHandle, open, setAcl, setContents } from './files.ts';
@@ -99,9 +113,13 @@ export class StateMachine {
     const row = this.#t.machine();
     this.#appliedIndex = row.applied_index;
     this.#timeMs = row.time_ms;
-    this.#applyTx = db.transaction((entry: Entry, nowMs: number) => this.#applyInTransaction(entry, nowMs));
+    this.#applyTx = db.transaction((entry: Entry, nowMs: number) =>
+      this.#applyInTransaction(entry, nowMs),
+    );
     // Nested inside #applyTx, better-sqlite3 runs this as a SAVEPOINT and rolls it back on throw.
-    this.#commandTx = db.transaction((ctx: Context, command: MachineCommand) => execute(ctx, command));
+    this.#commandTx = db.transaction((ctx: Context, command: MachineCommand) =>
+      execute(ctx, command),
+    );
   }
 
   /** Opens (and if new, initialises) the machine in a database the caller has opened. */
@@ -146,8 +164,14 @@ export class StateMachine {
   }
 
   apply(entry: Entry): ApplyOutcome {
-    assert(entry.slot === this.#appliedIndex + 1, `apply: slot ${entry.slot} after ${this.#appliedIndex}`);
-    assert(Number.isSafeInteger(entry.stampMs) && entry.stampMs >= 0, `apply: bad stamp ${entry.stampMs}`);
+    assert(
+      entry.slot === this.#appliedIndex + 1,
+      `apply: slot ${entry.slot} after ${this.#appliedIndex}`,
+    );
+    assert(
+      Number.isSafeInteger(entry.stampMs) && entry.stampMs >= 0,
+      `apply: bad stamp ${entry.stampMs}`,
+    );
     const nowMs = Math.max(this.#timeMs, entry.stampMs);
     const outcome = this.#applyTx(entry, nowMs);
     // Only after the commit: a throw above leaves both the database and these untouched.
@@ -161,7 +185,12 @@ export class StateMachine {
     const events: MachineEvent[] = [];
     entry.commands.forEach((raw, index) => {
       if (index >= LIMITS.commandsPerEntryMax) {
-        results.push(error(ErrorCode.TOO_MANY, `more than ${LIMITS.commandsPerEntryMax} commands in one entry`));
+        results.push(
+          error(
+            ErrorCode.TOO_MANY,
+            `more than ${LIMITS.commandsPerEntryMax} commands in one entry`,
+          ),
+        );
         return;
       }
       results.push(this.#applyCommand(raw, nowMs, events));
@@ -175,12 +204,16 @@ export class StateMachine {
     if (isValidationError(command)) return error(command.error, command.message);
     if (hasSeq(command)) {
       const session = this.#t.session(command.session);
-      if (session === undefined) return error(ErrorCode.SESSION_EXPIRED, `session ${command.session} does not exist`);
+      if (session === undefined)
+        return error(ErrorCode.SESSION_EXPIRED, `session ${command.session} does not exist`);
       if (command.seq < session.last_seq) {
         return error(ErrorCode.STALE_SEQ, `seq ${command.seq} is older than ${session.last_seq}`);
       }
       if (command.seq === session.last_seq) {
-        assert(session.last_result !== null, `session ${session.id} has seq ${session.last_seq} but no result`);
+        assert(
+          session.last_result !== null,
+          `session ${session.id} has seq ${session.last_seq} but no result`,
+        );
         return JSON.parse(session.last_result) as CommandResult;
       }
     }
@@ -203,7 +236,8 @@ export class StateMachine {
   /** Answers a query from the local database. `query` is validated first. */
   query(query: unknown): QueryResult {
     const valid = validateQuery(query);
-    if (isValidationError(valid)) return { type: 'error', code: valid.error, message: valid.message };
+    if (isValidationError(valid))
+      return { type: 'error', code: valid.error, message: valid.message };
     return runQuery(this.#t, valid, this.#timeMs);
   }
 

@@ -9,7 +9,8 @@ import { CommandFailure, fail, liveHandle, nodeStat } from './context.ts';
 import type { Tables } from './tables.ts';
 
 function sessionHandle(t: Tables, session: number, handle: number): ReturnType<typeof liveHandle> {
-  if (t.session(session) === undefined) fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
+  if (t.session(session) === undefined)
+    fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
   return liveHandle(t, session, handle);
 }
 
@@ -31,7 +32,9 @@ function lockInfo(t: Tables, path: string, nowMs: number): LockInfo {
   }));
   return {
     path,
-    ...(node === undefined ? {} : { instance: node.instance, lockGeneration: node.lock_generation }),
+    ...(node === undefined
+      ? {}
+      : { instance: node.instance, lockGeneration: node.lock_generation }),
     holders,
     waiters,
     ...(delay === undefined || delay.ends_ms <= nowMs ? {} : { lockDelayEndsMs: delay.ends_ms }),

@@ -106,7 +106,9 @@ export const DIGEST_TABLES = [
 ] as const;
 
 function hasSchema(db: Database.Database): boolean {
-  const row = db.prepare("SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'machine'").get();
+  const row = db
+    .prepare("SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'machine'")
+    .get();
   return row !== undefined;
 }
 
@@ -117,10 +119,12 @@ function hasSchema(db: Database.Database): boolean {
 export function ensureSchema(db: Database.Database, cell: string): void {
   if (hasSchema(db)) {
     const row = db.prepare('SELECT schema_version, cell FROM machine WHERE id = 1').get() as
-      | { schema_version: number; cell: string }
-      | undefined;
+      { schema_version: number; cell: string } | undefined;
     assert(row !== undefined, 'state.db has a machine table but no machine row');
-    assert(row.schema_version === SCHEMA_VERSION, `state.db schema ${row.schema_version} is not ${SCHEMA_VERSION}`);
+    assert(
+      row.schema_version === SCHEMA_VERSION,
+      `state.db schema ${row.schema_version} is not ${SCHEMA_VERSION}`,
+    );
     assert(row.cell === cell, `state.db belongs to cell ${row.cell}, not ${cell}`);
     return;
   }

@@ -20,7 +20,8 @@ export function createSession(ctx: Context, command: CreateSession): SessionCrea
 
 /** Ends a session; `isLost` (expiry) applies lock-delay to the locks it held. */
 export function endSession(ctx: Context, session: number, isLost: boolean): void {
-  if (ctx.t.session(session) === undefined) fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
+  if (ctx.t.session(session) === undefined)
+    fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
   const handles = ctx.t.handlesOfSession(session);
   // Waits go first, without granting anything, so that closing one handle cannot grant a lock
   // to another handle of the same dying session. The queues move once everything is closed.

@@ -109,7 +109,10 @@ export class Tables {
   readonly #setAcl: Database.Statement<[string, string, string, string]>;
   readonly #bumpLockGeneration: Database.Statement<[string], { lock_generation: number }>;
   readonly #hasChild: Database.Statement<[string], { found: number }>;
-  readonly #children: Database.Statement<[string], { path: string; is_directory: number; is_ephemeral: number }>;
+  readonly #children: Database.Statement<
+    [string],
+    { path: string; is_directory: number; is_ephemeral: number }
+  >;
 
   readonly #session: Database.Statement<[number], SessionRow>;
   readonly #sessions: Database.Statement<[], SessionRow & { handle_count: number }>;
@@ -146,9 +149,13 @@ export class Tables {
   constructor(db: Database.Database) {
     this.db = db;
     this.#machine = db.prepare('SELECT cell, applied_index, time_ms FROM machine WHERE id = 1');
-    this.#setProgress = db.prepare('UPDATE machine SET applied_index = ?, time_ms = ? WHERE id = 1');
+    this.#setProgress = db.prepare(
+      'UPDATE machine SET applied_index = ?, time_ms = ? WHERE id = 1',
+    );
     const counter = (name: Counter): Database.Statement<[], { id: number }> =>
-      db.prepare(`UPDATE machine SET ${name} = ${name} + 1 WHERE id = 1 RETURNING ${name} - 1 AS id`);
+      db.prepare(
+        `UPDATE machine SET ${name} = ${name} + 1 WHERE id = 1 RETURNING ${name} - 1 AS id`,
+      );
     this.#counters = {
       next_session: counter('next_session'),
       next_handle: counter('next_handle'),
@@ -189,13 +196,19 @@ export class Tables {
       'INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result) VALUES (?, ?, ?, ?, 0, NULL)',
     );
     this.#deleteSession = db.prepare('DELETE FROM sessions WHERE id = ?');
-    this.#recordReply = db.prepare('UPDATE sessions SET last_seq = ?, last_result = ? WHERE id = ?');
+    this.#recordReply = db.prepare(
+      'UPDATE sessions SET last_seq = ?, last_result = ? WHERE id = ?',
+    );
 
     this.#handle = db.prepare('SELECT * FROM handles WHERE id = ?');
     this.#handlesOfSession = db.prepare('SELECT * FROM handles WHERE session = ? ORDER BY id');
     this.#handleCount = db.prepare('SELECT count(*) AS count FROM handles WHERE session = ?');
-    this.#liveHandleCount = db.prepare('SELECT count(*) AS count FROM handles WHERE path = ? AND instance = ?');
-    this.#liveHandles = db.prepare('SELECT * FROM handles WHERE path = ? AND instance = ? ORDER BY id');
+    this.#liveHandleCount = db.prepare(
+      'SELECT count(*) AS count FROM handles WHERE path = ? AND instance = ?',
+    );
+    this.#liveHandles = db.prepare(
+      'SELECT * FROM handles WHERE path = ? AND instance = ? ORDER BY id',
+    );
     this.#watchers = db.prepare(
       `SELECT id, session FROM handles WHERE path = ? AND instance = ? AND (event_mask & ?) != 0 AND id != ?
        ORDER BY id`,
@@ -346,7 +359,13 @@ export class Tables {
     return this.#holders.all(path);
   }
   insertHolder(holder: HolderRow): void {
-    this.#insertHolder.run(holder.handle, holder.path, holder.session, holder.mode, holder.since_ms);
+    this.#insertHolder.run(
+      holder.handle,
+      holder.path,
+      holder.session,
+      holder.mode,
+      holder.since_ms,
+    );
   }
   deleteHolder(handle: number): void {
     this.#deleteHolder.run(handle);
@@ -364,7 +383,14 @@ export class Tables {
     return this.#hasWaiter.get(path) !== undefined;
   }
   insertWaiter(waiter: WaiterRow): void {
-    this.#insertWaiter.run(waiter.id, waiter.handle, waiter.path, waiter.session, waiter.mode, waiter.since_ms);
+    this.#insertWaiter.run(
+      waiter.id,
+      waiter.handle,
+      waiter.path,
+      waiter.session,
+      waiter.mode,
+      waiter.since_ms,
+    );
   }
   deleteWaiter(handle: number): void {
     this.#deleteWaiter.run(handle);

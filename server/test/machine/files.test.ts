@@ -11,7 +11,10 @@ describe('Open', () => {
     const s = h.session();
     const root = h.handle(s, ROOT, { create: 'never', directory: true });
     const stat = h.stat(s, root);
-    expect(stat).toMatchObject({ type: 'stat', stat: { path: ROOT, isDirectory: true, isEphemeral: false, instance: 1 } });
+    expect(stat).toMatchObject({
+      type: 'stat',
+      stat: { path: ROOT, isDirectory: true, isEphemeral: false, instance: 1 },
+    });
     expect(errorCode(h.open(s, ROOT, { create: 'must', directory: true }).result)).toBe('EXISTS');
   });
 
@@ -22,9 +25,18 @@ describe('Open', () => {
     const made = h.open(s, `${ROOT}/a`, { create: 'must' }).result;
     expect(made).toMatchObject({ type: 'opened', created: true });
     expect(errorCode(h.open(s, `${ROOT}/a`, { create: 'must' }).result)).toBe('EXISTS');
-    expect(h.open(s, `${ROOT}/a`, { create: 'may' }).result).toMatchObject({ type: 'opened', created: false });
-    expect(h.open(s, `${ROOT}/a`, { create: 'never' }).result).toMatchObject({ type: 'opened', created: false });
-    expect(h.open(s, `${ROOT}/b`, { create: 'may' }).result).toMatchObject({ type: 'opened', created: true });
+    expect(h.open(s, `${ROOT}/a`, { create: 'may' }).result).toMatchObject({
+      type: 'opened',
+      created: false,
+    });
+    expect(h.open(s, `${ROOT}/a`, { create: 'never' }).result).toMatchObject({
+      type: 'opened',
+      created: false,
+    });
+    expect(h.open(s, `${ROOT}/b`, { create: 'may' }).result).toMatchObject({
+      type: 'opened',
+      created: true,
+    });
   });
 
   test('a node needs an existing directory as its parent', () => {
@@ -51,7 +63,9 @@ describe('Open', () => {
     const s = h.session();
     expect(errorCode(h.open(s, '/ls/other/a').result)).toBe('BAD_PATH');
     expect(errorCode(h.open(s, `${ROOT}/a/../b`).result)).toBe('BAD_PATH');
-    expect(errorCode(h.open(s, `${ROOT}/${'x'.repeat(LIMITS.pathMaxBytes)}`).result)).toBe('BAD_PATH');
+    expect(errorCode(h.open(s, `${ROOT}/${'x'.repeat(LIMITS.pathMaxBytes)}`).result)).toBe(
+      'BAD_PATH',
+    );
     expect(errorCode(h.open(s, `${ROOT}/sp ace`).result)).toBe('BAD_PATH');
   });
 
@@ -59,7 +73,10 @@ describe('Open', () => {
     const h = new Harness();
     const s = h.session();
     const root = h.handle(s, ROOT, { directory: true });
-    h.send('SetACL', s, { handle: root, acl: { read: 'readers', write: 'writers', changeAcl: 'admins' } });
+    h.send('SetACL', s, {
+      handle: root,
+      acl: { read: 'readers', write: 'writers', changeAcl: 'admins' },
+    });
     h.nowMs = 5_000;
     const { result } = h.open(s, `${ROOT}/a`, { contents: bytes('hello') });
     expect(result).toMatchObject({
@@ -95,14 +112,17 @@ describe('Open', () => {
     const watching = h.handle(t, ROOT, { directory: true, eventMask: EventMask.childAdded });
     h.handle(t, ROOT, { directory: true, eventMask: EventMask.childRemoved });
     const { events } = h.open(s, `${ROOT}/new`);
-    expect(events).toEqual([{ type: 'child-added', session: t, handle: watching, path: ROOT, child: 'new' }]);
+    expect(events).toEqual([
+      { type: 'child-added', session: t, handle: watching, path: ROOT, child: 'new' },
+    ]);
   });
 
   test('a session may not open more than the handle limit', () => {
     const h = new Harness();
     const s = h.session();
     const commands: unknown[] = [];
-    for (let i = 0; i < LIMITS.handlesPerSessionMax; i++) commands.push(h.openCommand(s, `${ROOT}/f`));
+    for (let i = 0; i < LIMITS.handlesPerSessionMax; i++)
+      commands.push(h.openCommand(s, `${ROOT}/f`));
     const { results } = h.entry(...commands);
     expect(results.every((result) => result.type === 'opened')).toBe(true);
     expect(errorCode(h.open(s, `${ROOT}/f`).result)).toBe('TOO_MANY');
@@ -115,9 +135,15 @@ describe('contents', () => {
     const s = h.session();
     const f = h.handle(s, `${ROOT}/f`, { contents: bytes('old contents') });
     h.nowMs = 2_000;
-    expect(h.setContents(s, f, 'new')).toEqual({ type: 'contents-set', contentGeneration: 2, checksum: checksum64(bytes('new')) });
+    expect(h.setContents(s, f, 'new')).toEqual({
+      type: 'contents-set',
+      contentGeneration: 2,
+      checksum: checksum64(bytes('new')),
+    });
     expect(h.contents(s, f)).toBe('new');
-    expect(h.stat(s, f)).toMatchObject({ stat: { contentGeneration: 2, sizeBytes: 3, modifiedMs: 2_000, createdMs: 1_000 } });
+    expect(h.stat(s, f)).toMatchObject({
+      stat: { contentGeneration: 2, sizeBytes: 3, modifiedMs: 2_000, createdMs: 1_000 },
+    });
   });
 
   test('compare-and-set applies only at the expected generation', () => {
@@ -137,11 +163,17 @@ describe('contents', () => {
     const s = h.session();
     const f = h.handle(s, `${ROOT}/f`);
     const full = new Uint8Array(LIMITS.fileContentsMaxBytes).fill(7);
-    expect(h.send('SetContents', s, { handle: f, contents: full }).result).toMatchObject({ type: 'contents-set' });
+    expect(h.send('SetContents', s, { handle: f, contents: full }).result).toMatchObject({
+      type: 'contents-set',
+    });
     const over = new Uint8Array(LIMITS.fileContentsMaxBytes + 1);
-    expect(errorCode(h.send('SetContents', s, { handle: f, contents: over }).result)).toBe('TOO_LARGE');
+    expect(errorCode(h.send('SetContents', s, { handle: f, contents: over }).result)).toBe(
+      'TOO_LARGE',
+    );
     expect(errorCode(h.open(s, `${ROOT}/g`, { contents: over }).result)).toBe('TOO_LARGE');
-    expect(h.stat(s, f)).toMatchObject({ stat: { sizeBytes: LIMITS.fileContentsMaxBytes, contentGeneration: 2 } });
+    expect(h.stat(s, f)).toMatchObject({
+      stat: { sizeBytes: LIMITS.fileContentsMaxBytes, contentGeneration: 2 },
+    });
   });
 
   test('a directory has no contents', () => {
@@ -149,7 +181,9 @@ describe('contents', () => {
     const s = h.session();
     const d = h.handle(s, `${ROOT}/d`, { directory: true });
     expect(errorCode(h.setContents(s, d, 'x'))).toBe('IS_A_DIRECTORY');
-    expect(errorCode(h.query({ type: 'GetContentsAndStat', session: s, handle: d }))).toBe('IS_A_DIRECTORY');
+    expect(errorCode(h.query({ type: 'GetContentsAndStat', session: s, handle: d }))).toBe(
+      'IS_A_DIRECTORY',
+    );
   });
 
   test('watchers hear contents-modified and the parent child-modified; the writer hears nothing', () => {
@@ -162,7 +196,13 @@ describe('contents', () => {
     const dir = h.handle(t, ROOT, { directory: true, eventMask: EventMask.childModified });
     const { events } = h.send('SetContents', s, { handle: writer, contents: bytes('x') });
     expect(events).toEqual([
-      { type: 'contents-modified', session: t, handle: reader, path: `${ROOT}/f`, contentGeneration: 2 },
+      {
+        type: 'contents-modified',
+        session: t,
+        handle: reader,
+        path: `${ROOT}/f`,
+        contentGeneration: 2,
+      },
       { type: 'child-modified', session: t, handle: dir, path: ROOT, child: 'f' },
     ]);
   });
@@ -171,11 +211,15 @@ describe('contents', () => {
     const h = new Harness();
     const s = h.session();
     const f = h.handle(s, `${ROOT}/f`);
-    expect(h.send('SetACL', s, { handle: f, acl: { read: 'r', write: 'w', changeAcl: 'c' } }).result).toEqual({
+    expect(
+      h.send('SetACL', s, { handle: f, acl: { read: 'r', write: 'w', changeAcl: 'c' } }).result,
+    ).toEqual({
       type: 'acl-set',
       aclGeneration: 2,
     });
-    expect(h.stat(s, f)).toMatchObject({ stat: { aclGeneration: 2, acl: { read: 'r', write: 'w', changeAcl: 'c' } } });
+    expect(h.stat(s, f)).toMatchObject({
+      stat: { aclGeneration: 2, acl: { read: 'r', write: 'w', changeAcl: 'c' } },
+    });
   });
 });
 
@@ -241,7 +285,9 @@ describe('ephemeral nodes', () => {
     h.send('Close', s, { handle: a });
     expect(h.dir(t, dir)).toEqual(['e']);
     const { events } = h.send('Close', t, { handle: b });
-    expect(events).toEqual([{ type: 'child-removed', session: t, handle: dir, path: ROOT, child: 'e' }]);
+    expect(events).toEqual([
+      { type: 'child-removed', session: t, handle: dir, path: ROOT, child: 'e' },
+    ]);
     expect(h.dir(t, dir)).toEqual([]);
   });
 
@@ -283,7 +329,7 @@ describe('ephemeral nodes', () => {
     expect(h.dir(t, dir)).toEqual(['keep']);
   });
 
-  test('Close of an unknown handle or another session\'s handle is BAD_HANDLE', () => {
+  test("Close of an unknown handle or another session's handle is BAD_HANDLE", () => {
     const h = new Harness();
     const s = h.session();
     const t = h.session();

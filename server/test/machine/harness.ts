@@ -2,7 +2,13 @@
 // clock the test moves, and per-session request seqs, so a test reads as the commands it sends.
 import Database from 'better-sqlite3';
 import { expect } from 'vitest';
-import type { CommandResult, CreatePolicy, LockMode, MachineEvent, QueryResult } from '@paxlock/shared';
+import type {
+  CommandResult,
+  CreatePolicy,
+  LockMode,
+  MachineEvent,
+  QueryResult,
+} from '@paxlock/shared';
 import { StateMachine, type ApplyOutcome } from '../../src/machine/index.ts';
 
 export const CELL = 'c';
@@ -28,7 +34,11 @@ export class Harness {
 
   /** Applies one entry of raw commands at the current time. */
   entry(...commands: unknown[]): ApplyOutcome {
-    return this.machine.apply({ slot: this.machine.appliedIndex + 1, stampMs: this.nowMs, commands });
+    return this.machine.apply({
+      slot: this.machine.appliedIndex + 1,
+      stampMs: this.nowMs,
+      commands,
+    });
   }
 
   /** Applies one command in its own entry and returns its result and the entry's events. */
@@ -66,7 +76,11 @@ export class Harness {
     };
   }
 
-  open(session: number, path: string, options: OpenOptions = {}): { result: CommandResult; events: readonly MachineEvent[] } {
+  open(
+    session: number,
+    path: string,
+    options: OpenOptions = {},
+  ): { result: CommandResult; events: readonly MachineEvent[] } {
     return this.run(this.openCommand(session, path, options));
   }
 
@@ -78,7 +92,11 @@ export class Harness {
   }
 
   /** Sends a session command of the given type with a fresh seq. */
-  send(type: string, session: number, fields: Record<string, unknown> = {}): { result: CommandResult; events: readonly MachineEvent[] } {
+  send(
+    type: string,
+    session: number,
+    fields: Record<string, unknown> = {},
+  ): { result: CommandResult; events: readonly MachineEvent[] } {
     return this.run({ type, session, seq: this.nextSeq(session), ...fields });
   }
 
@@ -90,7 +108,12 @@ export class Harness {
     }).result;
   }
 
-  acquire(session: number, handle: number, mode: LockMode = 'exclusive', wait = false): { result: CommandResult; events: readonly MachineEvent[] } {
+  acquire(
+    session: number,
+    handle: number,
+    mode: LockMode = 'exclusive',
+    wait = false,
+  ): { result: CommandResult; events: readonly MachineEvent[] } {
     return this.send('Acquire', session, { handle, mode, wait });
   }
 

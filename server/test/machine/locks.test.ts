@@ -48,8 +48,14 @@ describe('modes', () => {
     const h = new Harness();
     const s = h.session();
     const [a, b, c] = [h.handle(s, F), h.handle(s, F), h.handle(s, F)];
-    expect(h.acquire(s, a, 'shared').result).toMatchObject({ type: 'acquired', sequencer: `S1:s:1:2:${F}` });
-    expect(h.acquire(s, b, 'shared').result).toMatchObject({ type: 'acquired', sequencer: `S1:s:1:2:${F}` });
+    expect(h.acquire(s, a, 'shared').result).toMatchObject({
+      type: 'acquired',
+      sequencer: `S1:s:1:2:${F}`,
+    });
+    expect(h.acquire(s, b, 'shared').result).toMatchObject({
+      type: 'acquired',
+      sequencer: `S1:s:1:2:${F}`,
+    });
     expect(errorCode(h.acquire(s, c).result)).toBe('LOCK_HELD');
     expect(holders(h)).toEqual([a, b]);
   });
@@ -88,7 +94,16 @@ describe('the waiter queue', () => {
     expect(h.acquire(t, w2, 'exclusive', true).result).toEqual({ type: 'queued' });
     expect(waiters(h)).toEqual([w1, w2]);
     const { events } = h.send('Release', s, { handle: holder });
-    expect(events).toEqual([{ type: 'lock-granted', session: t, handle: w1, path: F, mode: 'exclusive', sequencer: `S1:x:2:2:${F}` }]);
+    expect(events).toEqual([
+      {
+        type: 'lock-granted',
+        session: t,
+        handle: w1,
+        path: F,
+        mode: 'exclusive',
+        sequencer: `S1:x:2:2:${F}`,
+      },
+    ]);
     expect(holders(h)).toEqual([w1]);
     expect(waiters(h)).toEqual([w2]);
   });
@@ -96,7 +111,13 @@ describe('the waiter queue', () => {
   test('a release grants every shared waiter up to the first exclusive one', () => {
     const h = new Harness();
     const s = h.session();
-    const [x, s1, s2, x2, s3] = [h.handle(s, F), h.handle(s, F), h.handle(s, F), h.handle(s, F), h.handle(s, F)];
+    const [x, s1, s2, x2, s3] = [
+      h.handle(s, F),
+      h.handle(s, F),
+      h.handle(s, F),
+      h.handle(s, F),
+      h.handle(s, F),
+    ];
     h.acquire(s, x);
     h.acquire(s, s1, 'shared', true);
     h.acquire(s, s2, 'shared', true);
@@ -134,7 +155,9 @@ describe('the waiter queue', () => {
     h.acquire(s, b, 'shared', true);
     const { result, events } = h.send('CancelWait', s, { handle: x });
     expect(result).toEqual({ type: 'wait-cancelled' });
-    expect(events).toMatchObject([{ type: 'lock-granted', handle: b, mode: 'shared', sequencer: `S1:s:1:2:${F}` }]);
+    expect(events).toMatchObject([
+      { type: 'lock-granted', handle: b, mode: 'shared', sequencer: `S1:s:1:2:${F}` },
+    ]);
     expect(holders(h)).toEqual([a, b]);
   });
 
@@ -189,7 +212,7 @@ describe('lock-delay', () => {
     expect(h.acquire(t, b).result).toMatchObject({ type: 'acquired' });
   });
 
-  test('CloseSession is clean; ExpireSession starts the handle\'s lock-delay', () => {
+  test("CloseSession is clean; ExpireSession starts the handle's lock-delay", () => {
     const h = new Harness();
     const s1 = h.session();
     const s2 = h.session();
@@ -202,7 +225,9 @@ describe('lock-delay', () => {
     const two = h.handle(t, `${ROOT}/two`);
     expect(errorCode(h.acquire(t, two).result)).toBe('LOCK_DELAYED');
     expect(h.machine.pendingLockDelays()).toEqual([{ path: `${ROOT}/two`, endsMs: 11_000 }]);
-    expect(h.locks(`${ROOT}/two`)).toMatchObject({ locks: [{ holders: [], lockDelayEndsMs: 11_000 }] });
+    expect(h.locks(`${ROOT}/two`)).toMatchObject({
+      locks: [{ holders: [], lockDelayEndsMs: 11_000 }],
+    });
   });
 
   test('waiters queued during lock-delay are granted by LockDelayEnd once it is due', () => {
@@ -224,7 +249,10 @@ describe('lock-delay', () => {
     expect(events).toMatchObject([{ type: 'lock-granted', session: t, handle: w }]);
     expect(h.machine.pendingLockDelays()).toEqual([]);
     // A repeated LockDelayEnd finds nothing to do.
-    expect(h.run({ type: 'LockDelayEnd', path: F }).result).toEqual({ type: 'lock-delay-ended', grantedCount: 0 });
+    expect(h.run({ type: 'LockDelayEnd', path: F }).result).toEqual({
+      type: 'lock-delay-ended',
+      grantedCount: 0,
+    });
   });
 
   test('a try-acquire succeeds once the delay has run out, even before LockDelayEnd', () => {
@@ -237,7 +265,7 @@ describe('lock-delay', () => {
     expect(h.acquire(t, h.handle(t, F)).result).toMatchObject({ type: 'acquired' });
   });
 
-  test('a holder losing its handle to another\'s Delete starts lock-delay, inherited by a re-created node', () => {
+  test("a holder losing its handle to another's Delete starts lock-delay, inherited by a re-created node", () => {
     const h = new Harness();
     const s = h.session();
     const t = h.session();
@@ -307,7 +335,9 @@ describe('sequencers', () => {
     h.acquire(s, a, 'shared');
     expect(isCurrent(h, `S1:s:1:2:${F}`)).toBe(true);
     expect(isCurrent(h, `S1:x:1:2:${F}`)).toBe(false);
-    expect(errorCode(h.query({ type: 'CheckSequencer', sequencer: 'garbage' }))).toBe('BAD_REQUEST');
+    expect(errorCode(h.query({ type: 'CheckSequencer', sequencer: 'garbage' }))).toBe(
+      'BAD_REQUEST',
+    );
   });
 });
 
@@ -316,10 +346,14 @@ describe('lock events', () => {
     const h = new Harness();
     const s = h.session();
     const t = h.session();
-    const holder = h.handle(s, F, { eventMask: EventMask.conflictingLockRequest | EventMask.lockAcquired });
+    const holder = h.handle(s, F, {
+      eventMask: EventMask.conflictingLockRequest | EventMask.lockAcquired,
+    });
     const watcher = h.handle(t, F, { eventMask: EventMask.lockAcquired });
     const waiter = h.handle(t, F);
-    expect(h.acquire(s, holder).events).toEqual([{ type: 'lock-acquired', session: t, handle: watcher, path: F, mode: 'exclusive' }]);
+    expect(h.acquire(s, holder).events).toEqual([
+      { type: 'lock-acquired', session: t, handle: watcher, path: F, mode: 'exclusive' },
+    ]);
     // A failed try emits nothing.
     expect(h.acquire(t, waiter).events).toEqual([]);
     expect(h.acquire(t, waiter, 'shared', true).events).toEqual([
@@ -329,7 +363,14 @@ describe('lock events', () => {
     expect(events).toEqual([
       { type: 'lock-acquired', session: s, handle: holder, path: F, mode: 'shared' },
       { type: 'lock-acquired', session: t, handle: watcher, path: F, mode: 'shared' },
-      { type: 'lock-granted', session: t, handle: waiter, path: F, mode: 'shared', sequencer: `S1:s:2:2:${F}` },
+      {
+        type: 'lock-granted',
+        session: t,
+        handle: waiter,
+        path: F,
+        mode: 'shared',
+        sequencer: `S1:s:2:2:${F}`,
+      },
     ]);
   });
 

@@ -44,7 +44,11 @@ describe('apply', () => {
     const h = new Harness();
     h.machine.apply({ slot: 1, stampMs: 5_000, commands: [] });
     expect(h.machine.timeMs).toBe(5_000);
-    h.machine.apply({ slot: 2, stampMs: 3_000, commands: [{ type: 'CreateSession', clientName: 'x', leaseMs: 12_000 }] });
+    h.machine.apply({
+      slot: 2,
+      stampMs: 3_000,
+      commands: [{ type: 'CreateSession', clientName: 'x', leaseMs: 12_000 }],
+    });
     expect(h.machine.timeMs).toBe(5_000);
     expect(h.query({ type: 'ListSessions' })).toMatchObject({ sessions: [{ createdMs: 5_000 }] });
   });
@@ -54,7 +58,11 @@ describe('apply', () => {
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
     const machine = StateMachine.open(db, { cell: CELL });
-    machine.apply({ slot: 1, stampMs: 7, commands: [{ type: 'CreateSession', clientName: 'x', leaseMs: 12_000 }] });
+    machine.apply({
+      slot: 1,
+      stampMs: 7,
+      commands: [{ type: 'CreateSession', clientName: 'x', leaseMs: 12_000 }],
+    });
     const digest = machine.digest();
     db.close();
     const again = StateMachine.open(new Database(path), { cell: CELL });
@@ -73,7 +81,9 @@ describe('apply', () => {
     const applied = h.machine.appliedIndex;
     // Break an invariant behind the machine's back: the file loses its parent row, so the
     // SetContents below writes the contents and then trips an assertion looking for the parent.
-    h.machine.database.prepare("UPDATE nodes SET parent = '/ls/c/gone' WHERE path = ?").run(`${ROOT}/f`);
+    h.machine.database
+      .prepare("UPDATE nodes SET parent = '/ls/c/gone' WHERE path = ?")
+      .run(`${ROOT}/f`);
     const broken = h.machine.digest();
     const entry = {
       slot: applied + 1,
@@ -94,11 +104,31 @@ describe('apply', () => {
     const h = new Harness();
     const { results } = h.entry(
       { type: 'CreateSession', clientName: 'x', leaseMs: 12_000 },
-      { type: 'Open', session: 1, seq: 1, path: `${ROOT}/f`, create: 'must', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 },
-      { type: 'Open', session: 1, seq: 2, path: `${ROOT}/f`, create: 'must', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 },
+      {
+        type: 'Open',
+        session: 1,
+        seq: 1,
+        path: `${ROOT}/f`,
+        create: 'must',
+        ephemeral: false,
+        directory: false,
+        eventMask: 0,
+        lockDelayMs: 0,
+      },
+      {
+        type: 'Open',
+        session: 1,
+        seq: 2,
+        path: `${ROOT}/f`,
+        create: 'must',
+        ephemeral: false,
+        directory: false,
+        eventMask: 0,
+        lockDelayMs: 0,
+      },
       { type: 'Close', session: 1, seq: 3, handle: 1 },
     );
-    expect(results.map((result) => result.type === 'error' ? result.code : result.type)).toEqual([
+    expect(results.map((result) => (result.type === 'error' ? result.code : result.type))).toEqual([
       'session-created',
       'opened',
       'EXISTS',
@@ -108,7 +138,9 @@ describe('apply', () => {
 
   test('commands beyond the per-entry cap are refused with TOO_MANY', () => {
     const h = new Harness();
-    const commands = Array.from({ length: LIMITS.commandsPerEntryMax + 2 }, () => ({ type: 'Nope' }));
+    const commands = Array.from({ length: LIMITS.commandsPerEntryMax + 2 }, () => ({
+      type: 'Nope',
+    }));
     const { results } = h.entry(...commands);
     expect(results).toHaveLength(commands.length);
     expect(errorCode(results.at(-1)!)).toBe('TOO_MANY');
@@ -124,33 +156,110 @@ describe('bad input', () => {
     ['a string', 'Open', 'BAD_REQUEST'],
     ['an unknown type', { type: 'Rename', session: 1, seq: 9 }, 'BAD_REQUEST'],
     ['a missing field', { type: 'SetContents', session: 1, seq: 9, handle: 1 }, 'BAD_REQUEST'],
-    ['a wrong type', { type: 'Acquire', session: 1, seq: 9, handle: '1', mode: 'exclusive', wait: false }, 'BAD_REQUEST'],
+    [
+      'a wrong type',
+      { type: 'Acquire', session: 1, seq: 9, handle: '1', mode: 'exclusive', wait: false },
+      'BAD_REQUEST',
+    ],
     ['a negative handle', { type: 'Close', session: 1, seq: 9, handle: -1 }, 'BAD_REQUEST'],
     ['NaN seq', { type: 'Close', session: 1, seq: Number.NaN, handle: 1 }, 'BAD_REQUEST'],
-    ['a huge path', { type: 'Open', session: 1, seq: 9, path: huge, create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 }, 'BAD_PATH'],
-    ['a malformed path', { type: 'Open', session: 1, seq: 9, path: '/ls/c/a//b', create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 }, 'BAD_PATH'],
-    ['another cell', { type: 'Open', session: 1, seq: 9, path: '/ls/d/a', create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 }, 'BAD_PATH'],
-    ['too-large contents', { type: 'SetContents', session: 1, seq: 9, handle: 1, contents: new Uint8Array(LIMITS.fileContentsMaxBytes + 1) }, 'TOO_LARGE'],
+    [
+      'a huge path',
+      {
+        type: 'Open',
+        session: 1,
+        seq: 9,
+        path: huge,
+        create: 'may',
+        ephemeral: false,
+        directory: false,
+        eventMask: 0,
+        lockDelayMs: 0,
+      },
+      'BAD_PATH',
+    ],
+    [
+      'a malformed path',
+      {
+        type: 'Open',
+        session: 1,
+        seq: 9,
+        path: '/ls/c/a//b',
+        create: 'may',
+        ephemeral: false,
+        directory: false,
+        eventMask: 0,
+        lockDelayMs: 0,
+      },
+      'BAD_PATH',
+    ],
+    [
+      'another cell',
+      {
+        type: 'Open',
+        session: 1,
+        seq: 9,
+        path: '/ls/d/a',
+        create: 'may',
+        ephemeral: false,
+        directory: false,
+        eventMask: 0,
+        lockDelayMs: 0,
+      },
+      'BAD_PATH',
+    ],
+    [
+      'too-large contents',
+      {
+        type: 'SetContents',
+        session: 1,
+        seq: 9,
+        handle: 1,
+        contents: new Uint8Array(LIMITS.fileContentsMaxBytes + 1),
+      },
+      'TOO_LARGE',
+    ],
     ['an unknown session', { type: 'Close', session: 77, seq: 9, handle: 1 }, 'SESSION_EXPIRED'],
-    ['an unknown handle', { type: 'SetContents', session: 1, seq: 9, handle: 999, contents: new Uint8Array(1) }, 'BAD_HANDLE'],
-    ['another session\'s handle', { type: 'Release', session: 1, seq: 9, handle: 2 }, 'BAD_HANDLE'],
+    [
+      'an unknown handle',
+      { type: 'SetContents', session: 1, seq: 9, handle: 999, contents: new Uint8Array(1) },
+      'BAD_HANDLE',
+    ],
+    ["another session's handle", { type: 'Release', session: 1, seq: 9, handle: 2 }, 'BAD_HANDLE'],
     ['expiring an unknown session', { type: 'ExpireSession', session: 77 }, 'SESSION_EXPIRED'],
-    ['a prototype-polluting object', JSON.parse('{"type":"Close","session":1,"seq":9,"handle":1,"__proto__":{"x":1}}'), 'BAD_REQUEST'],
+    [
+      'a prototype-polluting object',
+      JSON.parse('{"type":"Close","session":1,"seq":9,"handle":1,"__proto__":{"x":1}}'),
+      'BAD_REQUEST',
+    ],
   ];
 
-  test.each(cases)('%s is rejected with a typed error and leaves the digest unchanged', (_what, command, code) => {
-    const h = populated();
-    const twin = new Harness(StateMachine.restore(h.machine.snapshot(), { cell: CELL }));
-    const { results, events } = h.machine.apply({ slot: h.machine.appliedIndex + 1, stampMs: h.nowMs, commands: [command] });
-    twin.machine.apply({ slot: twin.machine.appliedIndex + 1, stampMs: h.nowMs, commands: [] });
-    expect(errorCode(results[0]!)).toBe(code);
-    expect(events).toEqual([]);
-    expect(h.machine.digest()).toBe(twin.machine.digest());
-  });
+  test.each(cases)(
+    '%s is rejected with a typed error and leaves the digest unchanged',
+    (_what, command, code) => {
+      const h = populated();
+      const twin = new Harness(StateMachine.restore(h.machine.snapshot(), { cell: CELL }));
+      const { results, events } = h.machine.apply({
+        slot: h.machine.appliedIndex + 1,
+        stampMs: h.nowMs,
+        commands: [command],
+      });
+      twin.machine.apply({ slot: twin.machine.appliedIndex + 1, stampMs: h.nowMs, commands: [] });
+      expect(errorCode(results[0]!)).toBe(code);
+      expect(events).toEqual([]);
+      expect(h.machine.digest()).toBe(twin.machine.digest());
+    },
+  );
 
   test('queries with bad input get typed errors', () => {
     const h = populated();
-    for (const query of [null, { type: 'GetStat' }, { type: 'Drop' }, { type: 'GetStat', session: 1, handle: 999 }, { type: 'ReadDir', session: 99, handle: 1 }]) {
+    for (const query of [
+      null,
+      { type: 'GetStat' },
+      { type: 'Drop' },
+      { type: 'GetStat', session: 1, handle: 999 },
+      { type: 'ReadDir', session: 99, handle: 1 },
+    ]) {
       const result = h.query(query);
       expect(result.type).toBe('error');
       if (result.type === 'error') expect(isErrorCode(result.code)).toBe(true);
@@ -195,7 +304,11 @@ describe('digest and snapshots', () => {
     const fromFile = StateMachine.open(fileDb, { cell: CELL });
     expect(fromFile.digest()).toBe(h.machine.digest());
     expect(fromFile.appliedIndex).toBe(h.machine.appliedIndex);
-    const entry = { slot: h.machine.appliedIndex + 1, stampMs: 9_000, commands: [{ type: 'ExpireSession', session: s }] };
+    const entry = {
+      slot: h.machine.appliedIndex + 1,
+      stampMs: 9_000,
+      commands: [{ type: 'ExpireSession', session: s }],
+    };
     expect(fromFile.apply(entry)).toEqual(h.machine.apply(entry));
     expect(fromFile.digest()).toBe(h.machine.digest());
     fileDb.close();

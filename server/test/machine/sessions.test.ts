@@ -15,8 +15,22 @@ describe('sessions', () => {
     expect(h.query({ type: 'ListSessions' })).toEqual({
       type: 'sessions',
       sessions: [
-        { session: 1, clientName: 'a', leaseMs: 10_000, createdMs: 1_000, lastSeq: 0, handleCount: 0 },
-        { session: 2, clientName: 'b', leaseMs: 12_000, createdMs: 2_000, lastSeq: 1, handleCount: 1 },
+        {
+          session: 1,
+          clientName: 'a',
+          leaseMs: 10_000,
+          createdMs: 1_000,
+          lastSeq: 0,
+          handleCount: 0,
+        },
+        {
+          session: 2,
+          clientName: 'b',
+          leaseMs: 12_000,
+          createdMs: 2_000,
+          lastSeq: 1,
+          handleCount: 1,
+        },
       ],
     });
   });
@@ -29,13 +43,17 @@ describe('sessions', () => {
     const open = h.openCommand(s, `${ROOT}/f`, { create: 'must' });
     const first = h.run(open);
     expect(first.result).toMatchObject({ type: 'opened', created: true, handle: 2 });
-    expect(first.events).toEqual([{ type: 'child-added', session: t, handle: watcher, path: ROOT, child: 'f' }]);
+    expect(first.events).toEqual([
+      { type: 'child-added', session: t, handle: watcher, path: ROOT, child: 'f' },
+    ]);
     const digest = h.machine.digest();
     const retry = h.run(open);
     expect(retry.result).toEqual(first.result);
     expect(retry.events).toEqual([]);
     // Only the applied index and time moved: no second node, no second handle.
-    expect(h.query({ type: 'ListSessions' })).toMatchObject({ sessions: [{ handleCount: 1 }, { handleCount: 1 }] });
+    expect(h.query({ type: 'ListSessions' })).toMatchObject({
+      sessions: [{ handleCount: 1 }, { handleCount: 1 }],
+    });
     expect(h.machine.digest()).not.toBe(digest);
   });
 
@@ -43,7 +61,13 @@ describe('sessions', () => {
     const h = new Harness();
     const s = h.session();
     const f = h.handle(s, `${ROOT}/f`);
-    const command = { type: 'SetContents', session: s, seq: h.nextSeq(s), handle: f, contents: bytes('x') };
+    const command = {
+      type: 'SetContents',
+      session: s,
+      seq: h.nextSeq(s),
+      handle: f,
+      contents: bytes('x'),
+    };
     const { results } = h.entry(command, command);
     expect(results[1]).toEqual(results[0]);
     expect(h.stat(s, f)).toMatchObject({ stat: { contentGeneration: 2 } });
@@ -54,9 +78,11 @@ describe('sessions', () => {
     const s = h.session();
     const f = h.handle(s, `${ROOT}/f`);
     h.setContents(s, f, 'a');
-    expect(errorCode(h.run({ type: 'SetContents', session: s, seq: 1, handle: f, contents: bytes('b') }).result)).toBe(
-      'STALE_SEQ',
-    );
+    expect(
+      errorCode(
+        h.run({ type: 'SetContents', session: s, seq: 1, handle: f, contents: bytes('b') }).result,
+      ),
+    ).toBe('STALE_SEQ');
     expect(h.contents(s, f)).toBe('a');
   });
 
@@ -67,7 +93,14 @@ describe('sessions', () => {
     const a = h.handle(s, `${ROOT}/f`);
     const b = h.handle(t, `${ROOT}/f`);
     h.acquire(s, a);
-    const attempt = { type: 'Acquire', session: t, seq: h.nextSeq(t), handle: b, mode: 'exclusive', wait: false };
+    const attempt = {
+      type: 'Acquire',
+      session: t,
+      seq: h.nextSeq(t),
+      handle: b,
+      mode: 'exclusive',
+      wait: false,
+    };
     expect(errorCode(h.run(attempt).result)).toBe('LOCK_HELD');
     h.send('Release', s, { handle: a });
     expect(h.run(attempt).result).toMatchObject({ type: 'acquired' });
@@ -82,7 +115,9 @@ describe('sessions', () => {
     expect(h.send('CloseSession', s).result).toEqual({ type: 'session-closed' });
     expect(errorCode(h.open(s, `${ROOT}/f`).result)).toBe('SESSION_EXPIRED');
     expect(errorCode(h.send('CloseSession', s).result)).toBe('SESSION_EXPIRED');
-    expect(h.run({ type: 'ExpireSession', session: t }).result).toEqual({ type: 'session-expired' });
+    expect(h.run({ type: 'ExpireSession', session: t }).result).toEqual({
+      type: 'session-expired',
+    });
     expect(errorCode(h.run({ type: 'ExpireSession', session: t }).result)).toBe('SESSION_EXPIRED');
     expect(errorCode(h.query({ type: 'GetStat', session: t, handle: 1 }))).toBe('SESSION_EXPIRED');
     expect(h.query({ type: 'ListSessions' })).toEqual({ type: 'sessions', sessions: [] });
@@ -102,7 +137,16 @@ describe('sessions', () => {
     const tWaits = h.handle(t, `${ROOT}/a`);
     h.acquire(t, tWaits, 'exclusive', true);
     const { events } = h.run({ type: 'ExpireSession', session: s });
-    expect(events).toEqual([{ type: 'lock-granted', session: t, handle: tWaits, path: `${ROOT}/a`, mode: 'exclusive', sequencer: `S1:x:2:2:${ROOT}/a` }]);
+    expect(events).toEqual([
+      {
+        type: 'lock-granted',
+        session: t,
+        handle: tWaits,
+        path: `${ROOT}/a`,
+        mode: 'exclusive',
+        sequencer: `S1:x:2:2:${ROOT}/a`,
+      },
+    ]);
     expect(h.locks()).toMatchObject({
       locks: [
         { path: `${ROOT}/a`, holders: [{ handle: tWaits }], waiters: [] },
@@ -111,7 +155,7 @@ describe('sessions', () => {
     });
   });
 
-  test('a dying session\'s own queued handle is not granted the lock it releases', () => {
+  test("a dying session's own queued handle is not granted the lock it releases", () => {
     const h = new Harness();
     const s = h.session();
     const t = h.session();
@@ -122,6 +166,15 @@ describe('sessions', () => {
     h.acquire(s, b, 'exclusive', true);
     h.acquire(t, c, 'exclusive', true);
     const { events } = h.send('CloseSession', s);
-    expect(events).toEqual([{ type: 'lock-granted', session: t, handle: c, path: `${ROOT}/f`, mode: 'exclusive', sequencer: `S1:x:2:2:${ROOT}/f` }]);
+    expect(events).toEqual([
+      {
+        type: 'lock-granted',
+        session: t,
+        handle: c,
+        path: `${ROOT}/f`,
+        mode: 'exclusive',
+        sequencer: `S1:x:2:2:${ROOT}/f`,
+      },
+    ]);
   });
 });
