@@ -1,8 +1,51 @@
-// `pnpm start`. Until the cell (five replica processes) exists, this runs the deterministic
-// simulator's demo: a five-replica cell in virtual time under faults, printing its summary.
-import { spawnSync } from 'node:child_process';
+// `pnpm start`: runs a five-replica cell on 127.0.0.1 with data under .data/ (git-ignored), prints
+// which replica is master and how to talk to it, and stops all five cleanly on Ctrl-C or SIGTERM.
+// Running it again reuses the data: what was written is still there.
 
-const result = spawnSync(process.execPath, ['--import', 'tsx', 'server/sim/main.ts', '--seeds', '20', '--verbose'], {
-  stdio: 'inherit',
-});
-process.exit(result.status ?? 1);
+import { resolve } from 'node:path';
+import { findMaster } from '../client/src/client.ts';
+import { LocalCell } from './cell.ts';
+
+const dir = resolve(process.env['PAXLOCK_DATA'] ?? '.data');
+const cell = new LocalCell({ dir, basePort: 7100 });
+const started = Date.now();
+cell.startAll();
+console.log(`paxlock: starting a five-replica cell "${cell.config.cell}" (data in ${dir}, logs in ${dir}/r<id>.log)`);
+for (const r of cell.config.replicas) {
+  console.log(`  replica ${r.id}: pid ${cell.pid(r.id)}, clients at ${r.client}, peers at ${r.peer}`);
+}
+
+let isStopping = false;
+async function stop(signal: string): Promise<void> {
+  if (isStopping) return;
+  isStopping = true;
+  console.log(`\npaxlock: ${signal}, stopping the five replicas`);
+  await cell.stopAll();
+  console.log('paxlock: stopped');
+  process.exit(0);
+}
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
+
+for (const r of cell.config.replicas) {
+  cell.replicas.get(r.id)?.process.on('exit', (code, sig) => {
+    if (isStopping) return;
+    console.log(`paxlock: replica ${r.id} exited (${sig ?? `code ${code}`}); see ${dir}/r${r.id}.log`);
+    if (cell.config.replicas.every((x) => !cell.isRunning(x.id))) {
+      console.error('paxlock: every replica has exited');
+      process.exit(1);
+    }
+  });
+}
+
+try {
+  const { address, status } = await findMaster(cell.clientAddresses, 60_000);
+  console.log(
+    `paxlock: replica ${status.id} is master (epoch ${status.epoch.round}.${status.epoch.replica}) after ${Date.now() - started} ms, at ${address}`,
+  );
+  console.log('paxlock: the cell configuration is', cell.configPath);
+  console.log('paxlock: Ctrl-C stops the cell.');
+} catch (err: unknown) {
+  console.error(`paxlock: ${(err as Error).message}`);
+  await stop('no master');
+}

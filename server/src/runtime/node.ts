@@ -206,11 +206,23 @@ export class ReplicaNode {
   async start(): Promise<void> {
     await this.#peers.start();
     await this.#front.start();
+    // A candidacy before the links to a majority are up is a Prepare into the void that only
+    // delays the election by a timeout; wait for them (bounded: a lone replica must still try).
+    await this.#untilMajorityLinked(2 * this.#timing.electionTimeoutMs);
     this.#ticker = setInterval(() => {
       this.#enqueue({ type: 'tick' });
     }, this.#timing.tickMs);
     this.#enqueue({ type: 'tick' });
     this.#log.info({ peer: this.#self.peer, client: this.#self.client }, 'replica listening');
+  }
+
+  async #untilMajorityLinked(timeoutMs: number): Promise<void> {
+    const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
+    const needed = Math.floor(this.#options.cell.replicas.length / 2);
+    const deadline = this.#clock.now() + timeoutMs;
+    while (others.filter((r) => this.#peers.isConnected(r.id)).length < needed && this.#clock.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
   async stop(): Promise<void> {
