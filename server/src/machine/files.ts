@@ -174,7 +174,7 @@ function removeIfUnneeded(ctx: Context, node: NodeRow): void {
  */
 export function closeHandle(ctx: Context, handle: HandleRow, isLost: boolean): void {
   dropHandleLock(ctx, handle, isLost);
-  ctx.t.deleteHandle(handle.id);
+  ctx.t.deleteHandle(handle);
   const node = ctx.t.node(handle.path);
   if (node?.instance === handle.instance) removeIfUnneeded(ctx, node);
 }

@@ -203,18 +203,17 @@ export class StateMachine {
     const command = validateCommand(raw);
     if (isValidationError(command)) return error(command.error, command.message);
     if (hasSeq(command)) {
-      const session = this.#t.session(command.session);
-      if (session === undefined)
+      const lastSeq = this.#t.lastSeq(command.session);
+      if (lastSeq === undefined) {
         return error(ErrorCode.SESSION_EXPIRED, `session ${command.session} does not exist`);
-      if (command.seq < session.last_seq) {
-        return error(ErrorCode.STALE_SEQ, `seq ${command.seq} is older than ${session.last_seq}`);
       }
-      if (command.seq === session.last_seq) {
-        assert(
-          session.last_result !== null,
-          `session ${session.id} has seq ${session.last_seq} but no result`,
-        );
-        return JSON.parse(session.last_result) as CommandResult;
+      if (command.seq < lastSeq) {
+        return error(ErrorCode.STALE_SEQ, `seq ${command.seq} is older than ${lastSeq}`);
+      }
+      if (command.seq === lastSeq) {
+        const recorded = this.#t.lastResult(command.session);
+        assert(recorded !== null, `session ${command.session} has seq ${lastSeq} but no result`);
+        return JSON.parse(recorded) as CommandResult;
       }
     }
     const ctx: Context = { t: this.#t, cell: this.#cell, nowMs, events: [] };

@@ -9,7 +9,7 @@ import { CommandFailure, fail, liveHandle, nodeStat } from './context.ts';
 import type { Tables } from './tables.ts';
 
 function sessionHandle(t: Tables, session: number, handle: number): ReturnType<typeof liveHandle> {
-  if (t.session(session) === undefined)
+  if (t.lastSeq(session) === undefined)
     fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
   return liveHandle(t, session, handle);
 }

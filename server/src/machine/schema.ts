@@ -11,6 +11,8 @@
 //   Handles of a deleted node stay until closed (they are dead: every use is BAD_HANDLE).
 // - lock_holders and lock_waiters rows belong to live handles; a handle holds or waits, not both.
 // - Holders of one lock are one exclusive holder or any number of shared holders.
+// - sessions.handle_count is the number of handles rows of that session (kept so that the
+//   per-session handle limit costs one lookup, not a count).
 
 import type Database from 'better-sqlite3';
 import { assert, cellRoot, EMPTY_CHECKSUM } from '@paxlock/shared';
@@ -55,7 +57,8 @@ CREATE TABLE sessions (
   lease_ms INTEGER NOT NULL,
   created_ms INTEGER NOT NULL,
   last_seq INTEGER NOT NULL,
-  last_result TEXT
+  last_result TEXT,
+  handle_count INTEGER NOT NULL
 ) STRICT;
 
 CREATE TABLE handles (

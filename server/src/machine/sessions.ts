@@ -20,7 +20,7 @@ export function createSession(ctx: Context, command: CreateSession): SessionCrea
 
 /** Ends a session; `isLost` (expiry) applies lock-delay to the locks it held. */
 export function endSession(ctx: Context, session: number, isLost: boolean): void {
-  if (ctx.t.session(session) === undefined)
+  if (ctx.t.lastSeq(session) === undefined)
     fail(ErrorCode.SESSION_EXPIRED, `session ${session} does not exist`);
   const handles = ctx.t.handlesOfSession(session);
   // Waits go first, without granting anything, so that closing one handle cannot grant a lock

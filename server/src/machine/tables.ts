@@ -2,6 +2,10 @@
 // command code reads as logic and SQLite does no parsing on the hot path. Rows are returned as
 // plain objects with SQLite's column names; booleans are 0/1 integers, as SQLite stores them.
 // All ordering that reaches a result or an event is explicit (ORDER BY), never rowid luck.
+//
+// Hot-path reads use better-sqlite3's raw mode (arrays) and build the row objects here: the
+// driver spends about 250 ns per column building a row object, several times what an object
+// literal costs, and those reads run several times per command (see scripts/bench-machine.ts).
 
 import type Database from 'better-sqlite3';
 import { assert } from '@paxlock/shared';
@@ -52,6 +56,7 @@ export interface SessionRow {
   created_ms: number;
   last_seq: number;
   last_result: string | null;
+  handle_count: number;
 }
 
 export interface HandleRow {
@@ -95,13 +100,76 @@ const NODE_COLUMNS = `path, parent, is_directory, is_ephemeral, instance, conten
 
 type Counter = 'next_session' | 'next_handle' | 'next_instance' | 'next_waiter';
 
+/** A row in raw mode: the columns in SELECT order. */
+type Raw = unknown[];
+
+const HANDLE_COLUMNS = 'id, session, path, instance, event_mask, lock_delay_ms';
+const HOLDER_COLUMNS = 'handle, path, session, mode, since_ms';
+const WAITER_COLUMNS = 'id, handle, path, session, mode, since_ms';
+
+function nodeOf(r: Raw): NodeRow {
+  return {
+    path: r[0] as string,
+    parent: r[1] as string | null,
+    is_directory: r[2] as number,
+    is_ephemeral: r[3] as number,
+    instance: r[4] as number,
+    content_generation: r[5] as number,
+    lock_generation: r[6] as number,
+    acl_generation: r[7] as number,
+    checksum: r[8] as string,
+    acl_read: r[9] as string,
+    acl_write: r[10] as string,
+    acl_change: r[11] as string,
+    created_ms: r[12] as number,
+    modified_ms: r[13] as number,
+    size_bytes: r[14] as number,
+  };
+}
+
+function handleOf(r: Raw): HandleRow {
+  return {
+    id: r[0] as number,
+    session: r[1] as number,
+    path: r[2] as string,
+    instance: r[3] as number,
+    event_mask: r[4] as number,
+    lock_delay_ms: r[5] as number,
+  };
+}
+
+function holderOf(r: Raw): HolderRow {
+  return {
+    handle: r[0] as number,
+    path: r[1] as string,
+    session: r[2] as number,
+    mode: r[3] as LockMode,
+    since_ms: r[4] as number,
+  };
+}
+
+function waiterOf(r: Raw): WaiterRow {
+  return {
+    id: r[0] as number,
+    handle: r[1] as number,
+    path: r[2] as string,
+    session: r[3] as number,
+    mode: r[4] as LockMode,
+    since_ms: r[5] as number,
+  };
+}
+
+function watcherOf(r: Raw): WatcherRow {
+  return { id: r[0] as number, session: r[1] as number };
+}
+
 export class Tables {
   readonly db: Database.Database;
   readonly #machine: Database.Statement<[], MachineRow>;
   readonly #setProgress: Database.Statement<[number, number]>;
   readonly #counters: Record<Counter, Database.Statement<[], { id: number }>>;
 
-  readonly #node: Database.Statement<[string], NodeRow>;
+  readonly #node: Database.Statement<[string], Raw>;
   readonly #contents: Database.Statement<[string], { contents: Uint8Array }>;
   readonly #insertNode: Database.Statement<[NewNode]>;
   readonly #deleteNode: Database.Statement<[string]>;
@@ -114,28 +182,30 @@ export class Tables {
     { path: string; is_directory: number; is_ephemeral: number }
   >;
 
-  readonly #session: Database.Statement<[number], SessionRow>;
-  readonly #sessions: Database.Statement<[], SessionRow & { handle_count: number }>;
+  readonly #lastSeq: Database.Statement<[number], number>;
+  readonly #lastResult: Database.Statement<[number], string | null>;
+  readonly #sessions: Database.Statement<[], SessionRow>;
   readonly #insertSession: Database.Statement<[number, string, number, number]>;
   readonly #deleteSession: Database.Statement<[number]>;
   readonly #recordReply: Database.Statement<[number, string, number]>;
 
-  readonly #handle: Database.Statement<[number], HandleRow>;
-  readonly #handlesOfSession: Database.Statement<[number], HandleRow>;
-  readonly #handleCount: Database.Statement<[number], { count: number }>;
+  readonly #handle: Database.Statement<[number], Raw>;
+  readonly #handlesOfSession: Database.Statement<[number], Raw>;
+  readonly #handleCount: Database.Statement<[number], number>;
+  readonly #countHandle: Database.Statement<[number, number]>;
   readonly #liveHandleCount: Database.Statement<[string, number], { count: number }>;
-  readonly #liveHandles: Database.Statement<[string, number], HandleRow>;
-  readonly #watchers: Database.Statement<[string, number, number, number], WatcherRow>;
+  readonly #liveHandles: Database.Statement<[string, number], Raw>;
+  readonly #watchers: Database.Statement<[string, number, number, number], Raw>;
   readonly #insertHandle: Database.Statement<[number, number, string, number, number, number]>;
   readonly #deleteHandle: Database.Statement<[number]>;
 
-  readonly #holder: Database.Statement<[number], HolderRow>;
-  readonly #holders: Database.Statement<[string], HolderRow>;
+  readonly #holder: Database.Statement<[number], Raw>;
+  readonly #holders: Database.Statement<[string], Raw>;
   readonly #insertHolder: Database.Statement<[number, string, number, LockMode, number]>;
   readonly #deleteHolder: Database.Statement<[number]>;
   readonly #deleteHoldersOf: Database.Statement<[string]>;
-  readonly #waiter: Database.Statement<[number], WaiterRow>;
-  readonly #waiters: Database.Statement<[string], WaiterRow>;
+  readonly #waiter: Database.Statement<[number], Raw>;
+  readonly #waiters: Database.Statement<[string], Raw>;
   readonly #hasWaiter: Database.Statement<[string], { found: number }>;
   readonly #insertWaiter: Database.Statement<[number, number, string, number, LockMode, number]>;
   readonly #deleteWaiter: Database.Statement<[number]>;
@@ -163,7 +233,9 @@ export class Tables {
       next_waiter: counter('next_waiter'),
     };
 
-    this.#node = db.prepare(`SELECT ${NODE_COLUMNS} FROM nodes WHERE path = ?`);
+    this.#node = db
+      .prepare<[string], Raw>(`SELECT ${NODE_COLUMNS} FROM nodes WHERE path = ?`)
+      .raw(true);
     this.#contents = db.prepare('SELECT contents FROM nodes WHERE path = ?');
     this.#insertNode = db.prepare(
       `INSERT INTO nodes (path, parent, is_directory, is_ephemeral, contents, instance, content_generation,
@@ -187,46 +259,74 @@ export class Tables {
       'SELECT path, is_directory, is_ephemeral FROM nodes WHERE parent = ? ORDER BY path',
     );
 
-    this.#session = db.prepare('SELECT * FROM sessions WHERE id = ?');
-    this.#sessions = db.prepare(
-      `SELECT s.*, (SELECT count(*) FROM handles h WHERE h.session = s.id) AS handle_count
-       FROM sessions s ORDER BY s.id`,
-    );
+    this.#lastSeq = db
+      .prepare<[number], number>('SELECT last_seq FROM sessions WHERE id = ?')
+      .pluck(true);
+    this.#lastResult = db
+      .prepare<[number], string | null>('SELECT last_result FROM sessions WHERE id = ?')
+      .pluck(true);
+    this.#sessions = db.prepare('SELECT * FROM sessions ORDER BY id');
     this.#insertSession = db.prepare(
-      'INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result) VALUES (?, ?, ?, ?, 0, NULL)',
+      `INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result, handle_count)
+       VALUES (?, ?, ?, ?, 0, NULL, 0)`,
     );
     this.#deleteSession = db.prepare('DELETE FROM sessions WHERE id = ?');
     this.#recordReply = db.prepare(
       'UPDATE sessions SET last_seq = ?, last_result = ? WHERE id = ?',
     );
 
-    this.#handle = db.prepare('SELECT * FROM handles WHERE id = ?');
-    this.#handlesOfSession = db.prepare('SELECT * FROM handles WHERE session = ? ORDER BY id');
-    this.#handleCount = db.prepare('SELECT count(*) AS count FROM handles WHERE session = ?');
+    this.#handle = db
+      .prepare<[number], Raw>(`SELECT ${HANDLE_COLUMNS} FROM handles WHERE id = ?`)
+      .raw(true);
+    this.#handlesOfSession = db
+      .prepare<[number], Raw>(`SELECT ${HANDLE_COLUMNS} FROM handles WHERE session = ? ORDER BY id`)
+      .raw(true);
+    this.#handleCount = db
+      .prepare<[number], number>('SELECT handle_count FROM sessions WHERE id = ?')
+      .pluck(true);
+    this.#countHandle = db.prepare<[number, number]>(
+      'UPDATE sessions SET handle_count = handle_count + ? WHERE id = ?',
+    );
     this.#liveHandleCount = db.prepare(
       'SELECT count(*) AS count FROM handles WHERE path = ? AND instance = ?',
     );
-    this.#liveHandles = db.prepare(
-      'SELECT * FROM handles WHERE path = ? AND instance = ? ORDER BY id',
-    );
-    this.#watchers = db.prepare(
-      `SELECT id, session FROM handles WHERE path = ? AND instance = ? AND (event_mask & ?) != 0 AND id != ?
-       ORDER BY id`,
-    );
+    this.#liveHandles = db
+      .prepare<[string, number], Raw>(
+        `SELECT ${HANDLE_COLUMNS} FROM handles WHERE path = ? AND instance = ? ORDER BY id`,
+      )
+      .raw(true);
+    this.#watchers = db
+      .prepare<[string, number, number, number], Raw>(
+        `SELECT id, session FROM handles WHERE path = ? AND instance = ? AND (event_mask & ?) != 0 AND id != ?
+         ORDER BY id`,
+      )
+      .raw(true);
     this.#insertHandle = db.prepare(
       'INSERT INTO handles (id, session, path, instance, event_mask, lock_delay_ms) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#deleteHandle = db.prepare('DELETE FROM handles WHERE id = ?');
 
-    this.#holder = db.prepare('SELECT * FROM lock_holders WHERE handle = ?');
-    this.#holders = db.prepare('SELECT * FROM lock_holders WHERE path = ? ORDER BY handle');
+    this.#holder = db
+      .prepare<[number], Raw>(`SELECT ${HOLDER_COLUMNS} FROM lock_holders WHERE handle = ?`)
+      .raw(true);
+    this.#holders = db
+      .prepare<[string], Raw>(
+        `SELECT ${HOLDER_COLUMNS} FROM lock_holders WHERE path = ? ORDER BY handle`,
+      )
+      .raw(true);
     this.#insertHolder = db.prepare(
       'INSERT INTO lock_holders (handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?)',
     );
     this.#deleteHolder = db.prepare('DELETE FROM lock_holders WHERE handle = ?');
     this.#deleteHoldersOf = db.prepare('DELETE FROM lock_holders WHERE path = ?');
-    this.#waiter = db.prepare('SELECT * FROM lock_waiters WHERE handle = ?');
-    this.#waiters = db.prepare('SELECT * FROM lock_waiters WHERE path = ? ORDER BY id');
+    this.#waiter = db
+      .prepare<[number], Raw>(`SELECT ${WAITER_COLUMNS} FROM lock_waiters WHERE handle = ?`)
+      .raw(true);
+    this.#waiters = db
+      .prepare<[string], Raw>(
+        `SELECT ${WAITER_COLUMNS} FROM lock_waiters WHERE path = ? ORDER BY id`,
+      )
+      .raw(true);
     this.#hasWaiter = db.prepare('SELECT 1 AS found FROM lock_waiters WHERE path = ? LIMIT 1');
     this.#insertWaiter = db.prepare(
       'INSERT INTO lock_waiters (id, handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?, ?)',
@@ -266,7 +366,8 @@ export class Tables {
   // --- nodes
 
   node(path: string): NodeRow | undefined {
-    return this.#node.get(path);
+    const row = this.#node.get(path);
+    return row === undefined ? undefined : nodeOf(row);
   }
   contents(path: string): Uint8Array {
     const row = this.#contents.get(path);
@@ -299,10 +400,17 @@ export class Tables {
 
   // --- sessions
 
-  session(id: number): SessionRow | undefined {
-    return this.#session.get(id);
+  /** The session's last applied seq, or undefined if the session does not exist. */
+  lastSeq(id: number): number | undefined {
+    return this.#lastSeq.get(id);
   }
-  sessions(): (SessionRow & { handle_count: number })[] {
+  /** The recorded result (JSON) of the session's last applied seq. */
+  lastResult(id: number): string | null {
+    const result = this.#lastResult.get(id);
+    assert(result !== undefined, `lastResult of missing session ${id}`);
+    return result;
+  }
+  sessions(): SessionRow[] {
     return this.#sessions.all();
   }
   insertSession(id: number, clientName: string, leaseMs: number, nowMs: number): void {
@@ -318,23 +426,24 @@ export class Tables {
   // --- handles
 
   handle(id: number): HandleRow | undefined {
-    return this.#handle.get(id);
+    const row = this.#handle.get(id);
+    return row === undefined ? undefined : handleOf(row);
   }
   handlesOfSession(session: number): HandleRow[] {
-    return this.#handlesOfSession.all(session);
+    return this.#handlesOfSession.all(session).map(handleOf);
   }
   handleCount(session: number): number {
-    return this.#handleCount.get(session)?.count ?? 0;
+    return this.#handleCount.get(session) ?? 0;
   }
   liveHandleCount(path: string, instance: number): number {
     return this.#liveHandleCount.get(path, instance)?.count ?? 0;
   }
   liveHandles(path: string, instance: number): HandleRow[] {
-    return this.#liveHandles.all(path, instance);
+    return this.#liveHandles.all(path, instance).map(handleOf);
   }
   /** Live handles on a node subscribed to `bit`, except `exceptHandle` (0 excludes none). */
   watchers(path: string, instance: number, bit: number, exceptHandle: number): WatcherRow[] {
-    return this.#watchers.all(path, instance, bit, exceptHandle);
+    return this.#watchers.all(path, instance, bit, exceptHandle).map(watcherOf);
   }
   insertHandle(handle: HandleRow): void {
     this.#insertHandle.run(
@@ -345,18 +454,21 @@ export class Tables {
       handle.event_mask,
       handle.lock_delay_ms,
     );
+    this.#countHandle.run(1, handle.session);
   }
-  deleteHandle(id: number): void {
-    this.#deleteHandle.run(id);
+  deleteHandle(handle: HandleRow): void {
+    this.#deleteHandle.run(handle.id);
+    this.#countHandle.run(-1, handle.session);
   }
 
   // --- locks
 
   holder(handle: number): HolderRow | undefined {
-    return this.#holder.get(handle);
+    const row = this.#holder.get(handle);
+    return row === undefined ? undefined : holderOf(row);
   }
   holders(path: string): HolderRow[] {
-    return this.#holders.all(path);
+    return this.#holders.all(path).map(holderOf);
   }
   insertHolder(holder: HolderRow): void {
     this.#insertHolder.run(
@@ -374,10 +486,11 @@ export class Tables {
     this.#deleteHoldersOf.run(path);
   }
   waiter(handle: number): WaiterRow | undefined {
-    return this.#waiter.get(handle);
+    const row = this.#waiter.get(handle);
+    return row === undefined ? undefined : waiterOf(row);
   }
   waiters(path: string): WaiterRow[] {
-    return this.#waiters.all(path);
+    return this.#waiters.all(path).map(waiterOf);
   }
   hasWaiter(path: string): boolean {
     return this.#hasWaiter.get(path) !== undefined;
