@@ -51,12 +51,15 @@ export interface ClientEvents {
 export async function findMaster(cell: readonly string[], timeoutMs: number): Promise<{ address: string; status: ReplicaStatus }> {
   const deadline = Date.now() + timeoutMs;
   let lastError = 'no replica answered';
+  let reachable = 0;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
+    reachable = 0;
     for (const address of cell) {
       try {
         const connection = await Connection.open(address, 1_000);
         try {
           const reply = await connection.request({ type: 'status' }, 1_000);
+          reachable++;
           if (reply.type === 'status' && reply.status.role === 'master' && reply.status.leaseRemainingMs > 0) {
             return { address, status: reply.status };
           }
@@ -71,6 +74,13 @@ export async function findMaster(cell: readonly string[], timeoutMs: number): Pr
     }
     // Back off a little between sweeps: an election takes a lease or so.
     await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+  }
+  const majority = Math.floor(cell.length / 2) + 1;
+  if (reachable < majority) {
+    throw new ConnectionError(
+      ErrorCode.NO_QUORUM,
+      `no quorum: ${reachable} of ${cell.length} replicas reachable, ${majority} needed (${lastError})`,
+    );
   }
   throw new ConnectionError(ErrorCode.NO_MASTER, `no master found within ${timeoutMs} ms (${lastError})`);
 }
