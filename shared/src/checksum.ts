@@ -33,26 +33,46 @@ export class Fnv1a64 {
     return this;
   }
 
-  /** Feeds a string as UTF-8, preceded by its byte length so that field boundaries count. */
+  /** Feeds one byte (0..255). */
+  updateByte(byte: number): this {
+    const lo = (this.#lo ^ byte) >>> 0;
+    const product = lo * 435;
+    const productLo = product >>> 0;
+    this.#hi = (Math.imul(this.#hi, 435) + (product - productLo) / TWO_TO_32 + (lo << 8)) >>> 0;
+    this.#lo = productLo;
+    return this;
+  }
+
+  /**
+   * Feeds a string as UTF-8, preceded by its byte length so that field boundaries count. ASCII
+   * strings (all names are) are fed straight from their char codes, without an encoder copy.
+   */
   updateString(text: string): this {
-    const bytes = encoder.encode(text);
-    this.updateUint(bytes.length);
-    return this.update(bytes);
+    let isAscii = true;
+    for (let i = 0; i < text.length; i++) {
+      if (text.charCodeAt(i) > 0x7f) {
+        isAscii = false;
+        break;
+      }
+    }
+    if (!isAscii) return this.updateBytes(encoder.encode(text));
+    this.updateUint(text.length);
+    for (let i = 0; i < text.length; i++) this.updateByte(text.charCodeAt(i));
+    return this;
   }
 
   /** Feeds a non-negative safe integer as 8 little-endian bytes. */
   updateUint(value: number): this {
     const low = value >>> 0;
     const high = Math.floor(value / TWO_TO_32) >>> 0;
-    scratch[0] = low & 0xff;
-    scratch[1] = (low >>> 8) & 0xff;
-    scratch[2] = (low >>> 16) & 0xff;
-    scratch[3] = low >>> 24;
-    scratch[4] = high & 0xff;
-    scratch[5] = (high >>> 8) & 0xff;
-    scratch[6] = (high >>> 16) & 0xff;
-    scratch[7] = high >>> 24;
-    return this.update(scratch);
+    return this.updateByte(low & 0xff)
+      .updateByte((low >>> 8) & 0xff)
+      .updateByte((low >>> 16) & 0xff)
+      .updateByte(low >>> 24)
+      .updateByte(high & 0xff)
+      .updateByte((high >>> 8) & 0xff)
+      .updateByte((high >>> 16) & 0xff)
+      .updateByte(high >>> 24);
   }
 
   /** Feeds a byte string preceded by its length. */
@@ -68,7 +88,6 @@ export class Fnv1a64 {
 }
 
 const encoder = new TextEncoder();
-const scratch = new Uint8Array(8);
 
 /** FNV-1a 64 of a byte string, as 16 lower-case hex digits. */
 export function checksum64(bytes: Uint8Array): string {

@@ -12,11 +12,11 @@ import type Database from 'better-sqlite3';
 import { assert, Fnv1a64 } from '@paxlock/shared';
 import { DIGEST_TABLES } from './schema.ts';
 
-const TAG_NULL = new Uint8Array([0]);
-const TAG_INTEGER = new Uint8Array([1]);
-const TAG_TEXT = new Uint8Array([2]);
-const TAG_BLOB = new Uint8Array([3]);
-const TAG_ROW = new Uint8Array([4]);
+const TAG_NULL = 0;
+const TAG_INTEGER = 1;
+const TAG_TEXT = 2;
+const TAG_BLOB = 3;
+const TAG_ROW = 4;
 
 export type DigestStatements = readonly Database.Statement<[], unknown[]>[];
 
@@ -31,18 +31,18 @@ export function computeDigest(statements: DigestStatements): string {
   statements.forEach((statement, index) => {
     hash.updateString(DIGEST_TABLES[index]?.table ?? '');
     for (const row of statement.iterate()) {
-      hash.update(TAG_ROW);
+      hash.updateByte(TAG_ROW);
       for (const value of row) {
         if (value === null) {
-          hash.update(TAG_NULL);
+          hash.updateByte(TAG_NULL);
         } else if (typeof value === 'number') {
           assert(Number.isSafeInteger(value) && value >= 0, `digest: unexpected number ${value}`);
-          hash.update(TAG_INTEGER).updateUint(value);
+          hash.updateByte(TAG_INTEGER).updateUint(value);
         } else if (typeof value === 'string') {
-          hash.update(TAG_TEXT).updateString(value);
+          hash.updateByte(TAG_TEXT).updateString(value);
         } else {
           assert(value instanceof Uint8Array, 'digest: unexpected column type');
-          hash.update(TAG_BLOB).updateBytes(value);
+          hash.updateByte(TAG_BLOB).updateBytes(value);
         }
       }
     }
