@@ -45,6 +45,28 @@ describe('checksum64 (FNV-1a 64)', () => {
     expect(ab).not.toBe(abc);
   });
 
+  test('property: a string feeds as its length-prefixed UTF-8 bytes, ASCII or not', () => {
+    fc.assert(
+      fc.property(
+        fc.string({
+          unit: fc.constantFrom('a', 'Z', '~', 'é', '€', '😀', '\u0000'),
+          maxLength: 30,
+        }),
+        (value) => {
+          const encoded = new TextEncoder().encode(value);
+          expect(new Fnv1a64().updateString(value).hex()).toBe(
+            new Fnv1a64().updateBytes(encoded).hex(),
+          );
+        },
+      ),
+    );
+  });
+
+  test('integers feed as 8 little-endian bytes', () => {
+    const bytes = new Uint8Array([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x00, 0x00]);
+    expect(new Fnv1a64().updateUint(0x060504030201).hex()).toBe(checksum64(bytes));
+  });
+
   test('hashes a full 256 KiB file and agrees with the reference', () => {
     const bytes = new Uint8Array(LIMITS.fileContentsMaxBytes);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + 7) & 0xff;
