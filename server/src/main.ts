@@ -19,6 +19,8 @@ const argv = yargs(hideBin(process.argv))
   .option('lease-ms', { type: 'number', default: DEFAULT_TIMING.leaseMs, describe: 'master lease' })
   .option('heartbeat-ms', { type: 'number', default: DEFAULT_TIMING.heartbeatMs, describe: 'master heartbeat interval' })
   .option('election-timeout-ms', { type: 'number', default: DEFAULT_TIMING.electionTimeoutMs, describe: 'silence before a follower stands for master' })
+  .option('snapshot-every', { type: 'number', default: DEFAULT_TIMING.snapshotEverySlots, describe: 'snapshot state.db and compact the log every N applied slots' })
+  .option('digest-every-ms', { type: 'number', default: DEFAULT_TIMING.digestEveryMs, describe: 'compare state digests through the log this often (0: never)' })
   .option('max-batch', { type: 'number', default: 1024, describe: 'most commands per slot (1 disables batching)' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] })
   .option('pretty', { type: 'boolean', default: false, describe: 'human-readable logs (development)' })
@@ -43,6 +45,8 @@ async function main(): Promise<void> {
       leaseMs: argv['lease-ms'],
       heartbeatMs: argv['heartbeat-ms'],
       electionTimeoutMs: argv['election-timeout-ms'],
+      snapshotEverySlots: argv['snapshot-every'],
+      digestEveryMs: argv['digest-every-ms'],
     },
     maxBatchCommands: argv['max-batch'],
   });

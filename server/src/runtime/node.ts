@@ -12,7 +12,8 @@
 // The master acknowledges a write only after its entry is chosen and applied, and answers a
 // read only while canServeReads() holds (master, valid lease, own no-op applied).
 
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -55,6 +56,10 @@ export interface Timing {
   readonly tickMs: number;
   /** A client request not applied within this long is answered with NO_QUORUM. */
   readonly requestTimeoutMs: number;
+  /** Take a durable snapshot (and let the core compact its log) every this many applied slots. */
+  readonly snapshotEverySlots: number;
+  /** Propose a digest comparison through the log every this many ms (0: never). */
+  readonly digestEveryMs: number;
 }
 
 export const DEFAULT_TIMING: Timing = {
@@ -65,7 +70,34 @@ export const DEFAULT_TIMING: Timing = {
   maxDriftRate: 0.01,
   tickMs: 20,
   requestTimeoutMs: 5_000,
+  snapshotEverySlots: 10_000,
+  digestEveryMs: 30_000,
 };
+
+/** Snapshot transfer: the state database in chunks over the peer link (aux frames). */
+const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+/** A peer that asked for a snapshot is not sent another for this long. */
+const SNAPSHOT_RESEND_MS = 10_000;
+
+interface SnapshotChunk {
+  readonly kind: 'snapshot-chunk';
+  readonly slot: number;
+  readonly index: number;
+  readonly total: number;
+  readonly sha256: string;
+  readonly bytes: Uint8Array;
+}
+
+function validateSnapshotChunk(raw: unknown): SnapshotChunk | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const c = raw as Record<string, unknown>;
+  const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (c['kind'] !== 'snapshot-chunk' || !isCount(c['slot']) || !isCount(c['index']) || !isCount(c['total'])) return null;
+  if (c['total'] < 1 || c['total'] > 65_536 || c['index'] >= c['total']) return null;
+  if (typeof c['sha256'] !== 'string' || !/^[0-9a-f]{64}$/.test(c['sha256']) || !(c['bytes'] instanceof Uint8Array)) return null;
+  if (c['bytes'].byteLength > SNAPSHOT_CHUNK_BYTES) return null;
+  return raw as SnapshotChunk;
+}
 
 export interface NodeOptions {
   readonly cell: CellConfig;
@@ -111,8 +143,11 @@ export class ReplicaNode {
   readonly #log: Logger;
   readonly #self: ReplicaAddress;
   readonly #store: SqliteStore;
-  readonly #stateDb: Database.Database;
-  readonly #machine: StateMachine;
+  #stateDb: Database.Database;
+  #machine: StateMachine;
+  #lastSnapshotSlot = 0;
+  readonly #snapshotsSent = new Map<number, number>();
+  #incoming: { from: number; slot: number; sha256: string; chunks: (Uint8Array | undefined)[]; received: number } | null = null;
   readonly #replica: Replica;
   readonly #peers: PeerTransport;
   readonly #front: Front;
@@ -146,12 +181,9 @@ export class ReplicaNode {
 
     mkdirSync(options.dataDir, { recursive: true });
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
-    this.#stateDb = new Database(join(options.dataDir, 'state.db'));
-    this.#stateDb.pragma('journal_mode = WAL');
-    // state.db may lose its last entries in a crash: it is replayed from paxos.db, whose log is
-    // never truncated above the applied index of a durable snapshot (DESIGN.md, Storage).
-    this.#stateDb.pragma('synchronous = NORMAL');
+    this.#stateDb = this.#openStateDb();
     this.#machine = StateMachine.open(this.#stateDb, { cell: options.cell.cell });
+    this.#lastSnapshotSlot = this.#machine.appliedIndex;
 
     const now = this.#clock.now();
     const durable = this.#store.load();
@@ -189,6 +221,9 @@ export class ReplicaNode {
       validate: validateMessage,
       onMessage: (from, message: Message) => {
         this.#enqueue({ type: 'message', from, message });
+      },
+      onAux: (from, body) => {
+        this.#onAux(from, body);
       },
     });
     const handler: FrontHandler = {
@@ -286,6 +321,9 @@ export class ReplicaNode {
         apply: (entry) => {
           this.#apply(entry, now);
         },
+        snapshotFor: (to, slot) => {
+          this.#sendSnapshot(to, slot, now);
+        },
       },
       inputs,
       now,
@@ -300,7 +338,110 @@ export class ReplicaNode {
       this.#pending.delete(commandKey(command.clientId, command.seq));
       this.#redirect(pending.connection, pending.id);
     });
+    this.#maybeSnapshot();
     this.#afterTurn(now);
+  }
+
+  // --- snapshots: compaction and transfer ------------------------------------------------------
+
+  #openStateDb(): Database.Database {
+    const db = new Database(join(this.#options.dataDir, 'state.db'));
+    db.pragma('journal_mode = WAL');
+    // state.db may lose its last entries in a crash: it is replayed from paxos.db, whose log is
+    // never truncated above the applied index of a durable snapshot (DESIGN.md, Storage).
+    db.pragma('synchronous = NORMAL');
+    return db;
+  }
+
+  /**
+   * Every snapshotEverySlots applied slots, make state.db durable (a WAL checkpoint syncs the
+   * database file) and tell the core it may compact its log below that slot.
+   */
+  #maybeSnapshot(): void {
+    const applied = this.#machine.appliedIndex;
+    if (applied - this.#lastSnapshotSlot < this.#timing.snapshotEverySlots) return;
+    this.#stateDb.pragma('wal_checkpoint(TRUNCATE)');
+    this.#lastSnapshotSlot = applied;
+    this.#replica.snapshotTaken(applied);
+    this.#log.info({ slot: applied }, 'snapshot taken, log compacted behind it');
+    this.#scheduleTurn();
+  }
+
+  /** A peer is behind our compaction point: ship it the whole state database, in chunks. */
+  #sendSnapshot(to: number, slot: number, now: number): void {
+    const lastSent = this.#snapshotsSent.get(to);
+    if (lastSent !== undefined && now - lastSent < SNAPSHOT_RESEND_MS) return;
+    this.#snapshotsSent.set(to, now);
+    const bytes = this.#machine.snapshot();
+    const applied = this.#machine.appliedIndex;
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const total = Math.max(1, Math.ceil(bytes.byteLength / SNAPSHOT_CHUNK_BYTES));
+    this.#log.info({ peer: to, slot: applied, asked: slot, sizeBytes: bytes.byteLength, chunks: total }, 'sending snapshot');
+    for (let index = 0; index < total; index++) {
+      const chunk: SnapshotChunk = {
+        kind: 'snapshot-chunk',
+        slot: applied,
+        index,
+        total,
+        sha256,
+        bytes: bytes.subarray(index * SNAPSHOT_CHUNK_BYTES, (index + 1) * SNAPSHOT_CHUNK_BYTES),
+      };
+      this.#peers.sendFrame(to, { type: 'aux', body: chunk });
+    }
+  }
+
+  #onAux(from: number, body: unknown): void {
+    const chunk = validateSnapshotChunk(body);
+    if (chunk === null) {
+      this.#log.warn({ peer: from }, 'invalid aux frame dropped');
+      return;
+    }
+    if (chunk.slot <= this.#machine.appliedIndex) return; // stale: we are already past it
+    const incoming = this.#incoming;
+    if (incoming?.from !== from || incoming.slot !== chunk.slot || incoming.sha256 !== chunk.sha256 || incoming.chunks.length !== chunk.total) {
+      this.#incoming = { from, slot: chunk.slot, sha256: chunk.sha256, chunks: new Array<Uint8Array | undefined>(chunk.total), received: 0 };
+    }
+    const current = this.#incoming;
+    if (current === null || current.chunks[chunk.index] !== undefined) return;
+    current.chunks[chunk.index] = Buffer.from(chunk.bytes);
+    current.received++;
+    if (current.received < chunk.total) return;
+    this.#incoming = null;
+    const bytes = Buffer.concat(current.chunks.map((c) => c ?? Buffer.alloc(0)));
+    if (createHash('sha256').update(bytes).digest('hex') !== current.sha256) {
+      this.#log.warn({ peer: from, slot: current.slot }, 'snapshot checksum mismatch, dropped');
+      return;
+    }
+    this.#installSnapshot(bytes, from);
+  }
+
+  /**
+   * Replaces state.db with a snapshot: write it beside, fsync it, swap it in, reopen the
+   * machine, and tell the core. A crash at any point leaves either the old database or the new
+   * one, and the core restarts from whichever applied index it finds.
+   */
+  #installSnapshot(bytes: Buffer, from: number): void {
+    const dir = this.#options.dataDir;
+    const target = join(dir, 'state.db');
+    const temporary = join(dir, 'state.db.incoming');
+    rmSync(temporary, { force: true });
+    StateMachine.restoreToFile(bytes, temporary);
+    const fd = openSync(temporary, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    this.#stateDb.close();
+    for (const suffix of ['-wal', '-shm']) if (existsSync(target + suffix)) rmSync(target + suffix);
+    renameSync(temporary, target);
+    const dirFd = openSync(dir, 'r');
+    fsyncSync(dirFd);
+    closeSync(dirFd);
+    this.#stateDb = this.#openStateDb();
+    this.#machine = StateMachine.open(this.#stateDb, { cell: this.#options.cell.cell });
+    this.#lastSnapshotSlot = this.#machine.appliedIndex;
+    const now = this.#clock.now();
+    this.#replica.installSnapshot(this.#machine.appliedIndex, now);
+    this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes: bytes.byteLength }, 'snapshot installed');
+    this.#scheduleTurn();
   }
 
   #afterTurn(now: number): void {
