@@ -288,6 +288,24 @@ describe('lock-delay', () => {
     expect(h.machine.pendingLockDelays()).toEqual([]);
   });
 
+  test('pendingLockDelays lists delays earliest first, the longest delay winning per path', () => {
+    const h = new Harness();
+    const s = h.session();
+    const t = h.session();
+    h.acquire(s, h.handle(s, `${ROOT}/late`, { lockDelayMs: 50_000 }));
+    h.acquire(s, h.handle(s, `${ROOT}/early`, { lockDelayMs: 2_000 }));
+    h.acquire(t, h.handle(t, `${ROOT}/shared`, { lockDelayMs: 3_000 }), 'shared');
+    h.acquire(s, h.handle(s, `${ROOT}/shared`, { lockDelayMs: 9_000 }), 'shared');
+    h.run({ type: 'ExpireSession', session: s });
+    h.nowMs = 2_000;
+    h.run({ type: 'ExpireSession', session: t });
+    expect(h.machine.pendingLockDelays()).toEqual([
+      { path: `${ROOT}/early`, endsMs: 3_000 },
+      { path: `${ROOT}/shared`, endsMs: 10_000 },
+      { path: `${ROOT}/late`, endsMs: 51_000 },
+    ]);
+  });
+
   test('a lock-delay of 0 lets the next waiter in at once on expiry', () => {
     const h = new Harness();
     const s = h.session();
