@@ -190,3 +190,47 @@ describe('a five-replica cell', () => {
     await watcher.close();
   });
 });
+
+describe('a replica whose state diverges', () => {
+  let cell: LocalCell;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = tempDir('diverge');
+    cell = new LocalCell({ dir, basePort: await freeBasePort(), logLevel: 'info', serverArgs: ['--digest-every-ms', '300'] });
+    cell.startAll();
+  });
+
+  afterAll(async () => {
+    await cell.stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is caught by the digest comparison through the log, and stops serving loudly', async () => {
+    const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'diverge', findMasterTimeoutMs: 60_000 });
+    const opened = await client.command({ type: 'Open', path: '/ls/local/truth', create: 'must', ephemeral: false, directory: false, contents: Buffer.from('the truth'), eventMask: 0, lockDelayMs: 0 });
+    expect(opened.type).toBe('opened');
+    const statuses = await allStatuses(cell);
+    const victim = statuses.find((s) => s.role !== 'master')!.id;
+    // Wait until the victim has applied the file, then stop it and corrupt its copy by hand.
+    await eventually(async () => {
+      const all = await allStatuses(cell);
+      return new Set(all.map((s) => s.applied)).size === 1 ? true : undefined;
+    }, 'all replicas caught up');
+    await cell.signal(victim, 'SIGTERM');
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(`${dir}/r${victim}/state.db`);
+    db.prepare("UPDATE nodes SET contents = ? WHERE path = '/ls/local/truth'").run(Buffer.from('a lie'));
+    db.close();
+
+    const child = cell.start(victim).process;
+    const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    expect(exitCode).toBe(3);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(`${dir}/r${victim}.log`, 'utf8')).toMatch(/STATE DIGEST DIFFERS FROM THE MASTER/);
+    // The rest of the cell goes on.
+    const written = await client.command({ type: 'SetContents', handle: (opened as { handle: number }).handle, contents: Buffer.from('still serving') });
+    expect(written.type).toBe('contents-set');
+    await client.close();
+  });
+});

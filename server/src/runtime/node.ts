@@ -108,7 +108,19 @@ export interface NodeOptions {
   readonly clock?: Clock;
   /** Most commands per slot; 1 turns batching off (benchmarks). */
   readonly maxBatchCommands?: number;
+  /** What to do when this replica's state digest differs from the master's (default: exit 3). */
+  readonly onDiverged?: (detail: { slot: number; mine: string; master: string }) => void;
 }
+
+/**
+ * Digest comparison through the log (Paxos Made Live, section 5.6): the master proposes a mark;
+ * every replica records its own digest right after applying the mark's slot; the master then
+ * proposes a check carrying its digest at that slot, and every replica compares. These two
+ * runtime commands are not state-machine commands: the machine sees a null in their place (an
+ * invalid command, which changes nothing) so results stay aligned with the batch.
+ */
+const DIGEST_MARK = 'digest-mark:';
+const DIGEST_CHECK = 'digest-check:';
 
 interface PendingRequest {
   readonly connection: FrontConnection;
@@ -168,6 +180,12 @@ export class ReplicaNode {
   #createSeq = 0;
   readonly #bootNonce: string;
   #isStopped = false;
+  /** Digests this replica computed at the slots of digest marks, awaiting the master's. */
+  readonly #digestAt = new Map<number, string>();
+  #digestSeq = 0;
+  #lastDigestMarkAt = 0;
+  /** Called when this replica's state differs from the master's: the process must stop. */
+  readonly #onDiverged: (detail: { slot: number; mine: string; master: string }) => void;
 
   constructor(options: NodeOptions) {
     this.#options = options;
@@ -178,6 +196,12 @@ export class ReplicaNode {
     if (self === undefined) throw new Error(`replica ${options.id} is not in the cell configuration`);
     this.#self = self;
     this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
+    this.#onDiverged =
+      options.onDiverged ??
+      (() => {
+        // Nothing this replica serves can be trusted; an operator must rebuild its state.db.
+        process.exit(3);
+      });
 
     mkdirSync(options.dataDir, { recursive: true });
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
@@ -480,6 +504,10 @@ export class ReplicaNode {
   }
 
   #masterDuties(now: number): void {
+    if (this.#timing.digestEveryMs > 0 && now - this.#lastDigestMarkAt >= this.#timing.digestEveryMs) {
+      this.#lastDigestMarkAt = now;
+      this.#proposeInternalRaw({ clientId: `${DIGEST_MARK}${this.#bootNonce}`, seq: ++this.#digestSeq, payload: new Uint8Array(0) }, now);
+    }
     for (const session of this.#sessions.takeExpired(now)) {
       this.#log.info({ session }, 'session lease expired');
       this.#proposeInternal({ type: 'ExpireSession', session }, `expire:${session}`, 1, now);
@@ -490,6 +518,10 @@ export class ReplicaNode {
       this.#delaysInFlight.add(delay.path);
       this.#proposeInternal({ type: 'LockDelayEnd', path: delay.path }, `delay:${delay.path}`, delay.endsMs, now);
     }
+  }
+
+  #proposeInternalRaw(command: Command, now: number): void {
+    if (this.#replica.propose(command, now).ok) this.#scheduleTurn();
   }
 
   #proposeInternal(command: MachineCommand, clientId: string, seq: number, now: number): void {
@@ -513,17 +545,55 @@ export class ReplicaNode {
   #apply(entry: ChosenEntry, now: number): void {
     const value = entry.value;
     const commands = value.type === 'batch' ? value.commands : [];
+    const isRuntime = (c: Command): boolean => c.clientId.startsWith(DIGEST_MARK) || c.clientId.startsWith(DIGEST_CHECK);
     const decoded = commands.map((c) => {
+      if (isRuntime(c)) return null;
       const frame = decodeFrame(c.payload);
       return frame.ok ? frame.value : null;
     });
     const outcome = this.#machine.apply({ slot: entry.slot, stampMs: Math.floor(value.stampMs), commands: decoded });
     commands.forEach((command, i) => {
       const result = outcome.results[i];
-      if (result === undefined) return;
+      if (result === undefined || isRuntime(command)) return;
       this.#onResult(command, decoded[i], result, entry.slot, now);
     });
     if (outcome.events.length > 0) this.#pushEvents(outcome.events);
+    for (const command of commands) {
+      if (command.clientId.startsWith(DIGEST_MARK)) this.#onDigestMark(entry.slot, now);
+      else if (command.clientId.startsWith(DIGEST_CHECK)) this.#onDigestCheck(command.payload);
+    }
+  }
+
+  #onDigestMark(slot: number, now: number): void {
+    const digest = this.#machine.digest();
+    this.#digestAt.set(slot, digest);
+    // Keep only recent marks: a check for an older one is for a replica that restarted.
+    for (const s of this.#digestAt.keys()) if (s < slot - 100_000) this.#digestAt.delete(s);
+    if (this.#isServing) {
+      const check = { slot, digest };
+      this.#replica.propose({ clientId: `${DIGEST_CHECK}${this.#bootNonce}`, seq: ++this.#digestSeq, payload: encodeFrame(check) }, now);
+    }
+  }
+
+  #onDigestCheck(payload: Uint8Array): void {
+    const decoded = decodeFrame(payload);
+    const check = decoded.ok ? (decoded.value as { slot?: unknown; digest?: unknown }) : null;
+    if (check === null || typeof check.slot !== 'number' || typeof check.digest !== 'string') {
+      this.#log.warn({}, 'malformed digest check ignored');
+      return;
+    }
+    const mine = this.#digestAt.get(check.slot);
+    this.#digestAt.delete(check.slot);
+    if (mine === undefined) return; // applied that slot before a restart, or from a snapshot
+    if (mine === check.digest) {
+      this.#log.debug({ slot: check.slot, digest: mine }, 'state digest agrees with the master');
+      return;
+    }
+    this.#log.fatal(
+      { slot: check.slot, mine, master: check.digest },
+      'STATE DIGEST DIFFERS FROM THE MASTER: this replica has diverged and stops serving; rebuild its state.db from a snapshot',
+    );
+    this.#onDiverged({ slot: check.slot, mine, master: check.digest });
   }
 
   #onResult(command: Command, decoded: unknown, result: CommandResult, slot: number, now: number): void {
