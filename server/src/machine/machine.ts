@@ -6,6 +6,7 @@
 //
 // API
 //   const machine = StateMachine.open(db, { cell });    // creates the schema in a new database
+//   StateMachine.createInMemory({ cell });               // the same on ':memory:' (simulator)
 //   const { results, events } = machine.apply({ slot, stampMs, commands });
 //   machine.query(q);                                    // read-only; q is `unknown`, validated
 //   machine.appliedIndex; machine.timeMs;                // the last applied slot and its time
@@ -127,6 +128,11 @@ export class StateMachine {
     return new StateMachine(db, options);
   }
 
+  /** A machine on a new in-memory database: for the simulator and tests. */
+  static createInMemory(options: MachineOptions): StateMachine {
+    return new StateMachine(new Database(':memory:'), options);
+  }
+
   /** A machine on a fresh in-memory database holding a snapshot. */
   static restore(bytes: Uint8Array, options: MachineOptions): StateMachine {
     return new StateMachine(new Database(snapshotImage(bytes)), options);
@@ -164,6 +170,7 @@ export class StateMachine {
   }
 
   apply(entry: Entry): ApplyOutcome {
+    assert(Array.isArray(entry.commands), 'apply: commands is not an array');
     assert(
       entry.slot === this.#appliedIndex + 1,
       `apply: slot ${entry.slot} after ${this.#appliedIndex}`,

@@ -1,6 +1,5 @@
 // A small driver for state-machine tests: an in-memory machine on cell `c`, a slot counter, a
 // clock the test moves, and per-session request seqs, so a test reads as the commands it sends.
-import Database from 'better-sqlite3';
 import { expect } from 'vitest';
 import type {
   CommandResult,
@@ -29,7 +28,7 @@ export class Harness {
   readonly #seqs = new Map<number, number>();
 
   constructor(machine?: StateMachine) {
-    this.machine = machine ?? StateMachine.open(new Database(':memory:'), { cell: CELL });
+    this.machine = machine ?? StateMachine.createInMemory({ cell: CELL });
   }
 
   /** Applies one entry of raw commands at the current time. */
