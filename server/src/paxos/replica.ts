@@ -70,7 +70,8 @@ interface Reported {
 interface Candidacy {
   readonly ballot: Ballot;
   readonly slotFirst: number;
-  readonly sentAtMs: number;
+  /** When the Prepares last went out, for retransmission to peers that have not promised. */
+  sentAtMs: number;
   votes: number;
   readonly reported: Map<number, Reported>;
   /** The highest chosen prefix any promiser reported, and who reported it. */
@@ -170,8 +171,10 @@ export class Replica {
     // (itself included) until one lease has passed (Chubby 2.9, Paxos Made Live 5.2).
     this.#restartWaitUntilMs = durable.isFresh ? Number.NEGATIVE_INFINITY : now + config.leaseMs;
     if (options.applied > this.#log.commit) {
-      // The state machine installed a snapshot and crashed before the core persisted it.
+      // The state machine installed a snapshot and crashed before the core persisted it: finish
+      // the job, compaction point included (every slot <= commit must be chosen or compacted).
       this.#log.installSnapshot(options.applied);
+      this.#persistCompactBelow = this.#log.compactedBelow;
     }
     this.#applied = options.applied;
     this.#handedOut = options.applied;
@@ -238,6 +241,8 @@ export class Replica {
       this.#tickMaster(now);
     } else if (now >= this.#candidacyDeadlineMs()) {
       this.#startCandidacy(now);
+    } else if (this.#candidacy !== null) {
+      this.#resendPrepares(now);
     }
     this.#maybeCatchUp(now);
   }
@@ -563,12 +568,18 @@ export class Replica {
   }
 
   #onCatchUp(from: ReplicaId, message: Extract<Message, { type: 'catch-up' }>): void {
-    this.#notePeerCommit(from, message.commit);
+    // The reply states the peer's chosen prefix as it is now: it may be lower than what we heard
+    // before (a master's commit that was not yet durable when it crashed).
+    this.#peerCommit.set(from, message.commit);
+    if (message.commit > this.#wantCommit) this.#wantCommit = message.commit;
+    const before = this.#log.commit;
     for (const entry of message.entries) {
       if (entry.slot <= message.commit) this.#learnChosen(entry.slot, entry.value);
     }
     this.#log.advanceCommit();
-    if (this.#catchUp?.to === from) this.#catchUp = null;
+    // Only a reply that helped clears the request; otherwise the retry waits its turn and goes
+    // to another peer, so two replicas never ping-pong requests and empty replies.
+    if (this.#catchUp?.to === from && this.#log.commit > before) this.#catchUp = null;
     if (message.compactedBelow > this.#log.commit + 1) {
       this.#requestSnapshot(from, message.compactedBelow - 1);
       return;
@@ -660,6 +671,17 @@ export class Replica {
     this.#resetElectionTimer(now, true);
     this.#logger.info({ replica: this.#id, ballot: formatBallot(ballot), slotFirst }, 'running for master');
     for (const peer of this.#peers) this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
+  }
+
+  /** Lost Prepares (or refusals that may have expired) are retried within the same ballot. */
+  #resendPrepares(now: number): void {
+    const candidacy = this.#candidacy;
+    if (candidacy === null || now - candidacy.sentAtMs < this.#config.heartbeatMs * 2) return;
+    candidacy.sentAtMs = now;
+    const { ballot, slotFirst } = candidacy;
+    for (const peer of this.#peers) {
+      if (!this.#membership.hasVoted(candidacy.votes, peer)) this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
+    }
   }
 
   #onPromise(from: ReplicaId, message: Extract<Message, { type: 'promise' }>): void {

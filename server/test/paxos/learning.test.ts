@@ -69,6 +69,17 @@ describe('learning chosen values', () => {
     ]);
   });
 
+  it('does not answer an unhelpful catch-up reply with an immediate new request', () => {
+    const r = solo({ id: 2 });
+    // The master claimed commit 5 in memory, then crashed before that was durable.
+    r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 5, round: 1 }, 100);
+    expect(ofType(drain(r, 100).send, 'catch-up-request')).toHaveLength(1);
+    r.step(3, { type: 'catch-up', entries: [], commit: 0, compactedBelow: 1 }, 101);
+    expect(ofType(drain(r, 101).send, 'catch-up-request')).toEqual([]);
+    r.tick(301);
+    expect(ofType(drain(r, 301).send, 'catch-up-request')).toHaveLength(1);
+  });
+
   it('asks for at most catchUpBatchSlots slots at a time and keeps asking until caught up', () => {
     const r = solo({ id: 2, config: { catchUpBatchSlots: 4 } });
     r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 10, round: 1 }, 100);
@@ -122,6 +133,14 @@ describe('compaction and snapshot hooks', () => {
     // It stops asking for log entries that are gone while it waits for the snapshot.
     r.tick(500);
     expect(r.hasReady()).toBe(false);
+  });
+
+  it('finishes a snapshot install the machine made before a crash: applied above commit', () => {
+    const r = solo({ id: 1, durable: { isFresh: false, entries: chosenEntries(16), commit: 16 }, applied: 20 });
+    const ready = drain(r, 1);
+    expect(ready.persist).toMatchObject({ commit: 20, compactBelow: 21 });
+    expect(ready.commit).toEqual([]);
+    expect(r.status(1)).toMatchObject({ commit: 20, applied: 20 });
   });
 
   it('moves commit and applied to the installed snapshot and persists the new compaction point', () => {
