@@ -231,7 +231,8 @@ export class StateMachine {
       if (err instanceof CommandFailure) return errorResult(err);
       throw err;
     }
-    events.push(...ctx.events);
+    // A loop, not push(...spread): one command can cause more events than a call takes arguments.
+    for (const event of ctx.events) events.push(event);
     // A closed session has no record left to keep; a retry of CloseSession gets SESSION_EXPIRED.
     if (hasSeq(command) && command.type !== 'CloseSession') {
       this.#t.recordReply(command.session, command.seq, JSON.stringify(result));
