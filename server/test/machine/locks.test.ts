@@ -306,6 +306,28 @@ describe('lock-delay', () => {
     ]);
   });
 
+  test('a lost shared holder closes the lock to newcomers while the other shared holders keep it', () => {
+    const h = new Harness();
+    const s = h.session();
+    const t = h.session();
+    const u = h.session();
+    const lost = h.handle(s, F, { lockDelayMs: 4_000 });
+    const kept = h.handle(t, F);
+    h.acquire(s, lost, 'shared');
+    h.acquire(t, kept, 'shared');
+    h.run({ type: 'ExpireSession', session: s });
+    expect(holders(h)).toEqual([kept]);
+    const newcomer = h.handle(u, F);
+    expect(errorCode(h.acquire(u, newcomer, 'shared').result)).toBe('LOCK_DELAYED');
+    expect(h.acquire(u, newcomer, 'shared', true).result).toEqual({ type: 'queued' });
+    h.nowMs = 5_000;
+    const { result, events } = h.run({ type: 'LockDelayEnd', path: F });
+    expect(result).toEqual({ type: 'lock-delay-ended', grantedCount: 1 });
+    expect(events).toMatchObject([
+      { type: 'lock-granted', handle: newcomer, mode: 'shared', sequencer: `S1:s:1:2:${F}` },
+    ]);
+  });
+
   test('a lock-delay of 0 lets the next waiter in at once on expiry', () => {
     const h = new Harness();
     const s = h.session();
