@@ -143,7 +143,7 @@ describe('a five-replica cell', () => {
     watcher.on('event', (e) => events.push(e));
 
     const leaseMs = 1_500;
-    const lockDelayMs = 2_000;
+    const lockDelayMs = 4_000;
     const doomed = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'doomed', leaseMs });
     const eph = await doomed.command({ type: 'Open', path: '/ls/local/svc/member', create: 'must', ephemeral: true, directory: false, eventMask: 0, lockDelayMs: 0 });
     expect(eph.type).toBe('opened');
