@@ -55,6 +55,7 @@ import { CommandFailure, type Context } from './context.ts';
 import { computeDigest, prepareDigest, type DigestStatements } from './digest.ts';
 import { close, deleteThroughHandle, open, setAcl, setContents } from './files.ts';
 import { acquire, cancelWait, lockDelayEnd, release } from './locks.ts';
+import { invariantViolations, prepareInvariants, type InvariantStatements } from './invariants.ts';
 import { errorResult, runQuery } from './queries.ts';
 import { ensureSchema } from './schema.ts';
 import { createSession, endSession } from './sessions.ts';
@@ -100,6 +101,7 @@ export class StateMachine {
   readonly #t: Tables;
   readonly #cell: string;
   readonly #digest: DigestStatements;
+  readonly #invariants: InvariantStatements;
   readonly #applyTx: (entry: Entry, nowMs: number) => ApplyOutcome;
   readonly #commandTx: (ctx: Context, command: MachineCommand) => CommandResult;
   #appliedIndex: number;
@@ -111,6 +113,9 @@ export class StateMachine {
     this.#cell = options.cell;
     this.#t = new Tables(db);
     this.#digest = prepareDigest(db);
+    this.#invariants = prepareInvariants(db);
+    // Check the state after reading it: a broken state.db crashes here, before it is served.
+    this.checkInvariants();
     const row = this.#t.machine();
     this.#appliedIndex = row.applied_index;
     this.#timeMs = row.time_ms;
@@ -246,6 +251,12 @@ export class StateMachine {
     if (isValidationError(valid))
       return { type: 'error', code: valid.error, message: valid.message };
     return runQuery(this.#t, valid, this.#timeMs);
+  }
+
+  /** Asserts the invariants in invariants.ts over the whole database (cost: O(state)). */
+  checkInvariants(): void {
+    const broken = invariantViolations(this.#invariants);
+    assert(broken.length === 0, `state machine invariants broken: ${broken.join('; ')}`);
   }
 
   /** The checksum of the whole state (see digest.ts for what it covers). */

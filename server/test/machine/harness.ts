@@ -31,13 +31,15 @@ export class Harness {
     this.machine = machine ?? StateMachine.createInMemory({ cell: CELL });
   }
 
-  /** Applies one entry of raw commands at the current time. */
+  /** Applies one entry of raw commands at the current time, then checks every invariant. */
   entry(...commands: unknown[]): ApplyOutcome {
-    return this.machine.apply({
+    const outcome = this.machine.apply({
       slot: this.machine.appliedIndex + 1,
       stampMs: this.nowMs,
       commands,
     });
+    this.machine.checkInvariants();
+    return outcome;
   }
 
   /** Applies one command in its own entry and returns its result and the entry's events. */

@@ -73,6 +73,25 @@ describe('apply', () => {
     again.database.close();
   });
 
+  test.each([
+    [
+      'a holder without a handle',
+      "INSERT INTO lock_holders VALUES (99, '/ls/c/f', 1, 'exclusive', 0)",
+    ],
+    ['an orphan node', "UPDATE nodes SET parent = '/ls/c/gone' WHERE path = '/ls/c/f'"],
+    ['a wrong handle count', 'UPDATE sessions SET handle_count = 7'],
+    ['a counter behind its ids', 'UPDATE machine SET next_handle = 1'],
+    ['an ephemeral node nobody keeps', "UPDATE nodes SET is_ephemeral = 1 WHERE path = '/ls/c/g'"],
+  ])('opening a database with %s asserts', (_what, sql) => {
+    const h = new Harness();
+    const s = h.session();
+    h.handle(s, `${ROOT}/f`);
+    h.send('Close', s, { handle: h.handle(s, `${ROOT}/g`) });
+    const db = h.machine.database;
+    db.exec(sql);
+    expect(() => StateMachine.open(db, { cell: CELL })).toThrow(AssertionError);
+  });
+
   test('a bug part-way through an entry rolls the whole entry back', () => {
     const h = new Harness();
     const s = h.session();

@@ -328,6 +328,7 @@ describe('the SQLite machine against the reference model', () => {
         const model = new Model(CELL);
         for (const entry of concretise(plans)) {
           const actual = machine.apply(entry);
+          machine.checkInvariants();
           const expected = model.apply(entry);
           expect(actual.results.map(normalise)).toEqual(expected.results);
           expect(actual.events).toEqual(expected.events);
