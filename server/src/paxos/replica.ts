@@ -84,6 +84,12 @@ interface CatchUpInFlight {
   readonly sentAtMs: number;
 }
 
+/**
+ * Most chosen entries handed out in one Ready.commit: a replay of a long log after a restart is
+ * split over several Readies (hasReady stays true), so no single turn applies without bound.
+ */
+export const MAX_COMMIT_PER_READY = 4096;
+
 const EMPTY_PERSIST: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
 
 export class Replica {
@@ -283,12 +289,13 @@ export class Replica {
       this.#requestSnapshot(this.#masterId ?? this.#peers[0] ?? this.#id, this.#log.compactedBelow - 1);
     }
     if (this.#canHandOut()) {
-      for (let slot = this.#handedOut + 1; slot <= this.#log.commit; slot++) {
+      const last = Math.min(this.#log.commit, this.#handedOut + MAX_COMMIT_PER_READY);
+      for (let slot = this.#handedOut + 1; slot <= last; slot++) {
         const value = this.#log.chosenValue(slot);
         assert(value !== undefined, `slot ${slot} <= commit has no chosen value`);
         commit.push({ slot, value });
       }
-      this.#handedOut = this.#log.commit;
+      this.#handedOut = last;
     }
     const commitChanged = this.#log.commit !== this.#persistedCommit;
     const persist: PersistBatch =

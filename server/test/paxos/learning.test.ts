@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { Ballot } from '../../src/paxos/ballot.ts';
 import type { DurableEntry } from '../../src/paxos/durable.ts';
 import type { SlotValue } from '../../src/paxos/messages.ts';
+import { MAX_COMMIT_PER_READY } from '../../src/paxos/replica.ts';
 import { batchValue, command, drain, ofType, solo } from './harness.ts';
 
 const b = (round: number, replica: number): Ballot => ({ round, replica });
@@ -98,6 +99,19 @@ describe('learning chosen values', () => {
     const [reply] = ofType(drain(r, 5).send, 'catch-up');
     expect(reply?.entries.map((e) => e.slot)).toEqual([2, 3, 4]);
     expect(reply).toMatchObject({ commit: 10, compactedBelow: 1 });
+  });
+
+  it('splits a long replay over several Readies, contiguous and each entry once', () => {
+    const total = MAX_COMMIT_PER_READY * 2 + 5;
+    const r = solo({ id: 2, durable: { isFresh: false, entries: chosenEntries(total), commit: total }, applied: 0 });
+    const slots: number[] = [];
+    let readies = 0;
+    while (r.hasReady()) {
+      slots.push(...drain(r, 1).commit.map((e) => e.slot));
+      readies += 1;
+    }
+    expect(readies).toBe(3);
+    expect(slots).toEqual(Array.from({ length: total }, (_, i) => i + 1));
   });
 
   it('replays chosen entries above the applied slot after a restart, in order, once', () => {
