@@ -105,10 +105,7 @@ describe('MemoryStore', () => {
 
   it('hands out deep copies: mutating what load() returned does not reach the store', () => {
     const store = new MemoryStore();
-    const value = batchOf(1, [5, 6]);
-    store.persist(batch({ promised: b(1, 1), accepted: [{ slot: 1, ballot: b(1, 1), value }] }));
-    // The caller's own object is copied on the way in, too.
-    if (value.type === 'batch') value.commands[0]?.payload.fill(0);
+    store.persist(batch({ promised: b(1, 1), accepted: [{ slot: 1, ballot: b(1, 1), value: batchOf(1, [5, 6]) }] }));
     const loaded = store.load();
     const entry = loaded.entries[0];
     if (entry?.value.type === 'batch') entry.value.commands[0]?.payload.fill(9);

@@ -1,0 +1,911 @@
+// One seed of the deterministic simulation: a five-replica cell in virtual time, driving the
+// real Replica through the production turn (runtime/turn.ts) with in-memory acceptor stores,
+// simulated clocks, a faulty network, crash-restarts and a client workload, checking every
+// invariant after every step (checkers.ts).
+//
+// A run has two phases (TigerBeetle): the safety phase, with the seed's fault mix switched on;
+// then the liveness phase, at `healAt`: every partition heals, the links stop losing,
+// duplicating and holding back messages, every crashed replica restarts, and no more faults
+// come. From then on a master must emerge and client operations must complete within the stated
+// bounds (livenessBounds below), and every replica must catch up.
+//
+// Single-threaded and seeded: no real time, no Math.random; every random draw comes from a
+// stream forked from the seed, so a seed replays exactly.
+
+import { AssertionError, assert, assertNever } from '@paxlock/shared';
+import type { ChosenEntry, Command, Envelope, Message, MessageType } from '../src/paxos/messages.ts';
+import type { Logger, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
+import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
+import { Replica } from '../src/paxos/replica.ts';
+import { runTurn, type TurnInput, type TurnStage, type TurnWiring } from '../src/runtime/turn.ts';
+import { MemoryStore } from '../src/storage/memory-store.ts';
+import { isPersistBatchEmpty } from '../src/storage/store.ts';
+import { Checkers, identity, type Violation } from './checkers.ts';
+import { rateSpread, SimClock } from './clock.ts';
+import { EventQueue } from './event-queue.ts';
+import { describeValue, encodePut, KvMachine, valueDigest, type KvSnapshot } from './kv.ts';
+import { SimNetwork, type LinkFaults } from './network.ts';
+import { describePlan, planSeed, REPLICAS, type SeedPlan } from './plan.ts';
+import { SimRandom } from './random.ts';
+import { formatObject, Trace } from './trace.ts';
+import { SimClient, type ClientOp, type ClientReply, type ClientRequest } from './workload.ts';
+
+export interface FaultCounts {
+  drop: number;
+  duplicate: number;
+  delay: number;
+  partition: number;
+  oneWayPartition: number;
+  crash: number;
+  restart: number;
+  clockDrift: number;
+}
+
+export interface SeedResult {
+  readonly seed: number;
+  readonly plan: string;
+  readonly simulatedMs: number;
+  readonly delivered: number;
+  readonly faults: FaultCounts;
+  readonly violation: Violation | null;
+  readonly traceHash: number;
+  readonly traceTail: readonly string[];
+  readonly stats: {
+    readonly events: number;
+    readonly chosenSlots: number;
+    readonly writesAcked: number;
+    readonly readsServed: number;
+    readonly masterAfterHealMs: number | null;
+  };
+}
+
+export interface RunSeedOptions {
+  readonly seed: number;
+  readonly bugs?: PlantedBugs;
+  /** Prints every simulator event and core info/warn line as it happens (replay mode). */
+  readonly echo?: (line: string) => void;
+  /** With echo: also print the core's debug lines (one per message). */
+  readonly echoDebug?: boolean;
+}
+
+/**
+ * The liveness bounds, stated: after healAt, a restarted acceptor waits one lease before it
+ * promises, a lease granted before the heal runs out within one lease, and an election may need
+ * two rounds of timeout plus jitter (a split vote). Everything is stretched by the drift bound
+ * and given half a second for messages and catch-up.
+ */
+export function livenessBounds(plan: SeedPlan): { readonly masterWithinMs: number; readonly operationWithinMs: number } {
+  const c = plan.config;
+  const masterWithinMs = (2 * c.leaseMs + 2 * (c.electionTimeoutMs + c.electionJitterMs) + 500) * (1 + c.maxDriftRate);
+  return { masterWithinMs, operationWithinMs: 1000 + plan.clientTimeoutMs * 2 };
+}
+
+type SimEvent =
+  | {
+      readonly kind: 'deliver';
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      readonly messageType: MessageType;
+      /** A fresh copy, unknown until the turn validates it, as bytes off a socket would be. */
+      readonly message: unknown;
+    }
+  | { readonly kind: 'turn'; readonly replica: ReplicaId; readonly incarnation: number }
+  | { readonly kind: 'tick'; readonly replica: ReplicaId; readonly incarnation: number }
+  | { readonly kind: 'request'; readonly to: ReplicaId; readonly request: ClientRequest }
+  | { readonly kind: 'reply'; readonly client: number; readonly reply: ClientReply }
+  | { readonly kind: 'client-timer'; readonly client: number; readonly token: number }
+  | { readonly kind: 'snapshot'; readonly from: ReplicaId; readonly to: ReplicaId; readonly snapshot: KvSnapshot }
+  | { readonly kind: 'snapshot-pull'; readonly server: ReplicaId; readonly asker: ReplicaId; readonly slotAtLeast: number }
+  | { readonly kind: 'partition' }
+  | { readonly kind: 'heal-partition'; readonly generation: number }
+  | { readonly kind: 'crash' }
+  | { readonly kind: 'restart'; readonly replica: ReplicaId; readonly incarnation: number }
+  | { readonly kind: 'drift' }
+  | { readonly kind: 'heal-all' }
+  | { readonly kind: 'liveness-deadline' }
+  | { readonly kind: 'end' };
+
+interface ProposalOrigin {
+  readonly identity: string;
+  readonly client: number;
+  readonly opId: number;
+}
+
+interface SimNode {
+  readonly id: ReplicaId;
+  readonly clock: SimClock;
+  readonly store: MemoryStore;
+  readonly random: SimRandom;
+  readonly logger: Logger;
+  replica: Replica | null;
+  wiring: TurnWiring | null;
+  incarnation: number;
+  machine: KvMachine;
+  /** The machine's durable state (state.db): what survives a crash. */
+  checkpoint: KvSnapshot | null;
+  checkpointsSinceCompaction: number;
+  pendingSnapshotTaken: number | null;
+  inbox: TurnInput[];
+  /** One origin per 'propose' input in the inbox, in order. */
+  origins: ProposalOrigin[];
+  isTurnScheduled: boolean;
+  /** Client writes this replica answers once they apply here: identity -> who asked. */
+  readonly waiters: Map<string, { readonly client: number; readonly opId: number }>;
+  role: 'follower' | 'candidate' | 'master' | 'down';
+  leaseUntil: number | null;
+  masterId: ReplicaId | null;
+  commit: number;
+}
+
+const MESSAGE_CODES: Record<MessageType, number> = {
+  prepare: 1,
+  promise: 2,
+  reject: 3,
+  accept: 4,
+  accepted: 5,
+  heartbeat: 6,
+  'heartbeat-ack': 7,
+  'catch-up-request': 8,
+  'catch-up': 9,
+};
+
+const ROLE_CODES = { follower: 1, candidate: 2, master: 3, down: 4 } as const;
+
+export function runSeed(options: RunSeedOptions): SeedResult {
+  const sim = new Simulation(options);
+  return sim.run();
+}
+
+class Simulation {
+  readonly #plan: SeedPlan;
+  readonly #queue = new EventQueue<SimEvent>();
+  readonly #trace: Trace;
+  readonly #checkers = new Checkers(REPLICAS.length);
+  readonly #network: SimNetwork;
+  readonly #faultRandom: SimRandom;
+  readonly #simRandom: SimRandom;
+  readonly #nodes = new Map<ReplicaId, SimNode>();
+  readonly #clients: SimClient[] = [];
+  readonly #faults: FaultCounts = { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 };
+  readonly #echoDebug: boolean;
+  readonly #healAt: number;
+  readonly #bounds: { readonly masterWithinMs: number; readonly operationWithinMs: number };
+  #now = 0;
+  #events = 0;
+  #phase: 'safety' | 'liveness' = 'safety';
+  #partitionGeneration = 0;
+  #masterAfterHealAt: number | null = null;
+  #writesAcked = 0;
+  #readsServed = 0;
+  #highestAckedSlot = 0;
+  #isDone = false;
+
+  constructor(options: RunSeedOptions) {
+    this.#plan = planSeed(options.seed, options.bugs);
+    const root = new SimRandom(options.seed, 1);
+    this.#network = new SimNetwork(root.fork(2), this.#plan.faults.links);
+    this.#faultRandom = root.fork(3);
+    this.#simRandom = root.fork(4);
+    this.#echoDebug = options.echoDebug ?? false;
+    this.#trace = new Trace({ capacity: 400, echo: options.echo ?? null });
+    this.#healAt = this.#plan.safetyMs;
+    this.#bounds = livenessBounds(this.#plan);
+    for (const id of REPLICAS) {
+      const rate = this.#plan.clockRates[id - 1] ?? 1;
+      const clockStart = root.range(0, 1e6);
+      const node: SimNode = {
+        id,
+        clock: new SimClock({ globalNow: 0, localStart: clockStart, rate }),
+        store: new MemoryStore(),
+        random: root.fork(100 + id),
+        logger: this.#coreLogger(id),
+        replica: null,
+        wiring: null,
+        incarnation: 0,
+        machine: new KvMachine(),
+        checkpoint: null,
+        checkpointsSinceCompaction: 0,
+        pendingSnapshotTaken: null,
+        inbox: [],
+        origins: [],
+        isTurnScheduled: false,
+        waiters: new Map(),
+        role: 'down',
+        leaseUntil: null,
+        masterId: null,
+        commit: 0,
+      };
+      this.#nodes.set(id, node);
+    }
+    if (this.#plan.clockRates.some((r) => r !== 1)) this.#faults.clockDrift += this.#plan.clockRates.filter((r) => r !== 1).length;
+    for (let i = 0; i < this.#plan.clients; i++) {
+      this.#clients.push(
+        new SimClient({
+          index: i,
+          random: root.fork(200 + i),
+          replicas: REPLICAS,
+          keys: this.#plan.keys,
+          writeShare: this.#plan.writeShare,
+          timeoutMs: this.#plan.clientTimeoutMs,
+          hooks: {
+            send: (to, request) => this.#sendToReplica(to, request),
+            setTimer: (delayMs, token) => this.#queue.push(this.#now + delayMs, { kind: 'client-timer', client: i, token }),
+            completed: (op, reply, now) => this.#onClientCompleted(i, op, reply, now),
+          },
+        }),
+      );
+    }
+  }
+
+  run(): SeedResult {
+    const plan = this.#plan;
+    this.#trace.line(0, 0, `seed ${plan.seed}: ${describePlan(plan)}`);
+    for (const node of this.#nodes.values()) this.#start(node);
+    // Token -1 starts a client's first operation (its own timers use positive tokens).
+    this.#clients.forEach((_, i) => this.#queue.push(this.#faultRandom.range(0, 50), { kind: 'client-timer', client: i, token: -1 }));
+    const f = plan.faults;
+    this.#scheduleExp(f.partitionMeanMs, { kind: 'partition' });
+    this.#scheduleExp(f.crashMeanMs, { kind: 'crash' });
+    this.#scheduleExp(f.driftMeanMs, { kind: 'drift' });
+    this.#queue.push(this.#healAt, { kind: 'heal-all' });
+    this.#queue.push(this.#healAt + this.#bounds.masterWithinMs, { kind: 'liveness-deadline' });
+    this.#queue.push(this.#healAt + this.#bounds.masterWithinMs + this.#bounds.operationWithinMs + 2000, { kind: 'end' });
+
+    while (!this.#isDone && !this.#checkers.hasViolation()) {
+      const next = this.#queue.pop();
+      if (next === undefined) break;
+      assert(next.at >= this.#now, 'sim: time went backwards');
+      this.#now = next.at;
+      this.#checkers.setNow(next.at);
+      this.#events++;
+      this.#handle(next.event);
+      this.#checkLeases();
+      if (this.#phase === 'liveness' && !this.#checkers.hasViolation()) this.#checkLivenessDone();
+    }
+    const violation = this.#checkers.violation;
+    if (violation !== null) this.#trace.line(this.#now, 0, `VIOLATION ${violation.invariant}: ${violation.detail}`);
+    this.#trace.mix(violation === null ? 0 : 1, Math.round(this.#now));
+    return {
+      seed: plan.seed,
+      plan: describePlan(plan),
+      simulatedMs: this.#now,
+      delivered: this.#network.counters.delivered,
+      faults: this.#faults,
+      violation,
+      traceHash: this.#trace.hash,
+      traceTail: violation === null ? [] : this.#trace.tail(80),
+      stats: {
+        events: this.#events,
+        chosenSlots: this.#checkers.counts.chosenSlots,
+        writesAcked: this.#writesAcked,
+        readsServed: this.#readsServed,
+        masterAfterHealMs: this.#masterAfterHealAt === null ? null : this.#masterAfterHealAt - this.#healAt,
+      },
+    };
+  }
+
+  // --- events ---------------------------------------------------------------------------------
+
+  #handle(event: SimEvent): void {
+    switch (event.kind) {
+      case 'deliver':
+        this.#onDeliver(event);
+        return;
+      case 'turn': {
+        const node = this.#node(event.replica);
+        if (node.incarnation === event.incarnation) this.#turn(node);
+        return;
+      }
+      case 'tick': {
+        const node = this.#node(event.replica);
+        if (node.incarnation !== event.incarnation || node.replica === null) return;
+        node.inbox.push({ type: 'tick' });
+        this.#turn(node);
+        this.#queue.push(this.#now + this.#plan.tickMs / node.clock.rate, { kind: 'tick', replica: node.id, incarnation: node.incarnation });
+        return;
+      }
+      case 'request':
+        this.#onRequest(event.to, event.request);
+        return;
+      case 'reply': {
+        this.#network.counters.delivered++;
+        const client = this.#clients[event.client];
+        assert(client !== undefined, 'sim: reply to an unknown client');
+        client.onReply(event.reply, this.#now);
+        return;
+      }
+      case 'client-timer': {
+        const client = this.#clients[event.client];
+        assert(client !== undefined, 'sim: timer for an unknown client');
+        if (event.token === -1 && client.op === null && client.completedOps === 0) client.startNext(this.#now);
+        else client.onTimer(event.token, this.#now);
+        this.#checkClientLiveness(client);
+        return;
+      }
+      case 'snapshot':
+        this.#onSnapshot(event.from, event.to, event.snapshot);
+        return;
+      case 'snapshot-pull': {
+        if (this.#network.isBlocked(event.asker, event.server)) return;
+        const server = this.#node(event.server);
+        if (server.replica !== null) this.#shipSnapshot(server, event.asker, event.slotAtLeast);
+        return;
+      }
+      case 'partition':
+        this.#onPartition();
+        return;
+      case 'heal-partition':
+        if (event.generation === this.#partitionGeneration && this.#network.isPartitioned) {
+          this.#network.heal();
+          this.#trace.line(this.#now, 0, 'partition healed');
+        }
+        return;
+      case 'crash':
+        this.#onCrashFault();
+        return;
+      case 'restart': {
+        const node = this.#node(event.replica);
+        if (node.replica === null && node.incarnation === event.incarnation) this.#start(node);
+        return;
+      }
+      case 'drift':
+        this.#onDrift();
+        return;
+      case 'heal-all':
+        this.#onHealAll();
+        return;
+      case 'liveness-deadline':
+        if (this.#masterAfterHealAt === null) {
+          this.#checkers.fail(
+            'liveness',
+            `no replica could serve lease reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms of the heal at ${(this.#healAt / 1000).toFixed(3)}s`,
+          );
+        }
+        return;
+      case 'end':
+        this.#onEnd();
+        return;
+      default:
+        assertNever(event);
+    }
+  }
+
+  #scheduleExp(meanMs: number, event: SimEvent): void {
+    if (meanMs === Infinity) return;
+    const delay = -Math.log(1 - this.#faultRandom.next()) * meanMs;
+    if (this.#now + delay < this.#healAt) this.#queue.push(this.#now + delay, event);
+  }
+
+  // --- replicas -------------------------------------------------------------------------------
+
+  #node(id: ReplicaId): SimNode {
+    const node = this.#nodes.get(id);
+    assert(node !== undefined, `sim: no replica ${id}`);
+    return node;
+  }
+
+  #start(node: SimNode): void {
+    const isRestart = node.incarnation > 0;
+    node.incarnation++;
+    const local = node.clock.localAt(this.#now);
+    node.machine = KvMachine.restore(node.checkpoint);
+    this.#checkers.onMachineRestored(node.id, node.checkpoint);
+    node.checkpointsSinceCompaction = 0;
+    node.pendingSnapshotTaken = null;
+    try {
+      node.replica = new Replica({
+        config: { ...this.#plan.config, id: node.id },
+        random: node.random.fork(node.incarnation),
+        logger: node.logger,
+        durable: node.store.load(),
+        now: local,
+        applied: node.machine.applied,
+      });
+    } catch (err: unknown) {
+      this.#replicaThrew(node, err, 'restart');
+      return;
+    }
+    node.wiring = this.#wiring(node);
+    node.role = 'follower';
+    node.leaseUntil = null;
+    if (isRestart) this.#faults.restart++;
+    this.#trace.mix(10, node.id, node.incarnation);
+    this.#trace.line(this.#now, node.id, () => `${isRestart ? 'restarted' : 'started'} (applied ${node.machine.applied}, clock rate ${node.clock.rate.toFixed(4)})`);
+    this.#queue.push(this.#now + this.#simRandom.range(0, this.#plan.tickMs), { kind: 'tick', replica: node.id, incarnation: node.incarnation });
+    this.#scheduleTurn(node);
+  }
+
+  #crash(node: SimNode, why: string): void {
+    if (node.replica === null) return;
+    node.replica = null;
+    node.wiring = null;
+    node.incarnation++;
+    node.inbox = [];
+    node.origins = [];
+    node.isTurnScheduled = false;
+    node.waiters.clear();
+    node.role = 'down';
+    node.leaseUntil = null;
+    this.#faults.crash++;
+    this.#trace.mix(11, node.id, node.incarnation);
+    this.#trace.line(this.#now, node.id, `CRASH (${why})`);
+    if (this.#phase === 'safety') {
+      const downMs = this.#faultRandom.range(0, this.#plan.faults.downMaxMs);
+      const at = Math.min(this.#now + downMs, this.#healAt);
+      this.#queue.push(at, { kind: 'restart', replica: node.id, incarnation: node.incarnation });
+    } else {
+      this.#queue.push(this.#now, { kind: 'restart', replica: node.id, incarnation: node.incarnation });
+    }
+  }
+
+  #downCount(): number {
+    let n = 0;
+    for (const node of this.#nodes.values()) if (node.replica === null) n++;
+    return n;
+  }
+
+  #wiring(node: SimNode): TurnWiring {
+    const store = {
+      persist: (batch: PersistBatch): void => {
+        node.store.persist(batch);
+        // Only what is durable counts as a vote (a crash before this line loses it).
+        this.#checkers.onDurableAccepts(node.id, batch.accepted);
+        for (const entry of batch.chosen) this.#checkers.onLearned(node.id, entry, 'persisted chosen');
+      },
+    };
+    return {
+      replica: node.replica!,
+      store,
+      logger: node.logger,
+      send: (envelope) => this.#sendPeer(node.id, envelope),
+      apply: (entry) => this.#apply(node, entry),
+      snapshotFor: (to, slot) => this.#shipSnapshot(node, to, slot),
+      needSnapshot: (from, slotAtLeast) => this.#pullSnapshot(node, from, slotAtLeast),
+      faults: (stage, ready) => this.#turnFault(node, stage, ready),
+    };
+  }
+
+  #scheduleTurn(node: SimNode): void {
+    if (node.isTurnScheduled || node.replica === null) return;
+    node.isTurnScheduled = true;
+    // A short processing delay lets messages that arrive together share one turn (group commit).
+    this.#queue.push(this.#now + this.#simRandom.range(0, 0.2), { kind: 'turn', replica: node.id, incarnation: node.incarnation });
+  }
+
+  #turn(node: SimNode): void {
+    node.isTurnScheduled = false;
+    const replica = node.replica;
+    const wiring = node.wiring;
+    if (replica === null || wiring === null) return;
+    const inputs = node.inbox;
+    const origins = node.origins;
+    node.inbox = [];
+    node.origins = [];
+    const local = node.clock.localAt(this.#now);
+    let result;
+    try {
+      result = runTurn(wiring, inputs, local);
+    } catch (err: unknown) {
+      this.#replicaThrew(node, err, 'turn');
+      return;
+    }
+    this.#trace.mix(20 + node.id, inputs.length, result.readyCount);
+    result.proposals.forEach((proposal, i) => {
+      const origin = origins[i];
+      if (origin === undefined || proposal.ok || proposal.reason === 'duplicate') return;
+      const waiter = node.waiters.get(origin.identity);
+      if (waiter?.opId === origin.opId) node.waiters.delete(origin.identity);
+      this.#reply(node.id, origin.client, { type: 'redirect', opId: origin.opId, masterId: proposal.masterId, from: node.id });
+    });
+    if (result.crashedBefore !== null) {
+      this.#crash(node, `fault point before ${result.crashedBefore}`);
+      return;
+    }
+    this.#refreshStatus(node, local);
+    if (node.pendingSnapshotTaken !== null && node.replica !== null) {
+      const slot = node.pendingSnapshotTaken;
+      node.pendingSnapshotTaken = null;
+      this.#trace.line(this.#now, node.id, `snapshot taken through slot ${slot}: core may compact`);
+      node.replica.snapshotTaken(slot);
+      this.#scheduleTurn(node);
+    }
+  }
+
+  #refreshStatus(node: SimNode, local: number): void {
+    const replica = node.replica;
+    if (replica === null) return;
+    const status = replica.status(local);
+    if (status.role !== node.role || status.masterId !== node.masterId) {
+      this.#trace.line(this.#now, node.id, `role ${status.role} ballot ${status.ballot.round}.${status.ballot.replica} master ${status.masterId ?? '-'} commit ${status.commit}`);
+    }
+    node.role = status.role;
+    node.masterId = status.masterId;
+    node.leaseUntil = status.leaseUntil;
+    node.commit = status.commit;
+    this.#trace.mix(ROLE_CODES[status.role], status.ballot.round, status.commit);
+    if (this.#phase === 'liveness' && this.#masterAfterHealAt === null && status.role === 'master' && replica.canServeReads(local)) {
+      this.#masterAfterHealAt = this.#now;
+      this.#trace.line(this.#now, node.id, `serves lease reads, ${(this.#now - this.#healAt).toFixed(0)} ms after the heal`);
+    }
+  }
+
+  #replicaThrew(node: SimNode, err: unknown, where: string): void {
+    const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    const kind = err instanceof AssertionError ? 'assertion' : 'exception';
+    const stack = err instanceof Error && err.stack !== undefined ? err.stack.split('\n').slice(1, 5).join(' | ') : '';
+    this.#checkers.fail('replica-assertion', `r${node.id} threw in ${where} (${kind}): ${text} ${stack}`);
+  }
+
+  #turnFault(node: SimNode, stage: TurnStage, ready: Ready): 'crash' | 'continue' {
+    const f = this.#plan.faults;
+    if (this.#phase !== 'safety' || f.turnCrashRate === 0 || this.#downCount() >= f.maxDown) return 'continue';
+    // Only fault points where a crash leaves something different behind are worth a draw.
+    const persists = !isPersistBatchEmpty(ready.persist);
+    let isInteresting: boolean;
+    switch (stage) {
+      case 'sendEarly':
+        isInteresting = persists;
+        break;
+      case 'persist':
+        isInteresting = persists && ready.sendEarly.length > 0;
+        break;
+      case 'send':
+        isInteresting = persists && ready.send.length > 0;
+        break;
+      case 'commit':
+        isInteresting = ready.commit.length > 0;
+        break;
+      case 'advance':
+        isInteresting = persists || ready.commit.length > 0;
+        break;
+      default:
+        assertNever(stage);
+    }
+    if (!isInteresting || !this.#faultRandom.chance(f.turnCrashRate)) return 'continue';
+    this.#trace.line(this.#now, node.id, `fault point: crash before ${stage}`);
+    return 'crash';
+  }
+
+  // --- peer network ---------------------------------------------------------------------------
+
+  #sendPeer(from: ReplicaId, envelope: Envelope): void {
+    const delays = this.#network.plan();
+    if (delays.length === 0) this.#faults.drop++;
+    if (delays.length > 1) this.#faults.duplicate++;
+    for (const delay of delays) {
+      if (delay > this.#plan.faults.links.delayMaxMs) this.#faults.delay++;
+      // Each copy is its own object, as bytes off a socket would be: nothing is shared.
+      this.#queue.push(this.#now + delay, {
+        kind: 'deliver',
+        from,
+        to: envelope.to,
+        messageType: envelope.message.type,
+        message: cloneMessage(envelope.message),
+      });
+    }
+  }
+
+  #onDeliver(event: Extract<SimEvent, { kind: 'deliver' }>): void {
+    const { from, to, message } = event;
+    const node = this.#node(to);
+    if (this.#network.isBlocked(from, to) || node.replica === null) {
+      this.#network.counters.cut++;
+      return;
+    }
+    this.#network.counters.delivered++;
+    this.#trace.mix(MESSAGE_CODES[event.messageType], from, to);
+    this.#trace.line(this.#now, to, () => `<- r${from} ${formatObject(message as Record<string, unknown>)}`, !this.#echoDebug);
+    node.inbox.push({ type: 'message', from, message });
+    this.#scheduleTurn(node);
+  }
+
+  // --- state machine and snapshots ------------------------------------------------------------
+
+  #apply(node: SimNode, entry: ChosenEntry): void {
+    if (entry.slot !== node.machine.applied + 1) {
+      this.#checkers.fail('prefix', `r${node.id} was handed slot ${entry.slot} to apply after slot ${node.machine.applied}`);
+      return;
+    }
+    const results = node.machine.applyEntry(entry);
+    this.#trace.mix(30, entry.slot, valueDigest(entry.value));
+    this.#checkers.onApplied(node.id, entry, node.machine.hash, results);
+    if (node.machine.applied % this.#plan.checkpointEvery === 0) {
+      node.checkpoint = node.machine.snapshot();
+      node.checkpointsSinceCompaction++;
+      if (node.checkpointsSinceCompaction >= this.#plan.compactEveryCheckpoints) {
+        node.checkpointsSinceCompaction = 0;
+        node.pendingSnapshotTaken = node.checkpoint.applied;
+      }
+    }
+    for (const result of results) {
+      const id = identity(result.clientId, result.seq);
+      const waiter = node.waiters.get(id);
+      if (waiter === undefined || result.status === 'stale') continue;
+      node.waiters.delete(id);
+      this.#reply(node.id, waiter.client, { type: 'write-ok', opId: waiter.opId, effectSlot: result.effectSlot, from: node.id });
+    }
+    this.#trace.line(this.#now, node.id, () => `applied slot ${entry.slot} ${describeValue(entry.value)}`, !this.#echoDebug);
+  }
+
+  #shipSnapshot(node: SimNode, to: ReplicaId, slot: number): void {
+    const snapshot = node.machine.snapshot();
+    if (snapshot.applied < slot) {
+      this.#trace.line(this.#now, node.id, `cannot ship a snapshot at or above ${slot} to r${to}: applied only ${snapshot.applied}`);
+      return;
+    }
+    const delays = this.#network.plan();
+    const delay = delays[0];
+    if (delay === undefined) return;
+    this.#trace.line(this.#now, node.id, `ships snapshot through slot ${snapshot.applied} to r${to}`);
+    this.#queue.push(this.#now + delay + 5, { kind: 'snapshot', from: node.id, to, snapshot });
+  }
+
+  #pullSnapshot(node: SimNode, from: ReplicaId, slotAtLeast: number): void {
+    const delay = this.#network.plan()[0];
+    if (delay === undefined) return;
+    this.#trace.line(this.#now, node.id, `asks r${from} for a snapshot at or above slot ${slotAtLeast}`);
+    this.#queue.push(this.#now + delay, { kind: 'snapshot-pull', server: from, asker: node.id, slotAtLeast });
+  }
+
+  #onSnapshot(from: ReplicaId, to: ReplicaId, snapshot: KvSnapshot): void {
+    const node = this.#node(to);
+    if (this.#network.isBlocked(from, to) || node.replica === null) return;
+    if (snapshot.applied <= node.machine.applied) return;
+    this.#trace.line(this.#now, to, `installs snapshot through slot ${snapshot.applied} from r${from}`);
+    this.#trace.mix(40, to, snapshot.applied);
+    this.#checkers.onMachineRestored(to, snapshot);
+    node.machine = KvMachine.restore(snapshot);
+    // The installed state.db is durable: a crash from here on restarts from it.
+    node.checkpoint = snapshot;
+    try {
+      node.replica.installSnapshot(snapshot.applied, node.clock.localAt(this.#now));
+    } catch (err: unknown) {
+      this.#replicaThrew(node, err, 'installSnapshot');
+      return;
+    }
+    this.#scheduleTurn(node);
+  }
+
+  // --- clients --------------------------------------------------------------------------------
+
+  #sendToReplica(to: ReplicaId, request: ClientRequest): void {
+    const delays = this.#network.plan();
+    if (delays.length === 0) this.#faults.drop++;
+    if (delays.length > 1) this.#faults.duplicate++;
+    for (const delay of delays) this.#queue.push(this.#now + delay, { kind: 'request', to, request });
+  }
+
+  #reply(from: ReplicaId, client: number, reply: ClientReply): void {
+    const delays = this.#network.plan();
+    if (delays.length === 0) this.#faults.drop++;
+    if (delays.length > 1) this.#faults.duplicate++;
+    for (const delay of delays) this.#queue.push(this.#now + delay, { kind: 'reply', client, reply });
+    this.#trace.line(this.#now, from, () => `-> c${client} ${reply.type}`, true);
+  }
+
+  #onRequest(to: ReplicaId, request: ClientRequest): void {
+    const node = this.#node(to);
+    const replica = node.replica;
+    if (replica === null) return;
+    this.#network.counters.delivered++;
+    switch (request.type) {
+      case 'write': {
+        const id = identity(request.clientId, request.seq);
+        const command: Command = {
+          clientId: request.clientId,
+          seq: request.seq,
+          payload: encodePut({ op: 'put', key: request.key, value: id }),
+        };
+        node.waiters.set(id, { client: request.client, opId: request.opId });
+        node.inbox.push({ type: 'propose', command });
+        node.origins.push({ identity: id, client: request.client, opId: request.opId });
+        this.#scheduleTurn(node);
+        return;
+      }
+      case 'read': {
+        const local = node.clock.localAt(this.#now);
+        if (replica.canServeReads(local)) {
+          const value = node.machine.kv.get(request.key)?.value ?? null;
+          this.#reply(to, request.client, { type: 'read-ok', opId: request.opId, value, from: to });
+        } else {
+          this.#reply(to, request.client, { type: 'redirect', opId: request.opId, masterId: replica.status(local).masterId, from: to });
+        }
+        return;
+      }
+      default:
+        assertNever(request);
+    }
+  }
+
+  #onClientCompleted(index: number, op: ClientOp, reply: ClientReply, now: number): void {
+    const client = this.#clients[index];
+    assert(client !== undefined, 'sim: completion for an unknown client');
+    this.#trace.mix(50 + index, op.id, reply.type === 'write-ok' ? reply.effectSlot : 0);
+    switch (op.kind) {
+      case 'write': {
+        assert(reply.type === 'write-ok', 'sim: a write completed with a read reply');
+        this.#writesAcked++;
+        this.#highestAckedSlot = Math.max(this.#highestAckedSlot, reply.effectSlot);
+        this.#trace.line(now, reply.from, () => `ack ${client.clientId}:${op.seq} put ${op.key} at slot ${reply.effectSlot}`);
+        this.#checkers.onWriteAcknowledged({
+          clientId: client.clientId,
+          seq: op.seq,
+          key: op.key,
+          effectSlot: reply.effectSlot,
+          invokedAt: op.invokedAt,
+          doneAt: now,
+        });
+        break;
+      }
+      case 'read': {
+        assert(reply.type === 'read-ok', 'sim: a read completed with a write reply');
+        this.#readsServed++;
+        this.#trace.line(now, reply.from, () => `lease read ${op.key} = ${reply.value ?? '(none)'} for ${client.clientId}`);
+        this.#checkers.onReadDone({
+          clientId: client.clientId,
+          key: op.key,
+          value: reply.value,
+          servedBy: reply.from,
+          invokedAt: op.invokedAt,
+          doneAt: now,
+        });
+        break;
+      }
+      default:
+        assertNever(op);
+    }
+    if (this.#phase === 'liveness') {
+      const since = Math.max(op.invokedAt, this.#healAt + this.#bounds.masterWithinMs);
+      if (now - since > this.#bounds.operationWithinMs) {
+        this.#checkers.fail('liveness', `${client.clientId}'s ${op.kind} took ${(now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`);
+      }
+    }
+  }
+
+  #checkClientLiveness(client: SimClient): void {
+    const op = client.op;
+    if (this.#phase !== 'liveness' || op === null) return;
+    const since = Math.max(op.invokedAt, this.#healAt + this.#bounds.masterWithinMs);
+    if (this.#now - since > this.#bounds.operationWithinMs) {
+      this.#checkers.fail(
+        'liveness',
+        `${client.clientId}'s ${op.kind} (op ${op.id}) is still pending ${(this.#now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`,
+      );
+    }
+  }
+
+  // --- faults ---------------------------------------------------------------------------------
+
+  /** The replica that believes it is master, if exactly one does; else a random live one. */
+  #victim(): SimNode | null {
+    const alive = [...this.#nodes.values()].filter((n) => n.replica !== null);
+    if (alive.length === 0) return null;
+    const masters = alive.filter((n) => n.role === 'master');
+    if (masters.length > 0 && this.#faultRandom.chance(this.#plan.faults.targetMasterShare)) return this.#faultRandom.pick(masters);
+    return this.#faultRandom.pick(alive);
+  }
+
+  #onPartition(): void {
+    const f = this.#plan.faults;
+    this.#scheduleExp(f.partitionMeanMs, { kind: 'partition' });
+    // One partition at a time: a new one replacing a long one would cut every partition short,
+    // and the long ones are those that depose a master that still believes it leads.
+    if (this.#network.isPartitioned) return;
+    const victim = this.#victim();
+    if (victim === null) return;
+    const others = REPLICAS.filter((id) => id !== victim.id);
+    const generation = ++this.#partitionGeneration;
+    if (this.#faultRandom.chance(f.oneWayShare)) {
+      // One-way: the victim stops hearing (some of) the others, or they stop hearing it.
+      const some = others.filter(() => this.#faultRandom.chance(0.7));
+      const peers = some.length === 0 ? others : some;
+      const isDeaf = this.#faultRandom.chance(0.5);
+      if (isDeaf) this.#network.cutOneWay(peers, [victim.id]);
+      else this.#network.cutOneWay([victim.id], peers);
+      this.#faults.oneWayPartition++;
+    } else {
+      // Symmetric: the victim, alone or with one companion, is cut off from the rest.
+      const side = [victim.id];
+      if (this.#faultRandom.chance(0.4)) side.push(this.#faultRandom.pick(others));
+      this.#network.partition(
+        side,
+        REPLICAS.filter((id) => !side.includes(id)),
+      );
+      this.#faults.partition++;
+    }
+    // Log-uniform, so short blips and partitions that outlast a lease both happen often.
+    const duration = Math.exp(this.#faultRandom.range(Math.log(50), Math.log(Math.max(50, f.partitionMaxMs))));
+    this.#trace.mix(60, generation, victim.id);
+    this.#trace.line(this.#now, 0, `PARTITION for ${duration.toFixed(0)} ms: cut ${this.#network.describeCuts()}`);
+    this.#queue.push(Math.min(this.#now + duration, this.#healAt), { kind: 'heal-partition', generation });
+  }
+
+  #onCrashFault(): void {
+    const f = this.#plan.faults;
+    this.#scheduleExp(f.crashMeanMs, { kind: 'crash' });
+    if (this.#downCount() >= f.maxDown) return;
+    const victim = this.#victim();
+    if (victim !== null) this.#crash(victim, 'crash fault');
+  }
+
+  #onDrift(): void {
+    const f = this.#plan.faults;
+    this.#scheduleExp(f.driftMeanMs, { kind: 'drift' });
+    const node = this.#faultRandom.pick([...this.#nodes.values()]);
+    const spread = rateSpread(this.#plan.config.maxDriftRate);
+    const rate = 1 + this.#faultRandom.range(-spread, spread);
+    node.clock.setRate(this.#now, rate);
+    this.#faults.clockDrift++;
+    this.#trace.line(this.#now, node.id, `clock rate now ${rate.toFixed(5)}`);
+  }
+
+  #onHealAll(): void {
+    this.#phase = 'liveness';
+    this.#network.heal();
+    const links: LinkFaults = { ...this.#plan.faults.links, dropRate: 0, duplicateRate: 0, spikeRate: 0 };
+    this.#network.faults = links;
+    this.#trace.line(this.#now, 0, `HEAL: liveness phase; a master must serve reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms`);
+    for (const node of this.#nodes.values()) {
+      if (node.replica === null) this.#start(node);
+    }
+  }
+
+  /** Ends the run early once everything liveness asks for has happened. */
+  #checkLivenessDone(): void {
+    if (this.#masterAfterHealAt === null) return;
+    if (this.#now < this.#masterAfterHealAt + 300) return;
+    for (const client of this.#clients) if (client.op !== null && client.op.invokedAt < this.#masterAfterHealAt) return;
+    for (const node of this.#nodes.values()) if (node.machine.applied < this.#highestAckedSlot) return;
+    this.#isDone = true;
+    this.#trace.line(this.#now, 0, 'liveness phase complete: master elected, operations completing, every replica caught up');
+  }
+
+  #onEnd(): void {
+    this.#isDone = true;
+    for (const client of this.#clients) this.#checkClientLiveness(client);
+    for (const node of this.#nodes.values()) {
+      if (node.machine.applied < this.#highestAckedSlot) {
+        this.#checkers.fail('liveness', `r${node.id} applied only through slot ${node.machine.applied}, behind acknowledged slot ${this.#highestAckedSlot}, at the end of the liveness phase`);
+      }
+    }
+  }
+
+  // --- checks ---------------------------------------------------------------------------------
+
+  #checkLeases(): void {
+    let holders: { id: ReplicaId; localNow: number; leaseUntil: number }[] | null = null;
+    for (const node of this.#nodes.values()) {
+      if (node.replica === null || node.role !== 'master' || node.leaseUntil === null) continue;
+      holders ??= [];
+      holders.push({ id: node.id, localNow: node.clock.localAt(this.#now), leaseUntil: node.leaseUntil });
+    }
+    if (holders !== null && holders.length > 1) this.#checkers.checkLeases(holders);
+  }
+
+  #coreLogger(id: ReplicaId): Logger {
+    const line = (level: string, obj: Record<string, unknown>, msg: string, isQuiet = false): void => {
+      this.#trace.line(this.#now, id, () => `${level} ${msg} ${formatObject(obj)}`, isQuiet);
+    };
+    return {
+      // Debug lines (one per message) go to the failure trace always, to the screen only on request.
+      debug: (obj, msg) => line('debug', obj, msg, !this.#echoDebug),
+      info: (obj, msg) => line('info', obj, msg),
+      warn: (obj, msg) => line('warn', obj, msg),
+      error: (obj, msg) => line('error', obj, msg),
+    };
+  }
+}
+
+/** A deep copy of a message: what a real transport's decode would hand the receiver. */
+function cloneMessage(message: Message): unknown {
+  return cloneDeep(message);
+}
+
+function cloneDeep(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (value instanceof Uint8Array) return value.slice();
+  if (Array.isArray(value)) return value.map(cloneDeep);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = cloneDeep(v);
+  return out;
+}

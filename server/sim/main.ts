@@ -1,0 +1,199 @@
+// `pnpm sim`: runs the deterministic simulator over many seeds and prints one summary line, or
+// replays one seed verbosely. Every failure prints its seed, the broken invariant, the tail of
+// the trace and the one-line command that replays it (STYLE.md, Tests).
+//
+//   pnpm sim                      100 seeds
+//   pnpm sim --seeds 2000         2000 seeds (seeds 1..2000; --first N shifts the range)
+//   pnpm sim --seed 17            replay seed 17, printing every event and core info line
+//   pnpm sim --seed 17 --debug    ... and every message and core debug line
+//   pnpm sim --bug NAME           switch on a planted bug (PlantedBugs in paxos/ports.ts)
+//   pnpm sim --verbose            one line per seed
+
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { PlantedBugs } from '../src/paxos/ports.ts';
+import { runSeed, type FaultCounts, type SeedResult } from './cluster.ts';
+
+export const BUG_NAMES = [
+  'answerBeforePersist',
+  'skipLeaseCheckInPrepare',
+  'trustOldBallotAsChosen',
+  'reproposeLowestBallot',
+  'ignoreLeaseForReads',
+] as const satisfies readonly (keyof PlantedBugs)[];
+
+export type BugName = (typeof BUG_NAMES)[number];
+
+interface Flags {
+  seeds: number;
+  first: number;
+  seed: number | null;
+  verbose: boolean;
+  debug: boolean;
+  bug: BugName | null;
+  stopOnFailure: boolean;
+}
+
+export interface Summary {
+  seeds: number;
+  simulatedMs: number;
+  delivered: number;
+  faults: FaultCounts;
+  violations: SeedResult[];
+  wallMs: number;
+}
+
+export function emptySummary(): Summary {
+  return {
+    seeds: 0,
+    simulatedMs: 0,
+    delivered: 0,
+    faults: { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 },
+    violations: [],
+    wallMs: 0,
+  };
+}
+
+export function addResult(summary: Summary, result: SeedResult): void {
+  summary.seeds++;
+  summary.simulatedMs += result.simulatedMs;
+  summary.delivered += result.delivered;
+  for (const key of Object.keys(summary.faults) as (keyof FaultCounts)[]) summary.faults[key] += result.faults[key];
+  if (result.violation !== null) summary.violations.push(result);
+}
+
+export function formatSummary(summary: Summary): string {
+  const f = summary.faults;
+  return (
+    `sim: ${summary.seeds} seeds, ${(summary.simulatedMs / 1000).toFixed(1)} s simulated, ` +
+    `${summary.delivered} messages delivered; faults: drop ${f.drop}, duplicate ${f.duplicate}, ` +
+    `reorder/delay ${f.delay}, partition ${f.partition}, one-way partition ${f.oneWayPartition}, ` +
+    `crash ${f.crash}, restart ${f.restart}, clock drift ${f.clockDrift}; ` +
+    `violations: ${summary.violations.length}` +
+    (summary.wallMs > 0 ? ` (${(summary.wallMs / 1000).toFixed(1)} s wall)` : '')
+  );
+}
+
+export function replayCommand(seed: number, bug: BugName | null): string {
+  return `pnpm sim --seed ${seed}${bug === null ? '' : ` --bug ${bug}`}`;
+}
+
+export function formatFailure(result: SeedResult, bug: BugName | null): string {
+  const v = result.violation;
+  if (v === null) return '';
+  return [
+    `VIOLATION seed ${result.seed}: ${v.invariant} at ${(v.at / 1000).toFixed(4)}s`,
+    `  ${v.detail}`,
+    `  world: ${result.plan}`,
+    '  trace tail (recent events and core log lines):',
+    ...result.traceTail.map((l) => `    ${l}`),
+    `  replay: ${replayCommand(result.seed, bug)}`,
+  ].join('\n');
+}
+
+function parseFlags(argv: readonly string[]): Flags {
+  const flags: Flags = { seeds: 100, first: 1, seed: null, verbose: false, debug: false, bug: null, stopOnFailure: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    switch (arg) {
+      case '--seeds':
+        flags.seeds = positiveInt(value(), '--seeds');
+        break;
+      case '--first':
+        flags.first = positiveInt(value(), '--first');
+        break;
+      case '--seed':
+        flags.seed = positiveInt(value(), '--seed');
+        break;
+      case '--verbose':
+        flags.verbose = true;
+        break;
+      case '--debug':
+        flags.debug = true;
+        break;
+      case '--stop':
+        flags.stopOnFailure = true;
+        break;
+      case '--bug': {
+        const name = value();
+        const bug = BUG_NAMES.find((b) => b === name);
+        if (bug === undefined) throw new Error(`unknown bug ${name}; one of ${BUG_NAMES.join(', ')}`);
+        flags.bug = bug;
+        break;
+      }
+      default:
+        throw new Error(`unknown flag ${arg}; see the header of server/sim/main.ts`);
+    }
+  }
+  return flags;
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} takes a non-negative integer, not ${text}`);
+  return n;
+}
+
+export function bugsFor(bug: BugName | null): PlantedBugs | undefined {
+  return bug === null ? undefined : { [bug]: true };
+}
+
+function main(): number {
+  const flags = parseFlags(process.argv.slice(2));
+  const out = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  const started = process.hrtime.bigint();
+  const summary = emptySummary();
+
+  if (flags.seed !== null) {
+    out(`replaying seed ${flags.seed}${flags.bug === null ? '' : ` with planted bug ${flags.bug}`}`);
+    const result = runSeed({ seed: flags.seed, ...withBugs(flags.bug), echo: out, echoDebug: flags.debug });
+    addResult(summary, result);
+    out(`trace hash ${result.traceHash.toString(16).padStart(8, '0')}, ${result.stats.events} events, ${result.stats.chosenSlots} slots chosen, ${result.stats.writesAcked} writes acknowledged, ${result.stats.readsServed} lease reads`);
+    if (result.violation !== null) out(formatFailure(result, flags.bug));
+  } else {
+    if (flags.verbose) {
+      out('paxlock deterministic simulator: a five-replica Multi-Paxos cell in virtual time, the real core');
+      out('driven through runtime/turn.ts, with lossy/duplicating/reordering links, symmetric and one-way');
+      out('partitions, crash-restarts (including between persist and send), drifting clocks and a client');
+      out('workload of writes and lease reads; every invariant is checked after every step.');
+      if (flags.bug !== null) out(`planted bug switched on: ${flags.bug}`);
+    }
+    for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
+      const result = runSeed({ seed, ...withBugs(flags.bug) });
+      addResult(summary, result);
+      if (flags.verbose) {
+        const s = result.stats;
+        const verdict = result.violation === null ? 'ok' : `VIOLATION ${result.violation.invariant}`;
+        out(
+          `seed ${String(seed).padStart(5)}: ${verdict.padEnd(12)} ${(result.simulatedMs / 1000).toFixed(1).padStart(5)} s, ` +
+            `${String(result.delivered).padStart(6)} msgs, ${String(s.chosenSlots).padStart(4)} slots, ${String(s.writesAcked).padStart(4)} writes, ` +
+            `${String(s.readsServed).padStart(4)} reads, master ${s.masterAfterHealMs === null ? '-' : `${s.masterAfterHealMs.toFixed(0)} ms`} after heal | ${result.plan}`,
+        );
+      }
+      if (result.violation !== null) {
+        out(formatFailure(result, flags.bug));
+        if (flags.stopOnFailure) break;
+      }
+    }
+  }
+  summary.wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+  out(formatSummary(summary));
+  return summary.violations.length === 0 ? 0 : 1;
+}
+
+function withBugs(bug: BugName | null): { bugs?: PlantedBugs } {
+  const bugs = bugsFor(bug);
+  return bugs === undefined ? {} : { bugs };
+}
+
+// Run only as a script, so tests can import the helpers above.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.exitCode = main();
+}

@@ -1,0 +1,129 @@
+// Each seed picks its own world (TigerBeetle's swarm testing): the configuration of the cell, the
+// workload, and which fault families are switched on and how hard. A fault mix that is always
+// "a little of everything" hides bugs that need one fault hammered; one that varies per seed
+// finds them. The plan is drawn from its own random stream, so it depends on the seed alone.
+
+import type { Config, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
+import type { LinkFaults } from './network.ts';
+import { SimRandom } from './random.ts';
+
+export interface FaultMix {
+  readonly links: LinkFaults;
+  /** Mean time between partitions (exponential), Infinity for none. */
+  readonly partitionMeanMs: number;
+  readonly partitionMaxMs: number;
+  /** Share of partitions that are one-way rather than symmetric. */
+  readonly oneWayShare: number;
+  /** Share of partitions and crashes aimed at the replica that currently believes it is master. */
+  readonly targetMasterShare: number;
+  /** Mean time between crashes (exponential), Infinity for none. */
+  readonly crashMeanMs: number;
+  /** Longest a crashed replica stays down before it restarts. */
+  readonly downMaxMs: number;
+  /** Most replicas down at once. */
+  readonly maxDown: number;
+  /** Probability, per Ready, of a crash at one of the turn's fault points (persist, send, ...). */
+  readonly turnCrashRate: number;
+  /** Mean time between clock-rate changes (exponential), Infinity for none. */
+  readonly driftMeanMs: number;
+}
+
+export interface SeedPlan {
+  readonly seed: number;
+  /** Every Config field but the replica's own id. */
+  readonly config: Omit<Config, 'id'>;
+  /** Local time between two ticks of a replica. */
+  readonly tickMs: number;
+  /** Length of the safety phase (faults on), in global ms. */
+  readonly safetyMs: number;
+  readonly faults: FaultMix;
+  readonly clients: number;
+  readonly keys: number;
+  /** Share of client operations that are writes; the rest are lease reads. */
+  readonly writeShare: number;
+  readonly clientTimeoutMs: number;
+  /** The state machine makes its applied state durable every this many slots (state.db lag). */
+  readonly checkpointEvery: number;
+  /** After this many checkpoints the replica tells the core it may compact; Infinity for never. */
+  readonly compactEveryCheckpoints: number;
+  /** The initial clock rates, spread within the drift bound. */
+  readonly clockRates: readonly number[];
+}
+
+export const REPLICAS: readonly ReplicaId[] = [1, 2, 3, 4, 5];
+
+export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan {
+  const r = new SimRandom(seed, 0x706c616e);
+  const leaseMs = r.pick([500, 1000, 1000, 2000]);
+  const maxDriftRate = r.pick([0.001, 0.01, 0.01, 0.05]);
+  const config: Omit<Config, 'id'> = {
+    replicas: REPLICAS,
+    leaseMs,
+    maxDriftRate,
+    heartbeatMs: leaseMs / r.pick([4, 5, 8]),
+    electionTimeoutMs: leaseMs * r.pick([1, 1.5]),
+    electionJitterMs: leaseMs / 2,
+    windowSlots: r.pick([1, 4, 16]),
+    maxBatchCommands: r.pick([1, 8, 64]),
+    catchUpBatchSlots: r.pick([2, 16, 64]),
+    ...(bugs === undefined ? {} : { bugs }),
+  };
+
+  const on = (p: number): boolean => r.chance(p);
+  const links: LinkFaults = {
+    dropRate: on(0.6) ? r.pick([0.01, 0.05, 0.15, 0.3]) : 0,
+    duplicateRate: on(0.5) ? r.pick([0.01, 0.05, 0.2]) : 0,
+    spikeRate: on(0.5) ? r.pick([0.01, 0.05, 0.2]) : 0,
+    spikeMaxMs: r.pick([50, 300, leaseMs]),
+    delayMinMs: r.pick([0.1, 1]),
+    delayMaxMs: r.pick([2, 10, 40]),
+  };
+  const faults: FaultMix = {
+    links,
+    partitionMeanMs: on(0.6) ? r.pick([500, 2000, 5000]) : Infinity,
+    // Long partitions matter: a master cut off for longer than its lease plus an election
+    // timeout is replaced while it still believes it is master.
+    partitionMaxMs: r.pick([500, 2 * leaseMs, 4 * leaseMs + config.electionTimeoutMs]),
+    oneWayShare: r.pick([0, 0.3, 0.7]),
+    targetMasterShare: r.pick([0.2, 0.6, 0.9]),
+    crashMeanMs: on(0.6) ? r.pick([300, 1500, 5000]) : Infinity,
+    downMaxMs: r.pick([10, 500, 3 * leaseMs]),
+    maxDown: r.pick([1, 2, 2, 4]),
+    turnCrashRate: on(0.4) ? r.pick([0.002, 0.01, 0.03]) : 0,
+    driftMeanMs: on(0.5) ? r.pick([300, 2000]) : Infinity,
+  };
+  const spread = r.pick([0, 0.5, 1]) * (maxDriftRate / (2 + maxDriftRate));
+  const clockRates = REPLICAS.map(() => 1 + r.range(-spread, spread));
+  return {
+    seed,
+    config,
+    tickMs: r.pick([5, 10, 20]),
+    safetyMs: r.pick([4000, 8000, 15000]),
+    faults,
+    clients: r.pick([1, 2, 3, 5]),
+    keys: r.pick([1, 1, 2, 4]),
+    writeShare: r.pick([0.3, 0.5, 0.8]),
+    clientTimeoutMs: r.pick([100, 300, 800]),
+    checkpointEvery: r.pick([1, 1, 5, 50]),
+    compactEveryCheckpoints: r.pick([Infinity, 3, 20]),
+    clockRates,
+  };
+}
+
+/** A one-line description of a plan for verbose output and failure reports. */
+export function describePlan(plan: SeedPlan): string {
+  const f = plan.faults;
+  const l = f.links;
+  const parts = [
+    `lease=${plan.config.leaseMs}ms drift<=${plan.config.maxDriftRate}`,
+    `batch=${plan.config.maxBatchCommands} window=${plan.config.windowSlots}`,
+    `clients=${plan.clients} keys=${plan.keys} writes=${Math.round(plan.writeShare * 100)}%`,
+    `drop=${l.dropRate} dup=${l.duplicateRate} spike=${l.spikeRate}/${l.spikeMaxMs}ms`,
+    f.partitionMeanMs === Infinity ? 'no partitions' : `partition~${f.partitionMeanMs}ms oneway=${f.oneWayShare}`,
+    f.crashMeanMs === Infinity ? 'no crashes' : `crash~${f.crashMeanMs}ms down<=${f.downMaxMs}ms`,
+    f.turnCrashRate === 0 ? '' : `turn-crash=${f.turnCrashRate}`,
+    f.driftMeanMs === Infinity ? '' : `drift~${f.driftMeanMs}ms`,
+    `safety=${plan.safetyMs}ms`,
+  ];
+  return parts.filter((p) => p !== '').join(' ');
+}
