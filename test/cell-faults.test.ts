@@ -243,9 +243,9 @@ describe('a cell that compacts its log', () => {
       return m !== undefined && l !== undefined && l.applied === m.applied ? { m, l } : undefined;
     }, 'the restarted replica catching up from a snapshot', 60_000);
     expect(caughtUp.l.digest).toBe(caughtUp.m.digest);
+    // The replica's log reaches its file through a pipe in this process: wait for the line.
     const { readFileSync } = await import('node:fs');
-    const log = readFileSync(`${dir}/r${laggard}.log`, 'utf8');
-    expect(log).toMatch(/"msg":"snapshot installed"/);
+    await eventually(() => (/"msg":"snapshot installed"/.test(readFileSync(`${dir}/r${laggard}.log`, 'utf8')) ? true : undefined), 'the snapshot install in the replica log');
     console.log(`[figure] replica restarted behind the compaction point caught up to slot ${caughtUp.l.applied} by snapshot in ${Date.now() - restartedAt} ms`);
     await writer.close();
   });

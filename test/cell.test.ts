@@ -135,6 +135,22 @@ describe('a five-replica cell', () => {
     await client.close();
   });
 
+  it('keeps its data across a restart of the whole cell', async () => {
+    const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'before-restart' });
+    const opened = await client.command({ type: 'Open', path: '/ls/local/durable', create: 'may', ephemeral: false, directory: false, contents: Buffer.from('kept'), eventMask: 0, lockDelayMs: 0 });
+    expect(opened.type).toBe('opened');
+    await client.close();
+    await cell.stopAll();
+    cell.startAll();
+    const after = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'after-restart', findMasterTimeoutMs: 60_000 });
+    const reopened = await after.command({ type: 'Open', path: '/ls/local/durable', create: 'never', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 });
+    if (reopened.type !== 'opened') throw new Error(`open failed: ${JSON.stringify(reopened)}`);
+    const read = await after.query({ type: 'GetContentsAndStat', session: after.session, handle: reopened.handle });
+    if (read.type !== 'contents-and-stat') throw new Error('read failed');
+    expect(Buffer.from(read.contents).toString()).toBe('kept');
+    await after.close();
+  });
+
   it('expires a vanished client after its lease: ephemeral file gone, lock free only after lock-delay, watchers told', async () => {
     const watcher = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'watcher' });
     const dirHandle = await watcher.command({ type: 'Open', path: '/ls/local/svc', create: 'may', ephemeral: false, directory: true, eventMask: EventMask.childRemoved | EventMask.childAdded, lockDelayMs: 0 });
@@ -227,7 +243,8 @@ describe('a replica whose state diverges', () => {
     const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     expect(exitCode).toBe(3);
     const { readFileSync } = await import('node:fs');
-    expect(readFileSync(`${dir}/r${victim}.log`, 'utf8')).toMatch(/STATE DIGEST DIFFERS FROM THE MASTER/);
+    // The replica's log reaches its file through a pipe in this process: wait for the line.
+    await eventually(() => (/STATE DIGEST DIFFERS FROM THE MASTER/.test(readFileSync(`${dir}/r${victim}.log`, 'utf8')) ? true : undefined), 'the divergence in the replica log');
     // The rest of the cell goes on.
     const written = await client.command({ type: 'SetContents', handle: (opened as { handle: number }).handle, contents: Buffer.from('still serving') });
     expect(written.type).toBe('contents-set');
