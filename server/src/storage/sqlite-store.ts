@@ -4,6 +4,13 @@
 // is on disk, because the acceptor's answers (promises, acceptances) go out right after it.
 // One persist() is one transaction, so one turn costs one fsync (group commit).
 //
+// Only promises and acceptances need the fsync before anything is sent: they are what the
+// acceptor vouches for. A batch that holds neither (values learned chosen, the commit index, a
+// compaction point) is committed without an fsync: these are facts the replica can learn again
+// from its peers, and WAL keeps transactions in order, so a crash loses a suffix of such batches
+// and never a promise or acceptance that a later fsync'd batch made durable. This takes the
+// master's third fsync (marking a slot chosen) off the write path.
+//
 // The prose contract is in store.ts. This file checks it on both sides of the disk: before a
 // write (a promise never decreases, a chosen value is never replaced by another) and after a
 // read (the loaded state is well formed), and crashes on a violation, as STYLE.md asks.
@@ -53,11 +60,14 @@ export class SqliteStore implements AcceptorStore {
   readonly #getMeta: Database.Statement<[string], MetaRow>;
   readonly #compact: Database.Statement<[number]>;
   readonly #persistTx: (batch: PersistBatch) => void;
+  readonly #synchronous: 'FULL' | 'NORMAL';
+  #isSyncOff = false;
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new Database(options.path);
     this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    this.#synchronous = options.synchronous ?? 'FULL';
+    this.#db.pragma(`synchronous = ${this.#synchronous}`);
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
       CREATE TABLE IF NOT EXISTS entries (
@@ -125,7 +135,16 @@ export class SqliteStore implements AcceptorStore {
 
   persist(batch: PersistBatch): void {
     if (isPersistBatchEmpty(batch)) return;
+    const needsFsync = batch.promised !== null || batch.accepted.length > 0;
+    this.#setSyncOff(!needsFsync);
     this.#persistTx(batch);
+  }
+
+  /** Switches the connection between the configured sync level and OFF (no fsync). */
+  #setSyncOff(isOff: boolean): void {
+    if (isOff === this.#isSyncOff) return;
+    this.#db.pragma(`synchronous = ${isOff ? 'OFF' : this.#synchronous}`);
+    this.#isSyncOff = isOff;
   }
 
   close(): void {
