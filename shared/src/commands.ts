@@ -9,7 +9,7 @@
 // a per-session request seq, which makes them exactly-once across retries and fail-overs; the
 // two commands only the master issues (ExpireSession, LockDelayEnd) carry no seq because
 // applying them twice is harmless (the second application fails with SESSION_EXPIRED or finds
-// nothing to do), and CreateSession has no session yet.
+// nothing to do), and CreateSession has no session yet: its optional nonce plays that part.
 
 import type { ErrorCode } from './errors.ts';
 import type { LockMode } from './sequencer.ts';
@@ -49,6 +49,11 @@ export interface CreateSession {
   readonly type: 'CreateSession';
   readonly clientName: string;
   readonly leaseMs: number;
+  /**
+   * A client-chosen random token, the same on every retry of this creation: while a session
+   * created with it lives, a retry returns that session instead of creating a second one.
+   */
+  readonly nonce?: string;
 }
 /** The client ends its session cleanly: its locks are released without lock-delay. */
 export interface CloseSession {

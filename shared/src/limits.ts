@@ -14,6 +14,8 @@ export const LIMITS = {
   pathDepthMax: 64,
   /** A client's self-chosen name, recorded with its session, in UTF-16 code units. */
   clientNameMaxChars: 256,
+  /** CreateSession's nonce, in characters of [A-Za-z0-9_-]. */
+  sessionNonceMaxChars: 64,
   /** An ACL name (read, write, change-ACL), in bytes. */
   aclNameMaxBytes: 255,
   /** A WebSocket frame, in bytes; a file's contents plus headers must fit in one. */

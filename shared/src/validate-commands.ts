@@ -122,6 +122,7 @@ function acl(record: Fields, key: string): Acl {
   };
 }
 
+const noncePattern = new RegExp(`^[A-Za-z0-9_-]{1,${LIMITS.sessionNonceMaxChars}}$`);
 const createPolicies: readonly CreatePolicy[] = ['never', 'may', 'must'];
 const lockModes: readonly LockMode[] = ['exclusive', 'shared'];
 const sessionFields = ['type', 'session', 'seq'] as const;
@@ -135,7 +136,7 @@ function commandOf(value: unknown): MachineCommand {
   const type = typeOf(value);
   switch (type) {
     case 'CreateSession': {
-      const r = fields(value, ['type', 'clientName', 'leaseMs']);
+      const r = fields(value, ['type', 'clientName', 'leaseMs', 'nonce']);
       const clientName = r['clientName'];
       if (typeof clientName !== 'string')
         throw new Invalid(ErrorCode.BAD_REQUEST, 'clientName must be a string');
@@ -146,7 +147,15 @@ function commandOf(value: unknown): MachineCommand {
         );
       }
       const leaseMs = integerIn(r, 'leaseMs', LIMITS.sessionLeaseMinMs, LIMITS.sessionLeaseMaxMs);
-      return { type, clientName, leaseMs };
+      const nonce = r['nonce'];
+      if (nonce === undefined) return { type, clientName, leaseMs };
+      if (typeof nonce !== 'string' || !noncePattern.test(nonce)) {
+        throw new Invalid(
+          ErrorCode.BAD_REQUEST,
+          `nonce must be 1 to ${LIMITS.sessionNonceMaxChars} characters of [A-Za-z0-9_-]`,
+        );
+      }
+      return { type, clientName, leaseMs, nonce };
     }
     case 'CloseSession': {
       const r = fields(value, sessionFields);

@@ -27,6 +27,7 @@ const open = {
 
 const good: unknown[] = [
   { type: 'CreateSession', clientName: 'x', leaseMs: 12_000 },
+  { type: 'CreateSession', clientName: 'x', leaseMs: 12_000, nonce: 'abc-DEF_123' },
   { type: 'CloseSession', session: 1, seq: 2 },
   { type: 'ExpireSession', session: 1 },
   open,
@@ -133,6 +134,31 @@ describe('validateCommand', () => {
         handle: 1,
         acl: { read: 'a/b', write: '', changeAcl: '' },
       },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'an empty nonce',
+      { type: 'CreateSession', clientName: 'x', leaseMs: 12_000, nonce: '' },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a long nonce',
+      {
+        type: 'CreateSession',
+        clientName: 'x',
+        leaseMs: 12_000,
+        nonce: 'n'.repeat(LIMITS.sessionNonceMaxChars + 1),
+      },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a numeric nonce',
+      { type: 'CreateSession', clientName: 'x', leaseMs: 12_000, nonce: 7 },
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'a nonce with a space',
+      { type: 'CreateSession', clientName: 'x', leaseMs: 12_000, nonce: 'a b' },
       ErrorCode.BAD_REQUEST,
     ],
     [

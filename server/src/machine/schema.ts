@@ -11,6 +11,7 @@
 //   Handles of a deleted node stay until closed (they are dead: every use is BAD_HANDLE).
 // - lock_holders and lock_waiters rows belong to live handles; a handle holds or waits, not both.
 // - Holders of one lock are one exclusive holder or any number of shared holders.
+// - sessions.nonce (CreateSession's retry token, NULL if none) is unique among live sessions.
 // - sessions.handle_count is the number of handles rows of that session (kept so that the
 //   per-session handle limit costs one lookup, not a count).
 
@@ -58,8 +59,10 @@ CREATE TABLE sessions (
   created_ms INTEGER NOT NULL,
   last_seq INTEGER NOT NULL,
   last_result TEXT,
-  handle_count INTEGER NOT NULL
+  handle_count INTEGER NOT NULL,
+  nonce TEXT
 ) STRICT;
+CREATE UNIQUE INDEX sessions_by_nonce ON sessions (nonce);
 
 CREATE TABLE handles (
   id INTEGER PRIMARY KEY,

@@ -12,9 +12,23 @@ import { fail, type Context } from './context.ts';
 import { closeHandle } from './files.ts';
 import { grantWaiters } from './locks.ts';
 
+/**
+ * Creates a session. A retry of a creation (the same nonce) while its session lives gets that
+ * session back: CreateSession has no seq, so the nonce is what makes it exactly-once. Once that
+ * session has ended, the nonce is free and a late retry creates a new session.
+ */
 export function createSession(ctx: Context, command: CreateSession): SessionCreated {
+  if (command.nonce !== undefined) {
+    const existing = ctx.t.sessionByNonce(command.nonce);
+    if (existing !== undefined) return { type: 'session-created', session: existing };
+  }
   const session = ctx.t.nextId('next_session');
-  ctx.t.insertSession(session, command.clientName, command.leaseMs, ctx.nowMs);
+  ctx.t.insertSession(session, {
+    clientName: command.clientName,
+    leaseMs: command.leaseMs,
+    nowMs: ctx.nowMs,
+    nonce: command.nonce ?? null,
+  });
   return { type: 'session-created', session };
 }
 

@@ -57,6 +57,7 @@ export interface SessionRow {
   last_seq: number;
   last_result: string | null;
   handle_count: number;
+  nonce: string | null;
 }
 
 export interface HandleRow {
@@ -185,7 +186,8 @@ export class Tables {
   readonly #lastSeq: Database.Statement<[number], number>;
   readonly #lastResult: Database.Statement<[number], string | null>;
   readonly #sessions: Database.Statement<[], SessionRow>;
-  readonly #insertSession: Database.Statement<[number, string, number, number]>;
+  readonly #insertSession: Database.Statement<[number, string, number, number, string | null]>;
+  readonly #sessionByNonce: Database.Statement<[string], number>;
   readonly #deleteSession: Database.Statement<[number]>;
   readonly #recordReply: Database.Statement<[number, string, number]>;
 
@@ -267,9 +269,12 @@ export class Tables {
       .pluck(true);
     this.#sessions = db.prepare('SELECT * FROM sessions ORDER BY id');
     this.#insertSession = db.prepare(
-      `INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result, handle_count)
-       VALUES (?, ?, ?, ?, 0, NULL, 0)`,
+      `INSERT INTO sessions (id, client_name, lease_ms, created_ms, last_seq, last_result, handle_count, nonce)
+       VALUES (?, ?, ?, ?, 0, NULL, 0, ?)`,
     );
+    this.#sessionByNonce = db
+      .prepare<[string], number>('SELECT id FROM sessions WHERE nonce = ?')
+      .pluck(true);
     this.#deleteSession = db.prepare('DELETE FROM sessions WHERE id = ?');
     this.#recordReply = db.prepare(
       'UPDATE sessions SET last_seq = ?, last_result = ? WHERE id = ?',
@@ -413,8 +418,15 @@ export class Tables {
   sessions(): SessionRow[] {
     return this.#sessions.all();
   }
-  insertSession(id: number, clientName: string, leaseMs: number, nowMs: number): void {
-    this.#insertSession.run(id, clientName, leaseMs, nowMs);
+  insertSession(
+    id: number,
+    options: { clientName: string; leaseMs: number; nowMs: number; nonce: string | null },
+  ): void {
+    this.#insertSession.run(id, options.clientName, options.leaseMs, options.nowMs, options.nonce);
+  }
+  /** The live session created with this nonce, if any. */
+  sessionByNonce(nonce: string): number | undefined {
+    return this.#sessionByNonce.get(nonce);
   }
   deleteSession(id: number): void {
     this.#deleteSession.run(id);

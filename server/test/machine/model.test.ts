@@ -98,6 +98,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       raw: fc.record({
+        nonce: fc.constantFrom(undefined, 'n1', 'n2'),
         type: fc.constant('CreateSession'),
         clientName: fc.constantFrom('a', 'b'),
         leaseMs: fc.constant(12_000),

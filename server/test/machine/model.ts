@@ -58,6 +58,7 @@ interface Session {
   createdMs: number;
   lastSeq: number;
   lastResult: string | undefined;
+  nonce: string | undefined;
 }
 interface Holder {
   handle: number;
@@ -163,6 +164,11 @@ export class Model {
   #execute(command: MachineCommand): CommandResult {
     switch (command.type) {
       case 'CreateSession': {
+        const nonce = command.nonce;
+        const existing = [...this.sessions.values()].find(
+          (s) => nonce !== undefined && s.nonce === nonce,
+        );
+        if (existing !== undefined) return { type: 'session-created', session: existing.id };
         const id = this.nextSession++;
         this.sessions.set(id, {
           id,
@@ -171,6 +177,7 @@ export class Model {
           createdMs: this.nowMs,
           lastSeq: 0,
           lastResult: undefined,
+          nonce,
         });
         return { type: 'session-created', session: id };
       }

@@ -35,6 +35,33 @@ describe('sessions', () => {
     });
   });
 
+  test('a retried CreateSession with the same nonce gets the same session while it lives', () => {
+    const h = new Harness();
+    const create = {
+      type: 'CreateSession',
+      clientName: 'a',
+      leaseMs: 12_000,
+      nonce: 'r4nd0m-N0nce',
+    };
+    expect(h.run(create).result).toEqual({ type: 'session-created', session: 1 });
+    expect(h.run(create).result).toEqual({ type: 'session-created', session: 1 });
+    expect(h.run({ ...create, nonce: 'other' }).result).toEqual({
+      type: 'session-created',
+      session: 2,
+    });
+    expect(h.run({ type: 'CreateSession', clientName: 'a', leaseMs: 12_000 }).result).toEqual({
+      type: 'session-created',
+      session: 3,
+    });
+    expect(h.query({ type: 'ListSessions' })).toMatchObject({
+      sessions: [{ session: 1 }, { session: 2 }, { session: 3 }],
+    });
+    // Once the session is gone the nonce is free again.
+    h.run({ type: 'ExpireSession', session: 1 });
+    expect(h.run(create).result).toEqual({ type: 'session-created', session: 4 });
+    expect(errorCode(h.run({ ...create, nonce: 'not a nonce' }).result)).toBe('BAD_REQUEST');
+  });
+
   test('a repeated seq is answered from the record and not applied again', () => {
     const h = new Harness();
     const s = h.session();
