@@ -4,6 +4,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
+  decodeFrame,
+  encodeFrame,
   ERROR_MEANINGS,
   ErrorCode,
   isErrorCode,
@@ -55,6 +57,18 @@ const good: unknown[] = [
   { type: 'CancelWait', session: 1, seq: 1, handle: 1 },
   { type: 'LockDelayEnd', path: '/ls/c/a' },
 ];
+
+function bytesAsArray(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) return Array.from(value);
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { type?: unknown }).type === 'Buffer'
+  ) {
+    return (value as { data: unknown }).data;
+  }
+  return value;
+}
 
 function codeOf(value: unknown): string | undefined {
   const result = validateCommand(value);
@@ -173,6 +187,23 @@ describe('validateCommand', () => {
     ],
   ])('rejects %s', (_what, value, code) => {
     expect(codeOf(value)).toBe(code);
+  });
+
+  test('every good command survives the wire codec and validates to the same value', () => {
+    for (const command of good) {
+      const decoded = decodeFrame(encodeFrame(command));
+      expect(decoded.ok).toBe(true);
+      const result = decoded.ok ? validateCommand(decoded.value) : undefined;
+      // Bytes come back as a Buffer; compare them as plain bytes.
+      expect(JSON.parse(JSON.stringify(result, bytesAsArray))).toEqual(
+        JSON.parse(JSON.stringify(command, bytesAsArray)),
+      );
+    }
+  });
+
+  test('an absent optional field encoded as undefined is still absent', () => {
+    const decoded = decodeFrame(encodeFrame({ ...open, contents: undefined }));
+    expect(decoded.ok && validateCommand(decoded.value)).toEqual(open);
   });
 
   test('accepts exactly 256 KiB of contents', () => {
