@@ -63,7 +63,7 @@ export class LocalCell {
   start(id: number): ReplicaProcess {
     const address = this.config.replicas.find((r) => r.id === id);
     if (address === undefined) throw new Error(`no replica ${id}`);
-    const log = createWriteStream(join(this.#options.dir, `r${id}.log`), { flags: 'a' });
+    const log = createWriteStream(this.logPath(id), { flags: 'a' });
     const child = spawn(
       process.execPath,
       [
@@ -82,6 +82,16 @@ export class LocalCell {
     const replica: ReplicaProcess = { id, process: child, clientAddress: address.client };
     this.replicas.set(id, replica);
     return replica;
+  }
+
+  /** A file in replica `id`'s data directory. */
+  dataPath(id: number, file: string): string {
+    return join(this.#options.dir, `r${id}`, file);
+  }
+
+  /** The file replica `id` logs to. */
+  logPath(id: number): string {
+    return join(this.#options.dir, `r${id}.log`);
   }
 
   pid(id: number): number {

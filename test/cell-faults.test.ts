@@ -3,32 +3,10 @@
 // replica that restarts after many writes and catches up from the log. Every process is
 // started by the test and stopped by the test, by pid. Figures are printed, not asserted.
 
-import { rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Connection, ConnectionError, PaxlockClient } from '@paxlock/client';
-import type { ReplicaStatus } from '@paxlock/shared';
-import { LocalCell } from '../scripts/cell.ts';
-import { eventually, freeBasePort, tempDir } from './helpers.ts';
-
-async function statusOf(address: string): Promise<ReplicaStatus | undefined> {
-  const connection = await Connection.open(address, 1_000);
-  try {
-    const reply = await connection.request({ type: 'status' }, 2_000);
-    return reply.type === 'status' ? reply.status : undefined;
-  } finally {
-    connection.close();
-  }
-}
-
-async function runningStatuses(cell: LocalCell): Promise<ReplicaStatus[]> {
-  const ids = cell.config.replicas.map((r) => r.id).filter((id) => cell.isRunning(id));
-  const all = await Promise.all(ids.map((id) => statusOf(cell.config.replicas.find((r) => r.id === id)!.client).catch(() => undefined)));
-  return all.filter((s): s is ReplicaStatus => s !== undefined);
-}
-
-async function currentMaster(cell: LocalCell): Promise<ReplicaStatus> {
-  return eventually(async () => (await runningStatuses(cell)).find((s) => s.role === 'master' && s.leaseRemainingMs > 0), 'a master with a lease');
-}
+import type { LocalCell } from '../scripts/cell.ts';
+import { caughtUp, currentMaster, eventually, statusOf, useCell } from './helpers.ts';
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -39,19 +17,11 @@ const openFile = (path: string, extra: { ephemeral?: boolean; lockDelayMs?: numb
   ({ type: 'Open', path, create: 'may', ephemeral: extra.ephemeral ?? false, directory: false, eventMask: 0, lockDelayMs: extra.lockDelayMs ?? 0 }) as const;
 
 describe('a five-replica cell under faults', () => {
+  const theCell = useCell('faults');
   let cell: LocalCell;
-  let dir: string;
-
   beforeAll(async () => {
-    dir = tempDir('faults');
-    cell = new LocalCell({ dir, basePort: await freeBasePort(), logLevel: 'info' });
-    cell.startAll();
+    cell = theCell();
     await currentMaster(cell);
-  });
-
-  afterAll(async () => {
-    await cell.stopAll();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('survives kill -9 of the master: the session, its lock and its ephemeral file live on', async () => {
@@ -196,32 +166,19 @@ describe('a five-replica cell under faults', () => {
     const writeMs = Date.now() - startedAt;
     const restartedAt = Date.now();
     cell.start(laggard);
-    const caughtUp = await eventually(async () => {
-      const all = await runningStatuses(cell);
-      const m = all.find((s) => s.role === 'master');
-      const l = all.find((s) => s.id === laggard);
-      return m !== undefined && l !== undefined && l.applied === m.applied ? { m, l } : undefined;
-    }, 'the restarted replica catching up', 60_000);
-    console.log(`[figure] ${writes} writes (${writeMs} ms) while a replica was down; it caught up ${caughtUp.l.applied} slots ${Date.now() - restartedAt} ms after its restart`);
-    expect(caughtUp.l.digest).toBe(caughtUp.m.digest);
+    const done = await caughtUp(cell, laggard, 'the restarted replica catching up');
+    console.log(`[figure] ${writes} writes (${writeMs} ms) while a replica was down; it caught up ${done.replica.applied} slots ${Date.now() - restartedAt} ms after its restart`);
+    expect(done.replica.digest).toBe(done.master.digest);
     await client.close();
   });
 });
 
 describe('a cell that compacts its log', () => {
+  const theCell = useCell('compact', ['--snapshot-every', '100']);
   let cell: LocalCell;
-  let dir: string;
-
   beforeAll(async () => {
-    dir = tempDir('compact');
-    cell = new LocalCell({ dir, basePort: await freeBasePort(), logLevel: 'info', serverArgs: ['--snapshot-every', '100'] });
-    cell.startAll();
+    cell = theCell();
     await currentMaster(cell);
-  });
-
-  afterAll(async () => {
-    await cell.stopAll();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('catches up a replica restarted after log compaction, from a snapshot sent in chunks', async () => {
@@ -236,17 +193,12 @@ describe('a cell that compacts its log', () => {
     for (let n = 0; n < 500; n++) await writer.command({ type: 'SetContents', handle: file.handle, contents: Buffer.alloc(2048, n) });
     const restartedAt = Date.now();
     cell.start(laggard);
-    const caughtUp = await eventually(async () => {
-      const all = await runningStatuses(cell);
-      const m = all.find((s) => s.role === 'master');
-      const l = all.find((s) => s.id === laggard);
-      return m !== undefined && l !== undefined && l.applied === m.applied ? { m, l } : undefined;
-    }, 'the restarted replica catching up from a snapshot', 60_000);
-    expect(caughtUp.l.digest).toBe(caughtUp.m.digest);
+    const done = await caughtUp(cell, laggard, 'the restarted replica catching up from a snapshot');
+    expect(done.replica.digest).toBe(done.master.digest);
     // The replica's log reaches its file through a pipe in this process: wait for the line.
     const { readFileSync } = await import('node:fs');
-    await eventually(() => (/"msg":"snapshot installed"/.test(readFileSync(`${dir}/r${laggard}.log`, 'utf8')) ? true : undefined), 'the snapshot install in the replica log');
-    console.log(`[figure] replica restarted behind the compaction point caught up to slot ${caughtUp.l.applied} by snapshot in ${Date.now() - restartedAt} ms`);
+    await eventually(() => (/"msg":"snapshot installed"/.test(readFileSync(cell.logPath(laggard), 'utf8')) ? true : undefined), 'the snapshot install in the replica log');
+    console.log(`[figure] replica restarted behind the compaction point caught up to slot ${done.replica.applied} by snapshot in ${Date.now() - restartedAt} ms`);
     await writer.close();
   });
 });

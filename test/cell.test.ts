@@ -6,43 +6,27 @@
 // only after the lock-delay, and watchers get the events. Figures are printed, never asserted
 // against the clock (these machines are shared and noisy).
 
-import { rmSync } from 'node:fs';
 import { WebSocket } from 'ws';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Connection, PaxlockClient } from '@paxlock/client';
 import { encodeFrame, EventMask, type EventPush, type ReplicaStatus } from '@paxlock/shared';
-import { LocalCell } from '../scripts/cell.ts';
-import { eventually, freeBasePort, tempDir } from './helpers.ts';
+import type { LocalCell } from '../scripts/cell.ts';
+import { eventually, statusOf, useCell } from './helpers.ts';
 
-async function statusOf(address: string): Promise<ReplicaStatus | undefined> {
-  const connection = await Connection.open(address, 1_000);
-  try {
-    const reply = await connection.request({ type: 'status' }, 2_000);
-    return reply.type === 'status' ? reply.status : undefined;
-  } finally {
-    connection.close();
-  }
-}
-
+/** The status of all five replicas, waiting for any that is still starting up. */
 async function allStatuses(cell: LocalCell): Promise<ReplicaStatus[]> {
-  return Promise.all(cell.clientAddresses.map(async (a) => (await statusOf(a)) ?? Promise.reject(new Error(`no status from ${a}`))));
+  const once = (): Promise<ReplicaStatus[]> =>
+    Promise.all(cell.clientAddresses.map(async (a) => (await statusOf(a)) ?? Promise.reject(new Error(`no status from ${a}`))));
+  return eventually(once, 'all five replicas answering status');
 }
 
 describe('a five-replica cell', () => {
+  const theCell = useCell('cell');
   let cell: LocalCell;
-  let dir: string;
   let startedAt: number;
-
-  beforeAll(async () => {
-    dir = tempDir('cell');
-    cell = new LocalCell({ dir, basePort: await freeBasePort(), logLevel: 'info' });
+  beforeAll(() => {
+    cell = theCell();
     startedAt = Date.now();
-    cell.startAll();
-  });
-
-  afterAll(async () => {
-    await cell.stopAll();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('elects one master at startup and takes a first write', async () => {
@@ -208,18 +192,10 @@ describe('a five-replica cell', () => {
 });
 
 describe('a replica whose state diverges', () => {
+  const theCell = useCell('diverge', ['--digest-every-ms', '300']);
   let cell: LocalCell;
-  let dir: string;
-
-  beforeAll(async () => {
-    dir = tempDir('diverge');
-    cell = new LocalCell({ dir, basePort: await freeBasePort(), logLevel: 'info', serverArgs: ['--digest-every-ms', '300'] });
-    cell.startAll();
-  });
-
-  afterAll(async () => {
-    await cell.stopAll();
-    rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    cell = theCell();
   });
 
   it('is caught by the digest comparison through the log, and stops serving loudly', async () => {
@@ -235,7 +211,7 @@ describe('a replica whose state diverges', () => {
     }, 'all replicas caught up');
     await cell.signal(victim, 'SIGTERM');
     const { default: Database } = await import('better-sqlite3');
-    const db = new Database(`${dir}/r${victim}/state.db`);
+    const db = new Database(cell.dataPath(victim, 'state.db'));
     db.prepare("UPDATE nodes SET contents = ? WHERE path = '/ls/local/truth'").run(Buffer.from('a lie'));
     db.close();
 
@@ -244,7 +220,7 @@ describe('a replica whose state diverges', () => {
     expect(exitCode).toBe(3);
     const { readFileSync } = await import('node:fs');
     // The replica's log reaches its file through a pipe in this process: wait for the line.
-    await eventually(() => (/STATE DIGEST DIFFERS FROM THE MASTER/.test(readFileSync(`${dir}/r${victim}.log`, 'utf8')) ? true : undefined), 'the divergence in the replica log');
+    await eventually(() => (/STATE DIGEST DIFFERS FROM THE MASTER/.test(readFileSync(cell.logPath(victim), 'utf8')) ? true : undefined), 'the divergence in the replica log');
     // The rest of the cell goes on.
     const written = await client.command({ type: 'SetContents', handle: (opened as { handle: number }).handle, contents: Buffer.from('still serving') });
     expect(written.type).toBe('contents-set');
