@@ -28,6 +28,7 @@ import { decodePut, describeValue, KvMachine, type KvResult, type KvSnapshot } f
 export type Invariant =
   | 'agreement'
   | 'durable-quorum'
+  | 'persist-before-send'
   | 'prefix'
   | 'exactly-once'
   | 'single-lease'

@@ -13,6 +13,7 @@
 // stream forked from the seed, so a seed replays exactly.
 
 import { AssertionError, assert, assertNever } from '@paxlock/shared';
+import { compareBallots, formatBallot, isBallotEqual } from '../src/paxos/ballot.ts';
 import type { ChosenEntry, Command, Envelope, Message, MessageType } from '../src/paxos/messages.ts';
 import type { Logger, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
 import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
@@ -66,6 +67,12 @@ export interface RunSeedOptions {
   readonly echo?: (line: string) => void;
   /** With echo: also print the core's debug lines (one per message). */
   readonly echoDebug?: boolean;
+  /**
+   * Check every promise and acceptance on the wire against what its sender has made durable
+   * (default on). Off, only the end-to-end checkers remain: the planted-bug test uses that to show
+   * they catch an unpersisted answer by its consequences too.
+   */
+  readonly wireChecks?: boolean;
 }
 
 /**
@@ -168,6 +175,7 @@ class Simulation {
   readonly #clients: SimClient[] = [];
   readonly #faults: FaultCounts = { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 };
   readonly #echoDebug: boolean;
+  readonly #wireChecks: boolean;
   readonly #healAt: number;
   readonly #bounds: { readonly masterWithinMs: number; readonly operationWithinMs: number };
   #now = 0;
@@ -187,6 +195,7 @@ class Simulation {
     this.#faultRandom = root.fork(3);
     this.#simRandom = root.fork(4);
     this.#echoDebug = options.echoDebug ?? false;
+    this.#wireChecks = options.wireChecks ?? true;
     this.#trace = new Trace({ capacity: 400, echo: options.echo ?? null });
     this.#healAt = this.#plan.safetyMs;
     this.#bounds = livenessBounds(this.#plan);
@@ -225,7 +234,7 @@ class Simulation {
           random: root.fork(200 + i),
           replicas: REPLICAS,
           keys: this.#plan.keys,
-          writeShare: this.#plan.writeShare,
+          writeShare: i < this.#plan.readerClients ? 0 : this.#plan.writeShare,
           timeoutMs: this.#plan.clientTimeoutMs,
           hooks: {
             send: (to, request) => this.#sendToReplica(to, request),
@@ -569,6 +578,7 @@ class Simulation {
   // --- peer network ---------------------------------------------------------------------------
 
   #sendPeer(from: ReplicaId, envelope: Envelope): void {
+    if (this.#wireChecks) this.#checkAnswerIsDurable(from, envelope.message);
     const delays = this.#network.plan();
     if (delays.length === 0) this.#faults.drop++;
     if (delays.length > 1) this.#faults.duplicate++;
@@ -582,6 +592,27 @@ class Simulation {
         messageType: envelope.message.type,
         message: cloneMessage(envelope.message),
       });
+    }
+  }
+
+  /** An acceptor's promise or acceptance may leave only once it is durable (persist before send). */
+  #checkAnswerIsDurable(from: ReplicaId, message: Message): void {
+    const store = this.#node(from).store;
+    if (message.type === 'promise') {
+      const durable = store.durablePromise();
+      if (compareBallots(durable, message.ballot) < 0) {
+        this.#checkers.fail('persist-before-send', `r${from} sent a promise for ballot ${formatBallot(message.ballot)} while its durable promise is ${formatBallot(durable)}`);
+      }
+    } else if (message.type === 'accepted') {
+      // A slot compacted behind a snapshot is chosen and durable there; acking it again is harmless.
+      if (message.slot < store.durableCompactedBelow()) return;
+      const entry = store.durableEntry(message.slot);
+      if (entry === undefined || (!entry.isChosen && !isBallotEqual(entry.ballot, message.ballot))) {
+        this.#checkers.fail(
+          'persist-before-send',
+          `r${from} sent accepted for slot ${message.slot} in ballot ${formatBallot(message.ballot)} while its durable entry there is ${entry === undefined ? 'missing' : `ballot ${formatBallot(entry.ballot)}`}`,
+        );
+      }
     }
   }
 
@@ -803,7 +834,7 @@ class Simulation {
       if (isDeaf) this.#network.cutOneWay(peers, [victim.id]);
       else this.#network.cutOneWay([victim.id], peers);
       this.#faults.oneWayPartition++;
-    } else {
+    } else if (this.#faultRandom.chance(0.5)) {
       // Symmetric: the victim, alone or with one companion, is cut off from the rest.
       const side = [victim.id];
       if (this.#faultRandom.chance(0.4)) side.push(this.#faultRandom.pick(others));
@@ -811,6 +842,12 @@ class Simulation {
         side,
         REPLICAS.filter((id) => !side.includes(id)),
       );
+      this.#faults.partition++;
+    } else {
+      // Partial, both ways: the victim loses one or two peers but keeps a majority, and those
+      // peers keep hearing everyone else (a bad switch port, not a split cell).
+      const cut = others.filter(() => this.#faultRandom.chance(0.35));
+      this.#network.partition([victim.id], cut.length === 0 ? [this.#faultRandom.pick(others)] : cut.slice(0, 2));
       this.#faults.partition++;
     }
     // Log-uniform, so short blips and partitions that outlast a lease both happen often.

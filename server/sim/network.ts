@@ -1,7 +1,7 @@
 // The simulated network between replicas: it decides, for each message sent, whether and when
 // it arrives. It drops, duplicates, delays (a delay spike reorders a message behind later ones)
-// and partitions — symmetric (the cell splits in two) and one-way (A no longer hears B, B still
-// hears A) — and every partition heals. Partitions are judged at delivery time, so a message
+// and partitions — symmetric (the cell splits in two, or a few links are cut both ways) and
+// one-way (A no longer hears B, B still hears A) — and every partition heals. Partitions are judged at delivery time, so a message
 // already in flight when a partition starts is lost too, as on a real cut cable.
 //
 // It owns no queue: it answers "deliver at these times" and the cluster schedules the events.

@@ -3,6 +3,7 @@
 // "a little of everything" hides bugs that need one fault hammered; one that varies per seed
 // finds them. The plan is drawn from its own random stream, so it depends on the seed alone.
 
+import { assertNever } from '@paxlock/shared';
 import type { Config, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
 import type { LinkFaults } from './network.ts';
 import { SimRandom } from './random.ts';
@@ -28,8 +29,22 @@ export interface FaultMix {
   readonly driftMeanMs: number;
 }
 
+/**
+ * The kind of world a seed lives in. Most seeds are a free swarm draw; some are focused worlds
+ * that hammer one hazard hard, because a handful of bugs hide from a little of everything:
+ * - deposed-master: clean links, long symmetric partitions that cut the master off, busy
+ *   clients on one key — a master replaced while it still believes it leads;
+ * - crashy: crashes at the turn's fault points (between persist and send) and frequent kills;
+ * - churn: lossy links and one-way partitions aimed at the master — elections while a lease may
+ *   still be held;
+ * - master-churn: the master is killed again and again with many slots in flight on lossy links —
+ *   slots left accepted by a minority in one ballot and by others in the next.
+ */
+export type World = 'swarm' | 'deposed-master' | 'crashy' | 'churn' | 'master-churn';
+
 export interface SeedPlan {
   readonly seed: number;
+  readonly world: World;
   /** Every Config field but the replica's own id. */
   readonly config: Omit<Config, 'id'>;
   /** Local time between two ticks of a replica. */
@@ -41,6 +56,11 @@ export interface SeedPlan {
   readonly keys: number;
   /** Share of client operations that are writes; the rest are lease reads. */
   readonly writeShare: number;
+  /**
+   * How many of the clients only read (a service polling its configuration). A reader stays with
+   * the replica that answers it, so it is the one that notices a deposed master still answering.
+   */
+  readonly readerClients: number;
   readonly clientTimeoutMs: number;
   /** The state machine makes its applied state durable every this many slots (state.db lag). */
   readonly checkpointEvery: number;
@@ -94,8 +114,9 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
   };
   const spread = r.pick([0, 0.5, 1]) * (maxDriftRate / (2 + maxDriftRate));
   const clockRates = REPLICAS.map(() => 1 + r.range(-spread, spread));
-  return {
+  const swarm: SeedPlan = {
     seed,
+    world: 'swarm',
     config,
     tickMs: r.pick([5, 10, 20]),
     safetyMs: r.pick([4000, 8000, 15000]),
@@ -103,11 +124,78 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
     clients: r.pick([1, 2, 3, 5]),
     keys: r.pick([1, 1, 2, 4]),
     writeShare: r.pick([0.3, 0.5, 0.8]),
+    readerClients: r.pick([0, 0, 1]),
     clientTimeoutMs: r.pick([100, 300, 800]),
     checkpointEvery: r.pick([1, 1, 5, 50]),
     compactEveryCheckpoints: r.pick([Infinity, 3, 20]),
     clockRates,
   };
+  // The focused worlds override the swarm draw (drawn last, so the swarm draw above is the same
+  // whichever world a seed gets).
+  const world = r.pick<World>(['swarm', 'swarm', 'swarm', 'swarm', 'deposed-master', 'deposed-master', 'crashy', 'churn', 'master-churn', 'master-churn']);
+  switch (world) {
+    case 'swarm':
+      return swarm;
+    case 'deposed-master':
+      return {
+        ...swarm,
+        world,
+        clients: 5,
+        keys: 1,
+        writeShare: 0.5,
+        readerClients: 2,
+        clientTimeoutMs: 100,
+        faults: {
+          ...faults,
+          links: { ...links, dropRate: 0, duplicateRate: 0, spikeRate: 0 },
+          partitionMeanMs: 500,
+          partitionMaxMs: 4 * leaseMs + config.electionTimeoutMs,
+          oneWayShare: 0,
+          targetMasterShare: 1,
+          crashMeanMs: Infinity,
+          turnCrashRate: 0,
+        },
+      };
+    case 'crashy':
+      return {
+        ...swarm,
+        world,
+        faults: { ...faults, turnCrashRate: r.pick([0.02, 0.05, 0.1]), crashMeanMs: r.pick([300, 1000]), maxDown: 2, downMaxMs: r.pick([10, 300]) },
+      };
+    case 'churn':
+      return {
+        ...swarm,
+        world,
+        faults: {
+          ...faults,
+          links: { ...links, dropRate: r.pick([0.05, 0.2]), spikeRate: 0.05 },
+          partitionMeanMs: 300,
+          partitionMaxMs: 2 * leaseMs,
+          oneWayShare: 0.8,
+          targetMasterShare: 0.9,
+        },
+      };
+    case 'master-churn':
+      return {
+        ...swarm,
+        world,
+        config: { ...config, windowSlots: 16, maxBatchCommands: r.pick([1, 4]) },
+        clients: 5,
+        writeShare: 0.9,
+        readerClients: 0,
+        faults: {
+          ...faults,
+          links: { ...links, dropRate: r.pick([0.1, 0.25]), spikeRate: 0.05, spikeMaxMs: 100 },
+          crashMeanMs: r.pick([300, 800]),
+          targetMasterShare: 0.9,
+          downMaxMs: r.pick([10, 300]),
+          maxDown: 2,
+          turnCrashRate: 0,
+        },
+      };
+    default:
+      return assertNever(world);
+  }
 }
 
 /** A one-line description of a plan for verbose output and failure reports. */
@@ -115,9 +203,10 @@ export function describePlan(plan: SeedPlan): string {
   const f = plan.faults;
   const l = f.links;
   const parts = [
+    `world=${plan.world}`,
     `lease=${plan.config.leaseMs}ms drift<=${plan.config.maxDriftRate}`,
     `batch=${plan.config.maxBatchCommands} window=${plan.config.windowSlots}`,
-    `clients=${plan.clients} keys=${plan.keys} writes=${Math.round(plan.writeShare * 100)}%`,
+    `clients=${plan.clients}${plan.readerClients > 0 ? `(${plan.readerClients} read-only)` : ''} keys=${plan.keys} writes=${Math.round(plan.writeShare * 100)}%`,
     `drop=${l.dropRate} dup=${l.duplicateRate} spike=${l.spikeRate}/${l.spikeMaxMs}ms`,
     f.partitionMeanMs === Infinity ? 'no partitions' : `partition~${f.partitionMeanMs}ms oneway=${f.oneWayShare}`,
     f.crashMeanMs === Infinity ? 'no crashes' : `crash~${f.crashMeanMs}ms down<=${f.downMaxMs}ms`,

@@ -125,6 +125,22 @@ export class MemoryStore implements AcceptorStore {
     this.#isClosed = true;
   }
 
+  /**
+   * Simulator access to what is durable right now, without a copy: the highest promise, and the
+   * entry at a slot. The simulator checks every promise and acceptance on the wire against them.
+   */
+  durablePromise(): Ballot {
+    return this.#state.promised;
+  }
+
+  durableEntry(slot: number): DurableEntry | undefined {
+    return this.#state.entries.get(slot);
+  }
+
+  durableCompactedBelow(): number {
+    return this.#state.compactedBelow;
+  }
+
   /** Test and simulator access: reopen after close (a process restart opens paxos.db again). */
   reopen(): void {
     this.#isClosed = false;
