@@ -36,7 +36,8 @@ type Op =
       readonly body: Record<string, unknown>;
     }
   | { readonly raw: unknown }
-  | { readonly expirePick: number };
+  | { readonly expirePick: number }
+  | { readonly delayPick: number };
 
 const seqKind = fc.constantFrom<SeqKind>(
   'next',
@@ -106,7 +107,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: sessionOp(fc.constant({ type: 'CloseSession' })) },
-  { weight: 1, arbitrary: fc.record({ expirePick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ expirePick: fc.nat() }) },
   { weight: 10, arbitrary: sessionOp(openBody) },
   { weight: 3, arbitrary: handleOp('Close') },
   {
@@ -154,7 +155,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.record({
-      raw: fc.record({ type: fc.constant('LockDelayEnd'), path: fc.constantFrom(...PATHS) }),
+      delayPick: fc.nat(),
     }),
   },
   {
@@ -171,7 +172,13 @@ interface EntryPlan {
 }
 const entries = fc.array(
   fc.record({
-    advanceMs: fc.oneof(fc.integer({ min: 0, max: 20_000 }), fc.constant(-5_000)),
+    // Mostly forward (lock-delays run out), often not at all (commands race within a delay),
+    // sometimes backwards (the machine must not let time go back).
+    advanceMs: fc.oneof(
+      { weight: 3, arbitrary: fc.integer({ min: 0, max: 20_000 }) },
+      { weight: 2, arbitrary: fc.constant(0) },
+      { weight: 1, arbitrary: fc.constant(-5_000) },
+    ),
     ops: fc.array(op, { minLength: 1, maxLength: 5 }),
   }),
   { minLength: 1, maxLength: 40, size: 'large' },
@@ -205,7 +212,7 @@ function concretise(plans: readonly EntryPlan[]): ConcreteEntry[] {
     ephemeral: false,
     directory,
     eventMask: 63,
-    lockDelayMs: 1_000,
+    lockDelayMs: 5_000,
   });
   // Three sessions, a directory, and every session with a handle on each of two files.
   const first: ConcreteEntry = {
@@ -232,6 +239,15 @@ function concretise(plans: readonly EntryPlan[]): ConcreteEntry[] {
     const handles = [...guide.handles.values()].sort((a, b) => a.id - b.id);
     const commands = plan.ops.map((o): unknown => {
       if ('raw' in o) return o.raw;
+      if ('delayPick' in o) {
+        // Mostly a path whose lock-delay is due (as the master would send), else any path.
+        const pending = [...guide.delays]
+          .filter(([, endsMs]) => endsMs <= Math.max(guide.nowMs, stampMs))
+          .map(([path]) => path)
+          .sort();
+        const pool = pending.length > 0 && o.delayPick % 4 !== 0 ? pending : PATHS;
+        return { type: 'LockDelayEnd', path: pool[o.delayPick % pool.length] };
+      }
       if ('expirePick' in o)
         return {
           type: 'ExpireSession',
@@ -359,6 +375,10 @@ describe('the SQLite machine against the reference model', () => {
           const { results, events } = model.apply(entry);
           for (const result of results)
             seen.add(result.type === 'error' ? result.code : result.type);
+          for (const result of results) {
+            if (result.type === 'lock-delay-ended' && result.grantedCount > 0)
+              seen.add('delay-grant');
+          }
           for (const event of events) seen.add(event.type);
         }
       }),
@@ -382,6 +402,24 @@ describe('the SQLite machine against the reference model', () => {
       'NOT_EMPTY',
       'wait-cancelled',
       'session-expired',
+      'session-closed',
+      'child-modified',
+      'deleted',
+      'acl-set',
+      'closed',
+      'released',
+      'lock-delay-ended',
+      'delay-grant',
+      'EXISTS',
+      'NOT_FOUND',
+      'IS_A_DIRECTORY',
+      'NOT_A_DIRECTORY',
+      'LOCK_ALREADY_OWNED',
+      'LOCK_NOT_HELD',
+      'NOT_WAITING',
+      'SESSION_EXPIRED',
+      'BAD_PATH',
+      'BAD_REQUEST',
     ]) {
       expect([...seen], kind).toContain(kind);
     }
