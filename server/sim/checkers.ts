@@ -20,7 +20,9 @@
 // The liveness checks live in the cluster, which knows the phases.
 
 import type { Ballot } from '../src/paxos/ballot.ts';
-import type { AcceptedEntry, ChosenEntry, SlotValue } from '../src/paxos/messages.ts';
+import { compareBallots } from '../src/paxos/ballot.ts';
+import type { DurableEntry } from '../src/paxos/durable.ts';
+import type { AcceptedEntry, ChosenEntry, Message, SlotValue } from '../src/paxos/messages.ts';
 import type { ReplicaId } from '../src/paxos/ports.ts';
 import { isSlotValueEqual } from '../src/storage/memory-store.ts';
 import { decodePut, describeValue, KvMachine, type KvResult, type KvSnapshot } from './kv.ts';
@@ -29,6 +31,7 @@ export type Invariant =
   | 'agreement'
   | 'durable-quorum'
   | 'persist-before-send'
+  | 'reproposal'
   | 'prefix'
   | 'exactly-once'
   | 'single-lease'
@@ -73,6 +76,10 @@ export class Checkers {
   /** Per replica: "clientId#seq" -> effect slot, reset when its machine is restored. */
   readonly #replicaEffects = new Map<ReplicaId, Map<string, number>>();
   readonly #completed = new Map<string, CompletedOps>();
+  /** "candidate|ballot" -> acceptor -> the promise it delivered to that candidate. */
+  readonly #promises = new Map<string, Map<ReplicaId, Extract<Message, { type: 'promise' }>>>();
+  /** "master|ballot|slot" of every Accept already judged, so retransmissions are judged once. */
+  readonly #judgedAccepts = new Set<string>();
   #now = 0;
   counts = { chosenSlots: 0, readsChecked: 0, writesChecked: 0, leaseChecks: 0 };
 
@@ -189,6 +196,76 @@ export class Checkers {
         });
       }
     }
+  }
+
+  /** A promise reached its candidate (the candidate may use it from its next turn on). */
+  onPromiseDelivered(candidate: ReplicaId, acceptor: ReplicaId, promise: Extract<Message, { type: 'promise' }>): void {
+    const key = `${candidate}|${ballotKey(promise.ballot)}`;
+    let byAcceptor = this.#promises.get(key);
+    if (byAcceptor === undefined) {
+      byAcceptor = new Map();
+      this.#promises.set(key, byAcceptor);
+    }
+    byAcceptor.set(acceptor, promise);
+  }
+
+  /**
+   * Paxos's P2c, on the wire: a master's first Accept for a slot in its ballot must carry a value
+   * that SOME majority of the promises it holds (its own acceptor included) allows — the value of
+   * the highest ballot accepted among them, or the chosen value one of them reports, or anything
+   * if none of them accepted a value there. A value the history already knows chosen is always
+   * allowed.
+   */
+  onAcceptSent(options: {
+    readonly master: ReplicaId;
+    readonly accept: Extract<Message, { type: 'accept' }>;
+    readonly own: DurableEntry | undefined;
+  }): void {
+    const { master, accept } = options;
+    const judged = `${master}|${ballotKey(accept.ballot)}|${accept.slot}`;
+    if (this.#judgedAccepts.has(judged)) return;
+    this.#judgedAccepts.add(judged);
+    const known = this.#history.get(accept.slot);
+    if (known !== undefined && isSlotValueEqual(known.value, accept.value)) return;
+    const promises = this.#promises.get(`${master}|${ballotKey(accept.ballot)}`);
+    if (promises === undefined) return; // Not a ballot this checker saw being won (a master re-asserting).
+    type Report = { readonly from: ReplicaId; readonly ballot: Ballot | null; readonly value: SlotValue | null; readonly isChosen: boolean };
+    const reports: Report[] = [];
+    for (const [from, promise] of promises) {
+      if (accept.slot < promise.slotFirst) return; // The master knew this slot chosen before it ran.
+      const chosen = promise.chosen.find((e) => e.slot === accept.slot);
+      const accepted = promise.accepted.find((e) => e.slot === accept.slot);
+      if (chosen !== undefined) reports.push({ from, ballot: null, value: chosen.value, isChosen: true });
+      else if (accepted !== undefined) reports.push({ from, ballot: accepted.ballot, value: accepted.value, isChosen: false });
+      else reports.push({ from, ballot: null, value: null, isChosen: false });
+    }
+    const own = options.own;
+    if (!promises.has(master)) {
+      if (own?.isChosen === true) reports.push({ from: master, ballot: null, value: own.value, isChosen: true });
+      else if (own !== undefined && compareBallots(own.ballot, accept.ballot) < 0) reports.push({ from: master, ballot: own.ballot, value: own.value, isChosen: false });
+      else reports.push({ from: master, ballot: null, value: null, isChosen: false });
+    }
+    const allows = (subset: readonly Report[]): boolean => {
+      const chosen = subset.find((r) => r.isChosen);
+      if (chosen?.value != null) return isSlotValueEqual(chosen.value, accept.value);
+      let best: Report | null = null;
+      for (const r of subset) {
+        if (r.ballot === null || r.value === null) continue;
+        if (best?.ballot == null || compareBallots(r.ballot, best.ballot) > 0) best = r;
+      }
+      return best?.value == null || isSlotValueEqual(best.value, accept.value);
+    };
+    const n = reports.length;
+    for (let mask = 1; mask < 1 << n; mask++) {
+      const subset = reports.filter((_, i) => (mask & (1 << i)) !== 0);
+      if (subset.length >= this.#majority && allows(subset)) return;
+    }
+    this.fail(
+      'reproposal',
+      `r${master} proposed ${describeValue(accept.value)} at slot ${accept.slot} in ballot ${ballotKey(accept.ballot)}, which no majority of its promises allows: ${reports
+        .map((r) => `r${r.from}: ${r.value === null ? 'nothing' : `${describeValue(r.value)}${r.isChosen ? ' (chosen)' : ` in ${r.ballot === null ? '?' : ballotKey(r.ballot)}`}`}`)
+        .join('; ')}`,
+    );
   }
 
   /** A replica applied one entry; `hash` is its machine's running hash after it. */

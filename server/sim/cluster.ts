@@ -95,6 +95,8 @@ type SimEvent =
       readonly messageType: MessageType;
       /** A fresh copy, unknown until the turn validates it, as bytes off a socket would be. */
       readonly message: unknown;
+      /** The sender's typed message, for the checkers only (the receiver gets the copy). */
+      readonly sent: Message;
     }
   | { readonly kind: 'turn'; readonly replica: ReplicaId; readonly incarnation: number }
   | { readonly kind: 'tick'; readonly replica: ReplicaId; readonly incarnation: number }
@@ -578,7 +580,12 @@ class Simulation {
   // --- peer network ---------------------------------------------------------------------------
 
   #sendPeer(from: ReplicaId, envelope: Envelope): void {
-    if (this.#wireChecks) this.#checkAnswerIsDurable(from, envelope.message);
+    if (this.#wireChecks) {
+      this.#checkAnswerIsDurable(from, envelope.message);
+      if (envelope.message.type === 'accept') {
+        this.#checkers.onAcceptSent({ master: from, accept: envelope.message, own: this.#node(from).store.durableEntry(envelope.message.slot) });
+      }
+    }
     const delays = this.#network.plan();
     if (delays.length === 0) this.#faults.drop++;
     if (delays.length > 1) this.#faults.duplicate++;
@@ -591,6 +598,7 @@ class Simulation {
         to: envelope.to,
         messageType: envelope.message.type,
         message: cloneMessage(envelope.message),
+        sent: envelope.message,
       });
     }
   }
@@ -624,6 +632,7 @@ class Simulation {
       return;
     }
     this.#network.counters.delivered++;
+    if (event.sent.type === 'promise') this.#checkers.onPromiseDelivered(to, from, event.sent);
     this.#trace.mix(MESSAGE_CODES[event.messageType], from, to);
     this.#trace.line(this.#now, to, () => `<- r${from} ${formatObject(message as Record<string, unknown>)}`, !this.#echoDebug);
     node.inbox.push({ type: 'message', from, message });

@@ -8,6 +8,8 @@
 //   pnpm sim --seed 17 --debug    ... and every message and core debug line
 //   pnpm sim --bug NAME           switch on a planted bug (PlantedBugs in paxos/ports.ts)
 //   pnpm sim --verbose            one line per seed
+//   pnpm sim --stop               stop at the first failing seed
+//   pnpm sim --no-wire-checks     only the end-to-end checkers (no persist-before-send, no P2c)
 
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -32,6 +34,7 @@ interface Flags {
   debug: boolean;
   bug: BugName | null;
   stopOnFailure: boolean;
+  wireChecks: boolean;
 }
 
 export interface Summary {
@@ -92,7 +95,7 @@ export function formatFailure(result: SeedResult, bug: BugName | null): string {
 }
 
 function parseFlags(argv: readonly string[]): Flags {
-  const flags: Flags = { seeds: 100, first: 1, seed: null, verbose: false, debug: false, bug: null, stopOnFailure: false };
+  const flags: Flags = { seeds: 100, first: 1, seed: null, verbose: false, debug: false, bug: null, stopOnFailure: false, wireChecks: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const value = (): string => {
@@ -118,6 +121,9 @@ function parseFlags(argv: readonly string[]): Flags {
         break;
       case '--stop':
         flags.stopOnFailure = true;
+        break;
+      case '--no-wire-checks':
+        flags.wireChecks = false;
         break;
       case '--bug': {
         const name = value();
@@ -153,7 +159,7 @@ function main(): number {
 
   if (flags.seed !== null) {
     out(`replaying seed ${flags.seed}${flags.bug === null ? '' : ` with planted bug ${flags.bug}`}`);
-    const result = runSeed({ seed: flags.seed, ...withBugs(flags.bug), echo: out, echoDebug: flags.debug });
+    const result = runSeed({ seed: flags.seed, ...withBugs(flags.bug), echo: out, echoDebug: flags.debug, wireChecks: flags.wireChecks });
     addResult(summary, result);
     out(`trace hash ${result.traceHash.toString(16).padStart(8, '0')}, ${result.stats.events} events, ${result.stats.chosenSlots} slots chosen, ${result.stats.writesAcked} writes acknowledged, ${result.stats.readsServed} lease reads`);
     if (result.violation !== null) out(formatFailure(result, flags.bug));
@@ -166,7 +172,7 @@ function main(): number {
       if (flags.bug !== null) out(`planted bug switched on: ${flags.bug}`);
     }
     for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
-      const result = runSeed({ seed, ...withBugs(flags.bug) });
+      const result = runSeed({ seed, ...withBugs(flags.bug), wireChecks: flags.wireChecks });
       addResult(summary, result);
       if (flags.verbose) {
         const s = result.stats;
