@@ -87,9 +87,19 @@ export type Message =
       readonly round: number;
     }
   /** The master's periodic assertion of its ballot: commit index and lease renewal. */
-  | { readonly type: 'heartbeat'; readonly ballot: Ballot; readonly commit: number; readonly round: number }
+  | {
+      readonly type: 'heartbeat';
+      readonly ballot: Ballot;
+      readonly commit: number;
+      readonly round: number;
+    }
   /** A follower's answer to a heartbeat: it granted the lease for `round`; `commit` is its own prefix. */
-  | { readonly type: 'heartbeat-ack'; readonly ballot: Ballot; readonly round: number; readonly commit: number }
+  | {
+      readonly type: 'heartbeat-ack';
+      readonly ballot: Ballot;
+      readonly round: number;
+      readonly commit: number;
+    }
   /** A lagging replica asks for the chosen values of slots [slotFirst, slotLast]. */
   | { readonly type: 'catch-up-request'; readonly slotFirst: number; readonly slotLast: number }
   /**

@@ -25,7 +25,14 @@ import type { Ballot } from './ballot.ts';
 import { compareBallots, formatBallot, isBallotEqual, nextBallot, ZERO_BALLOT } from './ballot.ts';
 import type { DurableState } from './durable.ts';
 import { LeaseGrant, LeaseRounds, masterLeaseUntil } from './lease.ts';
-import type { AcceptedEntry, ChosenEntry, Command, Envelope, Message, SlotValue } from './messages.ts';
+import type {
+  AcceptedEntry,
+  ChosenEntry,
+  Command,
+  Envelope,
+  Message,
+  SlotValue,
+} from './messages.ts';
 import type { Config, Logger, Random, ReplicaId } from './ports.ts';
 import { Membership } from './quorum.ts';
 import type { PersistBatch, Ready, Status } from './ready.ts';
@@ -47,7 +54,11 @@ export interface ReplicaOptions {
 
 export type ProposeResult =
   | { readonly ok: true }
-  | { readonly ok: false; readonly reason: 'not-master' | 'duplicate'; readonly masterId: ReplicaId | null };
+  | {
+      readonly ok: false;
+      readonly reason: 'not-master' | 'duplicate';
+      readonly masterId: ReplicaId | null;
+    };
 
 type Role = Status['role'];
 
@@ -90,7 +101,13 @@ interface CatchUpInFlight {
  */
 export const MAX_COMMIT_PER_READY = 4096;
 
-const EMPTY_PERSIST: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
+const EMPTY_PERSIST: PersistBatch = {
+  promised: null,
+  accepted: [],
+  chosen: [],
+  commit: null,
+  compactBelow: null,
+};
 
 export class Replica {
   readonly #config: Config;
@@ -158,9 +175,15 @@ export class Replica {
   constructor(options: ReplicaOptions) {
     const { config, durable, now } = options;
     assert(config.replicas.includes(config.id), 'config.id is not one of config.replicas');
-    assert(config.windowSlots >= 1 && config.maxBatchCommands >= 1, 'window and batch must be >= 1');
+    assert(
+      config.windowSlots >= 1 && config.maxBatchCommands >= 1,
+      'window and batch must be >= 1',
+    );
     assert(config.catchUpBatchSlots >= 1, 'catchUpBatchSlots must be >= 1');
-    assert(config.leaseMs > 0 && config.heartbeatMs > 0 && config.electionTimeoutMs > 0, 'timeouts must be > 0');
+    assert(
+      config.leaseMs > 0 && config.heartbeatMs > 0 && config.electionTimeoutMs > 0,
+      'timeouts must be > 0',
+    );
     this.#config = config;
     this.#random = options.random;
     this.#logger = options.logger;
@@ -187,12 +210,20 @@ export class Replica {
     this.#wantCommit = this.#log.commit;
     // Startup stagger: the lowest id runs first, the others one step later each, so one master
     // emerges without a duel; a restarted replica first waits out its restart wait.
-    const staggerMs = Math.max(config.heartbeatMs, Math.floor(config.electionTimeoutMs / config.replicas.length));
+    const staggerMs = Math.max(
+      config.heartbeatMs,
+      Math.floor(config.electionTimeoutMs / config.replicas.length),
+    );
     const waitMs = durable.isFresh ? 0 : config.leaseMs;
     this.#jitterMs = this.#drawJitter();
     this.#electionDeadlineMs = now + waitMs + this.#membership.rankOf(config.id) * staggerMs;
     this.#logger.info(
-      { replica: this.#id, promised: formatBallot(this.#promised), commit: this.#log.commit, isFresh: durable.isFresh },
+      {
+        replica: this.#id,
+        promised: formatBallot(this.#promised),
+        commit: this.#log.commit,
+        isFresh: durable.isFresh,
+      },
       'replica started',
     );
   }
@@ -204,7 +235,10 @@ export class Replica {
   step(from: ReplicaId, message: Message, now: number): void {
     this.#observeTime(now);
     if (from === this.#id || !this.#membership.isMember(from)) {
-      this.#logger.warn({ replica: this.#id, from, type: message.type }, 'message from a non-peer dropped');
+      this.#logger.warn(
+        { replica: this.#id, from, type: message.type },
+        'message from a non-peer dropped',
+      );
       return;
     }
     switch (message.type) {
@@ -256,7 +290,8 @@ export class Replica {
   /** Master only: queue a command for the next slot (batched with others in flight). */
   propose(command: Command, now: number): ProposeResult {
     this.#observeTime(now);
-    if (this.#role !== 'master') return { ok: false, reason: 'not-master', masterId: this.#masterId };
+    if (this.#role !== 'master')
+      return { ok: false, reason: 'not-master', masterId: this.#masterId };
     const key = commandKey(command);
     if (this.#pendingIds.has(key)) return { ok: false, reason: 'duplicate', masterId: this.#id };
     this.#pendingIds.add(key);
@@ -286,7 +321,10 @@ export class Replica {
     const commit: ChosenEntry[] = [];
     if (this.#handedOut + 1 < this.#log.compactedBelow && this.#log.commit > this.#handedOut) {
       // The state machine is behind our own compaction point: only a snapshot can help.
-      this.#requestSnapshot(this.#masterId ?? this.#peers[0] ?? this.#id, this.#log.compactedBelow - 1);
+      this.#requestSnapshot(
+        this.#masterId ?? this.#peers[0] ?? this.#id,
+        this.#log.compactedBelow - 1,
+      );
     }
     if (this.#canHandOut()) {
       const last = Math.min(this.#log.commit, this.#handedOut + MAX_COMMIT_PER_READY);
@@ -414,7 +452,10 @@ export class Replica {
       this.#reject(from, message.ballot, 'restart-wait');
       return;
     }
-    if (this.#config.bugs?.skipLeaseCheckInPrepare !== true && this.#grant.isHeldAgainst(from, now)) {
+    if (
+      this.#config.bugs?.skipLeaseCheckInPrepare !== true &&
+      this.#grant.isHeldAgainst(from, now)
+    ) {
       this.#reject(from, message.ballot, 'lease-held');
       return;
     }
@@ -443,7 +484,11 @@ export class Replica {
     const start = Math.max(slotFirst, this.#log.compactedBelow);
     // Chosen slots the candidate lacks: a bounded courtesy (it learns the rest by catch-up, as
     // our `commit` in the promise tells it they are chosen).
-    for (let slot = start; slot <= this.#log.commit && chosen.length < this.#config.catchUpBatchSlots; slot++) {
+    for (
+      let slot = start;
+      slot <= this.#log.commit && chosen.length < this.#config.catchUpBatchSlots;
+      slot++
+    ) {
       const value = this.#log.chosenValue(slot);
       if (value !== undefined) chosen.push({ slot, value });
     }
@@ -471,33 +516,71 @@ export class Replica {
   #onAccept(from: ReplicaId, message: Extract<Message, { type: 'accept' }>): void {
     const order = compareBallots(message.ballot, this.#promised);
     if (order < 0) {
-      this.#reject(from, message.ballot, 'stale-ballot');
+      this.#rejectStaleMaster(from, message.ballot);
       return;
     }
     if (order > 0) this.#raisePromise(message.ballot);
     this.#recognizeMaster(message.ballot.replica);
-    const existing = this.#log.get(message.slot);
-    const isSame = existing !== undefined && !existing.isChosen && isBallotEqual(existing.ballot, message.ballot);
-    if (!isSame && this.#log.accept(message.slot, message.ballot, message.value)) {
-      this.#persistAccepted.push({ slot: message.slot, ballot: message.ballot, value: message.value });
+    if (this.#log.isChosen(message.slot)) {
+      // Already chosen here (possibly compacted away): we did not accept in this ballot, so an
+      // Accepted would be a false vote, and the chosen value may even differ from a stale
+      // master's proposal. Tell the master what is chosen instead.
+      this.#answerChosen(from, message.slot);
+      this.#learnCommit(from, message.commit, message.ballot);
+      return;
     }
-    this.#answer(from, { type: 'accepted', ballot: message.ballot, slot: message.slot, round: message.round });
+    const existing = this.#log.get(message.slot);
+    const isSame = existing !== undefined && isBallotEqual(existing.ballot, message.ballot);
+    if (!isSame) {
+      const isAccepted = this.#log.accept(message.slot, message.ballot, message.value);
+      assert(isAccepted, 'accept refused at a slot not chosen');
+      this.#persistAccepted.push({
+        slot: message.slot,
+        ballot: message.ballot,
+        value: message.value,
+      });
+    }
+    this.#answer(from, {
+      type: 'accepted',
+      ballot: message.ballot,
+      slot: message.slot,
+      round: message.round,
+    });
     this.#learnCommit(from, message.commit, message.ballot);
+  }
+
+  /** A catch-up carrying the chosen value at `slot` (none if compacted: the asker learns that). */
+  #answerChosen(to: ReplicaId, slot: number): void {
+    const value = this.#log.chosenValue(slot);
+    this.#queueSend(to, {
+      type: 'catch-up',
+      entries: value === undefined ? [] : [{ slot, value }],
+      commit: this.#log.commit,
+      compactedBelow: this.#log.compactedBelow,
+    });
   }
 
   #onHeartbeat(from: ReplicaId, message: Extract<Message, { type: 'heartbeat' }>): void {
     const order = compareBallots(message.ballot, this.#promised);
     if (order < 0) {
-      this.#reject(from, message.ballot, 'stale-ballot');
+      this.#rejectStaleMaster(from, message.ballot);
       return;
     }
     if (order > 0) this.#raisePromise(message.ballot);
     this.#recognizeMaster(message.ballot.replica);
     this.#learnCommit(from, message.commit, message.ballot);
-    this.#queueSend(from, { type: 'heartbeat-ack', ballot: message.ballot, round: message.round, commit: this.#log.commit });
+    this.#queueSend(from, {
+      type: 'heartbeat-ack',
+      ballot: message.ballot,
+      round: message.round,
+      commit: this.#log.commit,
+    });
   }
 
-  #onCatchUpRequest(from: ReplicaId, message: Extract<Message, { type: 'catch-up-request' }>): void {
+  #onCatchUpRequest(
+    from: ReplicaId,
+    message: Extract<Message, { type: 'catch-up-request' }>,
+  ): void {
     if (message.slotFirst < this.#log.compactedBelow) {
       const slot = Math.max(this.#snapshotSlot, this.#log.compactedBelow - 1);
       if (!this.#snapshotFor.some((s) => s.to === from)) this.#snapshotFor.push({ to: from, slot });
@@ -530,14 +613,32 @@ export class Replica {
   #recognizeMaster(masterId: ReplicaId): void {
     if (this.#role !== 'follower') this.#stepDown('another master');
     if (this.#masterId !== masterId) {
-      this.#logger.info({ replica: this.#id, masterId, ballot: formatBallot(this.#promised) }, 'following master');
+      this.#logger.info(
+        { replica: this.#id, masterId, ballot: formatBallot(this.#promised) },
+        'following master',
+      );
     }
     this.#masterId = masterId;
     this.#resetElectionTimer(this.#nowMs, false);
     this.#grant.grant(masterId, this.#nowMs, this.#config.leaseMs);
   }
 
-  #reject(to: ReplicaId, ballot: Ballot, reason: 'stale-ballot' | 'lease-held' | 'restart-wait'): void {
+  /**
+   * A master of a ballot below our promise is alive. We must refuse it (our promise stands), but
+   * we hold off running ourselves: if it holds a lease it re-asserts above our promise when it
+   * sees this refusal; if it cannot get a majority it steps down within an election timeout, and
+   * its heartbeats stop.
+   */
+  #rejectStaleMaster(from: ReplicaId, ballot: Ballot): void {
+    this.#reject(from, ballot, 'stale-ballot');
+    if (this.#role !== 'master') this.#resetElectionTimer(this.#nowMs, false);
+  }
+
+  #reject(
+    to: ReplicaId,
+    ballot: Ballot,
+    reason: 'stale-ballot' | 'lease-held' | 'restart-wait',
+  ): void {
     this.#queueSend(to, { type: 'reject', ballot, promised: this.#promised, reason });
   }
 
@@ -580,9 +681,7 @@ export class Replica {
     this.#peerCommit.set(from, message.commit);
     if (message.commit > this.#wantCommit) this.#wantCommit = message.commit;
     const before = this.#log.commit;
-    for (const entry of message.entries) {
-      if (entry.slot <= message.commit) this.#learnChosen(entry.slot, entry.value);
-    }
+    for (const entry of message.entries) this.#learnChosen(entry.slot, entry.value);
     this.#log.advanceCommit();
     // Only a reply that helped clears the request; otherwise the retry waits its turn and goes
     // to another peer, so two replicas never ping-pong requests and empty replies.
@@ -599,7 +698,10 @@ export class Replica {
     this.#needSnapshot = { from, slotAtLeast };
     // Stop asking for log entries that are gone until the snapshot arrives (or this wait ends).
     this.#snapshotWaitUntilMs = this.#nowMs + this.#config.electionTimeoutMs;
-    this.#logger.info({ replica: this.#id, from, slotAtLeast }, 'behind the compaction point: need snapshot');
+    this.#logger.info(
+      { replica: this.#id, from, slotAtLeast },
+      'behind the compaction point: need snapshot',
+    );
   }
 
   /** Ask a peer for missing chosen values, one request in flight, retried on tick. */
@@ -624,10 +726,17 @@ export class Replica {
   #catchUpTarget(failed: ReplicaId | null): ReplicaId | null {
     const commit = this.#log.commit;
     const master = this.#masterId;
-    if (failed === null && master !== null && master !== this.#id && (this.#peerCommit.get(master) ?? 0) > commit) {
+    if (
+      failed === null &&
+      master !== null &&
+      master !== this.#id &&
+      (this.#peerCommit.get(master) ?? 0) > commit
+    ) {
       return master;
     }
-    const ahead = this.#peers.filter((p) => (this.#peerCommit.get(p) ?? 0) > commit && p !== failed);
+    const ahead = this.#peers.filter(
+      (p) => (this.#peerCommit.get(p) ?? 0) > commit && p !== failed,
+    );
     if (ahead.length === 0) return failed;
     this.#catchUpRotation = (this.#catchUpRotation + 1) % ahead.length;
     return ahead[this.#catchUpRotation] ?? null;
@@ -645,14 +754,17 @@ export class Replica {
     // promise to ourselves would break either. (The planted bug skips the lease half, as it
     // skips the lease check for every other promise.)
     const owedUntil =
-      this.#config.bugs?.skipLeaseCheckInPrepare === true ? Number.NEGATIVE_INFINITY : this.#grant.heldByOtherUntil(this.#id);
+      this.#config.bugs?.skipLeaseCheckInPrepare === true
+        ? Number.NEGATIVE_INFINITY
+        : this.#grant.heldByOtherUntil(this.#id);
     // The jitter applies after a lease we owe runs out too: every follower's grant to a dead
     // master ends at about the same instant, and without it they would all run at once.
     return Math.max(this.#electionDeadlineMs, this.#restartWaitUntilMs, owedUntil + this.#jitterMs);
   }
 
   #startCandidacy(now: number): void {
-    const above = compareBallots(this.#highestSeen, this.#promised) > 0 ? this.#highestSeen : this.#promised;
+    const above =
+      compareBallots(this.#highestSeen, this.#promised) > 0 ? this.#highestSeen : this.#promised;
     const ballot = nextBallot(above, this.#id);
     this.#promised = ballot;
     this.#persistPromised = ballot;
@@ -676,7 +788,10 @@ export class Replica {
     this.#mergeReport(candidacy, own.accepted, own.chosen);
     this.#candidacy = candidacy;
     this.#resetElectionTimer(now, true);
-    this.#logger.info({ replica: this.#id, ballot: formatBallot(ballot), slotFirst }, 'running for master');
+    this.#logger.info(
+      { replica: this.#id, ballot: formatBallot(ballot), slotFirst },
+      'running for master',
+    );
     for (const peer of this.#peers) this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
   }
 
@@ -687,7 +802,8 @@ export class Replica {
     candidacy.sentAtMs = now;
     const { ballot, slotFirst } = candidacy;
     for (const peer of this.#peers) {
-      if (!this.#membership.hasVoted(candidacy.votes, peer)) this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
+      if (!this.#membership.hasVoted(candidacy.votes, peer))
+        this.#queueSend(peer, { type: 'prepare', ballot, slotFirst });
     }
   }
 
@@ -706,7 +822,11 @@ export class Replica {
   }
 
   /** Fold one acceptor's report in: a chosen value wins outright, else the highest ballot. */
-  #mergeReport(candidacy: Candidacy, accepted: readonly AcceptedEntry[], chosen: readonly ChosenEntry[]): void {
+  #mergeReport(
+    candidacy: Candidacy,
+    accepted: readonly AcceptedEntry[],
+    chosen: readonly ChosenEntry[],
+  ): void {
     const { reported } = candidacy;
     for (const entry of chosen) {
       reported.set(entry.slot, { ballot: ZERO_BALLOT, value: entry.value, isChosen: true });
@@ -723,19 +843,26 @@ export class Replica {
   }
 
   #onReject(from: ReplicaId, message: Extract<Message, { type: 'reject' }>): void {
-    if (compareBallots(message.promised, this.#highestSeen) > 0) this.#highestSeen = message.promised;
+    if (compareBallots(message.promised, this.#highestSeen) > 0)
+      this.#highestSeen = message.promised;
     const now = this.#nowMs;
     const isHigher = compareBallots(message.promised, this.#promised) > 0;
     if (this.#role === 'master' && isBallotEqual(message.ballot, this.#promised) && isHigher) {
-      // Someone promised a higher ballot. If our lease still holds, no other replica can win an
-      // election now: re-assert at once with a ballot above it instead of letting the cell churn.
+      // An acceptor promised a higher ballot. That alone does not unseat us: a majority may
+      // still accept our ballot, and stepping down here would leave every lease granted to us
+      // blocking all candidates for a lease (a duel that can last several leases). Instead:
+      // while our lease holds, no other replica can win an election, so re-assert at once with
+      // a ballot above it; without a lease, carry on, and step down only if a master of a
+      // higher ballot contacts us or we cannot renew the lease for an election timeout.
       const hasLease = this.#leaseUntilMs !== null && now < this.#leaseUntilMs;
-      this.#logger.info(
-        { replica: this.#id, from, promised: formatBallot(message.promised), hasLease },
-        'master saw a higher ballot',
-      );
-      this.#stepDown('higher ballot');
-      if (hasLease) this.#startCandidacy(now);
+      if (hasLease) {
+        this.#logger.info(
+          { replica: this.#id, from, promised: formatBallot(message.promised) },
+          'master re-asserts above a higher ballot',
+        );
+        this.#stepDown('re-asserting above a higher ballot');
+        this.#startCandidacy(now);
+      }
       return;
     }
     const candidacy = this.#candidacy;
@@ -748,7 +875,10 @@ export class Replica {
   #becomeMaster(now: number): void {
     const candidacy = this.#candidacy;
     assert(candidacy !== null, 'becoming master without a candidacy');
-    assert(isBallotEqual(candidacy.ballot, this.#promised), 'becoming master of a ballot not promised');
+    assert(
+      isBallotEqual(candidacy.ballot, this.#promised),
+      'becoming master of a ballot not promised',
+    );
     this.#candidacy = null;
     this.#role = 'master';
     this.#masterId = this.#id;
@@ -789,7 +919,13 @@ export class Replica {
     this.#proposeAt(this.#barrierSlot, { type: 'noop', stampMs: now });
     this.#nextSlot = this.#barrierSlot + 1;
     this.#logger.info(
-      { replica: this.#id, ballot: formatBallot(this.#promised), reproposed, filled, barrierSlot: this.#barrierSlot },
+      {
+        replica: this.#id,
+        ballot: formatBallot(this.#promised),
+        reproposed,
+        filled,
+        barrierSlot: this.#barrierSlot,
+      },
       'became master',
     );
     this.#maybeCatchUp(now);
@@ -807,7 +943,10 @@ export class Replica {
     this.#leaseUntilMs = null;
     this.#barrierSlot = Number.POSITIVE_INFINITY;
     this.#resetElectionTimer(this.#nowMs, true);
-    this.#logger.info({ replica: this.#id, was, reason, ballot: formatBallot(this.#promised) }, 'stepped down');
+    this.#logger.info(
+      { replica: this.#id, was, reason, ballot: formatBallot(this.#promised) },
+      'stepped down',
+    );
   }
 
   #resetElectionTimer(now: number, redraw: boolean): void {
@@ -835,14 +974,23 @@ export class Replica {
     const round = this.#startRound(now);
     const ballot = this.#promised;
     const commit = this.#log.commit;
-    for (const peer of this.#peers) this.#queueSend(peer, { type: 'heartbeat', ballot, commit, round });
+    for (const peer of this.#peers)
+      this.#queueSend(peer, { type: 'heartbeat', ballot, commit, round });
     // Retransmit Accepts that have not reached everyone (lost messages).
     for (const [slot, proposal] of this.#inFlight) {
       if (now - proposal.sentAtMs < this.#config.heartbeatMs) continue;
       proposal.sentAtMs = now;
-      const accept: Message = { type: 'accept', ballot, slot, value: proposal.value, commit, round };
+      const accept: Message = {
+        type: 'accept',
+        ballot,
+        slot,
+        value: proposal.value,
+        commit,
+        round,
+      };
       for (const peer of this.#peers) {
-        if (!this.#membership.hasVoted(proposal.votes, peer)) this.#sendEarly.push({ to: peer, message: accept });
+        if (!this.#membership.hasVoted(proposal.votes, peer))
+          this.#sendEarly.push({ to: peer, message: accept });
       }
     }
     this.#rounds.prune(now - this.#config.leaseMs);
@@ -869,7 +1017,11 @@ export class Replica {
   #ackRound(from: ReplicaId, round: number): void {
     const sentAtMs = this.#rounds.ack(round, from);
     if (sentAtMs === null) return;
-    const until = masterLeaseUntil({ sentAtMs, leaseMs: this.#config.leaseMs, maxDriftRate: this.#config.maxDriftRate });
+    const until = masterLeaseUntil({
+      sentAtMs,
+      leaseMs: this.#config.leaseMs,
+      maxDriftRate: this.#config.maxDriftRate,
+    });
     if (this.#leaseUntilMs === null || until > this.#leaseUntilMs) this.#leaseUntilMs = until;
   }
 
@@ -878,7 +1030,8 @@ export class Replica {
     if (proposal === undefined) return;
     proposal.votes = this.#membership.addVote(proposal.votes, from);
     if (!this.#membership.isMajority(proposal.votes)) return;
-    if (this.#log.markChosen(slot, proposal.value)) this.#persistChosen.push({ slot, value: proposal.value });
+    if (this.#log.markChosen(slot, proposal.value))
+      this.#persistChosen.push({ slot, value: proposal.value });
     this.#retire(slot, proposal);
     this.#log.advanceCommit();
   }
@@ -898,7 +1051,14 @@ export class Replica {
     assert(isNew, `master proposing at chosen slot ${slot}`);
     this.#persistAccepted.push({ slot, ballot, value });
     this.#inFlight.set(slot, { value, votes: 0, sentAtMs: this.#nowMs });
-    const accept: Message = { type: 'accept', ballot, slot, value, commit: this.#log.commit, round: this.#rounds.current };
+    const accept: Message = {
+      type: 'accept',
+      ballot,
+      slot,
+      value,
+      commit: this.#log.commit,
+      round: this.#rounds.current,
+    };
     for (const peer of this.#peers) this.#sendEarly.push({ to: peer, message: accept });
   }
 

@@ -26,19 +26,32 @@ export class SlotLog {
   #highestSlot = 0;
 
   constructor(durable: DurableState) {
-    assert(durable.commit >= 0 && durable.compactedBelow >= 1, 'durable state: bad commit or compaction point');
+    assert(
+      durable.commit >= 0 && durable.compactedBelow >= 1,
+      'durable state: bad commit or compaction point',
+    );
     this.#commit = Math.max(durable.commit, durable.compactedBelow - 1);
     this.#compactedBelow = durable.compactedBelow;
     let previous = 0;
     for (const entry of durable.entries) {
       assert(entry.slot > previous, 'durable state: entries out of slot order');
-      assert(entry.slot >= durable.compactedBelow, 'durable state: entry below the compaction point');
+      assert(
+        entry.slot >= durable.compactedBelow,
+        'durable state: entry below the compaction point',
+      );
       previous = entry.slot;
-      this.#entries.set(entry.slot, { ballot: entry.ballot, value: entry.value, isChosen: entry.isChosen });
+      this.#entries.set(entry.slot, {
+        ballot: entry.ballot,
+        value: entry.value,
+        isChosen: entry.isChosen,
+      });
       this.#highestSlot = entry.slot;
     }
     for (let slot = Math.max(durable.compactedBelow, 1); slot <= durable.commit; slot++) {
-      assert(this.#entries.get(slot)?.isChosen === true, `durable state: slot ${slot} <= commit is not chosen`);
+      assert(
+        this.#entries.get(slot)?.isChosen === true,
+        `durable state: slot ${slot} <= commit is not chosen`,
+      );
     }
   }
 
@@ -164,7 +177,8 @@ export function areValuesEqual(a: SlotValue, b: SlotValue): boolean {
     const x = a.commands[i];
     const y = b.commands[i];
     if (x === undefined || y === undefined) return false;
-    if (x.clientId !== y.clientId || x.seq !== y.seq || x.payload.length !== y.payload.length) return false;
+    if (x.clientId !== y.clientId || x.seq !== y.seq || x.payload.length !== y.payload.length)
+      return false;
     for (let j = 0; j < x.payload.length; j++) if (x.payload[j] !== y.payload[j]) return false;
   }
   return true;

@@ -45,11 +45,16 @@ function toBallot(raw: unknown): Ballot | null {
 function toCommand(raw: unknown): Command | null {
   if (!isRecord(raw)) return null;
   const { clientId, seq, payload } = raw;
-  if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > MESSAGE_LIMITS.maxClientIdLength) {
+  if (
+    typeof clientId !== 'string' ||
+    clientId.length === 0 ||
+    clientId.length > MESSAGE_LIMITS.maxClientIdLength
+  ) {
     return null;
   }
   if (!isCount(seq)) return null;
-  if (!(payload instanceof Uint8Array) || payload.length > MESSAGE_LIMITS.maxPayloadBytes) return null;
+  if (!(payload instanceof Uint8Array) || payload.length > MESSAGE_LIMITS.maxPayloadBytes)
+    return null;
   return { clientId, seq, payload };
 }
 
@@ -114,7 +119,14 @@ export function validateMessage(raw: unknown): Message | null {
       const { slotFirst, commit } = raw;
       const accepted = toEntries(raw['accepted'], toAccepted);
       const chosen = toEntries(raw['chosen'], toChosen);
-      if (ballot === null || !isSlot(slotFirst) || !isCount(commit) || accepted === null || chosen === null) return null;
+      if (
+        ballot === null ||
+        !isSlot(slotFirst) ||
+        !isCount(commit) ||
+        accepted === null ||
+        chosen === null
+      )
+        return null;
       return { type, ballot, slotFirst, accepted, chosen, commit };
     }
     case 'reject': {
@@ -122,14 +134,16 @@ export function validateMessage(raw: unknown): Message | null {
       const promised = toBallot(raw['promised']);
       const reason = raw['reason'];
       if (ballot === null || promised === null) return null;
-      if (reason !== 'stale-ballot' && reason !== 'lease-held' && reason !== 'restart-wait') return null;
+      if (reason !== 'stale-ballot' && reason !== 'lease-held' && reason !== 'restart-wait')
+        return null;
       return { type, ballot, promised, reason };
     }
     case 'accept': {
       const ballot = toBallot(raw['ballot']);
       const value = validateSlotValue(raw['value']);
       const { slot, commit, round } = raw;
-      if (ballot === null || value === null || !isSlot(slot) || !isCount(commit) || !isCount(round)) return null;
+      if (ballot === null || value === null || !isSlot(slot) || !isCount(commit) || !isCount(round))
+        return null;
       return { type, ballot, slot, value, commit, round };
     }
     case 'accepted': {

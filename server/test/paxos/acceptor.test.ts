@@ -19,7 +19,9 @@ describe('acceptor', () => {
     const ready = drain(r, 5);
     expect(ready.persist.promised).toEqual(b(1, 1));
     expect(ofType(ready.sendEarly, 'promise')).toEqual([]);
-    expect(ofType(ready.send, 'promise')).toMatchObject([{ to: 1, ballot: b(1, 1), slotFirst: 1, commit: 0 }]);
+    expect(ofType(ready.send, 'promise')).toMatchObject([
+      { to: 1, ballot: b(1, 1), slotFirst: 1, commit: 0 },
+    ]);
     expect(r.status(5).ballot).toEqual(b(1, 1));
   });
 
@@ -39,7 +41,9 @@ describe('acceptor', () => {
     r.step(1, { type: 'accept', ballot: b(4, 1), slot: 1, value: noop(1), commit: 0, round: 1 }, 5);
     const ready = drain(r, 5);
     expect(ready.persist.accepted).toEqual([]);
-    expect(ofType(ready.send, 'reject')).toMatchObject([{ to: 1, promised: b(5, 3), reason: 'stale-ballot' }]);
+    expect(ofType(ready.send, 'reject')).toMatchObject([
+      { to: 1, promised: b(5, 3), reason: 'stale-ballot' },
+    ]);
     expect(ofType(ready.send, 'accepted')).toEqual([]);
   });
 
@@ -50,7 +54,9 @@ describe('acceptor', () => {
     expect(ready.persist.promised).toEqual(b(2, 1));
     expect(ready.persist.accepted).toEqual([{ slot: 3, ballot: b(2, 1), value: noop(7) }]);
     expect(ready.sendEarly).toEqual([]);
-    expect(ofType(ready.send, 'accepted')).toEqual([{ type: 'accepted', to: 1, ballot: b(2, 1), slot: 3, round: 4 }]);
+    expect(ofType(ready.send, 'accepted')).toEqual([
+      { type: 'accepted', to: 1, ballot: b(2, 1), slot: 3, round: 4 },
+    ]);
     expect(r.status(5).masterId).toBe(1);
   });
 
@@ -80,7 +86,9 @@ describe('acceptor', () => {
     r.step(3, { type: 'prepare', ballot: b(2, 3), slotFirst: 1 }, 1099);
     const refused = drain(r, 1099);
     expect(refused.persist.promised).toBeNull();
-    expect(ofType(refused.send, 'reject')).toMatchObject([{ to: 3, reason: 'lease-held', promised: b(1, 1) }]);
+    expect(ofType(refused.send, 'reject')).toMatchObject([
+      { to: 3, reason: 'lease-held', promised: b(1, 1) },
+    ]);
     // The lease holder itself may still re-run Phase 1 with a higher ballot.
     r.step(1, { type: 'prepare', ballot: b(3, 1), slotFirst: 1 }, 1099);
     expect(ofType(drain(r, 1099).send, 'promise')).toHaveLength(1);
@@ -116,13 +124,46 @@ describe('acceptor', () => {
 
   it('answers a repeated Accept again without persisting it twice', () => {
     const r = solo({ id: 2 });
-    const accept = { type: 'accept', ballot: b(1, 1), slot: 1, value: noop(1), commit: 0, round: 1 } as const;
+    const accept = {
+      type: 'accept',
+      ballot: b(1, 1),
+      slot: 1,
+      value: noop(1),
+      commit: 0,
+      round: 1,
+    } as const;
     r.step(1, accept, 5);
     expect(drain(r, 5).persist.accepted).toHaveLength(1);
     r.step(1, accept, 6);
     const again = drain(r, 6);
     expect(again.persist.accepted).toEqual([]);
     expect(ofType(again.send, 'accepted')).toHaveLength(1);
+  });
+
+  it('answers an Accept at a slot it knows chosen with the chosen value, not a false vote', () => {
+    const chosen: DurableEntry = { slot: 1, ballot: b(1, 1), value: noop(1), isChosen: true };
+    const r = solo({
+      id: 2,
+      durable: { promised: b(1, 1), entries: [chosen], commit: 1 },
+      applied: 1,
+    });
+    r.step(
+      3,
+      { type: 'accept', ballot: b(2, 3), slot: 1, value: noop(99), commit: 0, round: 1 },
+      5,
+    );
+    const ready = drain(r, 5);
+    expect(ofType(ready.send, 'accepted')).toEqual([]);
+    expect(ready.persist.accepted).toEqual([]);
+    expect(ofType(ready.send, 'catch-up')).toEqual([
+      {
+        type: 'catch-up',
+        to: 3,
+        entries: [{ slot: 1, value: noop(1) }],
+        commit: 1,
+        compactedBelow: 1,
+      },
+    ]);
   });
 
   it('ignores messages from replicas outside the configuration', () => {

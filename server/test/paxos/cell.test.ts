@@ -100,7 +100,9 @@ describe('a five-replica cell', () => {
     cell.run(1000);
     const asked = cell.node(5).readies.find((r) => r.needSnapshot !== null);
     expect(asked?.needSnapshot?.slotAtLeast).toBeGreaterThan(1);
-    const shipped = [...cell.nodes.values()].flatMap((n) => n.readies.flatMap((r) => r.snapshotFor));
+    const shipped = [...cell.nodes.values()].flatMap((n) =>
+      n.readies.flatMap((r) => r.snapshotFor),
+    );
     expect(shipped.some((s) => s.to === 5)).toBe(true);
     // Installing the snapshot (as the wiring would) lets it follow the log tail again.
     const applied = cell.node(m).replica.status(cell.now).applied;
@@ -109,7 +111,9 @@ describe('a five-replica cell', () => {
     cell.flush(5);
     cell.propose(m, command('after', 1));
     cell.run(1000);
-    expect(cell.node(5).replica.status(cell.now).applied).toBe(cell.node(m).replica.status(cell.now).applied);
+    expect(cell.node(5).replica.status(cell.now).applied).toBe(
+      cell.node(m).replica.status(cell.now).applied,
+    );
     expect(commandsOn(cell, 5)).toContain('after:1');
   });
 
@@ -121,7 +125,9 @@ describe('a five-replica cell', () => {
     cell.elect(10_000);
     cell.run(500);
     const answers = new Set(['promise', 'accepted', 'heartbeat-ack', 'reject', 'catch-up']);
-    const early = cell.trace.filter((e) => e.kind === 'send' && e.early && answers.has(e.envelope.message.type));
+    const early = cell.trace.filter(
+      (e) => e.kind === 'send' && e.early && answers.has(e.envelope.message.type),
+    );
     expect(early).toEqual([]);
     const earlyTypes = new Set(
       cell.trace.flatMap((e) => (e.kind === 'send' && e.early ? [e.envelope.message.type] : [])),

@@ -24,7 +24,11 @@ export interface RunOptions {
 export function runSeed(seed: number, options: RunOptions = {}): Outcome {
   const { bugs, config, faultMs = 15_000 } = options;
   const rng = seededRandom(seed);
-  const cell = new Cell({ seed, ...(bugs === undefined ? {} : { bugs }), ...(config === undefined ? {} : { config }) });
+  const cell = new Cell({
+    seed,
+    ...(bugs === undefined ? {} : { bugs }),
+    ...(config === undefined ? {} : { config }),
+  });
   const violations: string[] = [];
   const chosen = new Map<number, SlotValue>();
   const seenCommands = new Set<string>();
@@ -55,8 +59,11 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
       }
       checkedUpTo.set(node.id, node.applied.length);
     }
-    const readers = [...cell.nodes.values()].filter((n) => n.isUp && n.replica.canServeReads(cell.now));
-    if (readers.length > 1) violations.push(`t=${cell.now}: ${readers.length} replicas serve lease reads`);
+    const readers = [...cell.nodes.values()].filter(
+      (n) => n.isUp && n.replica.canServeReads(cell.now),
+    );
+    if (readers.length > 1)
+      violations.push(`t=${cell.now}: ${readers.length} replicas serve lease reads`);
   };
 
   const step = (faults: boolean): void => {
@@ -71,7 +78,11 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
       const down = [...cell.nodes.values()].filter((n) => !n.isUp);
       if (r < 0.004 && down.length < 2) cell.crash(1 + Math.floor(rng.next() * 5));
       else if (r < 0.012 && down.length > 0) cell.restart(down[0]?.id ?? 1);
-      else if (r < 0.016) partition = partition === null ? new Set([1 + Math.floor(rng.next() * 5), 1 + Math.floor(rng.next() * 5)]) : null;
+      else if (r < 0.016)
+        partition =
+          partition === null
+            ? new Set([1 + Math.floor(rng.next() * 5), 1 + Math.floor(rng.next() * 5)])
+            : null;
     }
     for (const node of cell.nodes.values()) {
       if (node.isUp && node.replica.status(cell.now).role === 'master' && rng.next() < 0.3) {
@@ -118,10 +129,11 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
     cell.propose(master, probe);
     for (let i = 0; i < 400; i++) step(false);
     for (const node of cell.nodes.values()) {
-      const has = node.applied.some((e) => e.value.type === 'batch' && e.value.commands.some((c) => c.clientId === 'probe'));
+      const has = node.applied.some(
+        (e) => e.value.type === 'batch' && e.value.commands.some((c) => c.clientId === 'probe'),
+      );
       if (!has) violations.push(`replica ${node.id} did not apply the probe after healing`);
     }
   }
   return { violations, applied: seenCommands.size };
 }
-

@@ -7,7 +7,13 @@
 import type { Ballot } from '../../src/paxos/ballot.ts';
 import { compareBallots, ZERO_BALLOT } from '../../src/paxos/ballot.ts';
 import type { DurableEntry, DurableState } from '../../src/paxos/durable.ts';
-import type { ChosenEntry, Command, Envelope, Message, SlotValue } from '../../src/paxos/messages.ts';
+import type {
+  ChosenEntry,
+  Command,
+  Envelope,
+  Message,
+  SlotValue,
+} from '../../src/paxos/messages.ts';
 import type { Config, Logger, PlantedBugs, Random, ReplicaId } from '../../src/paxos/ports.ts';
 import { silentLogger } from '../../src/paxos/ports.ts';
 import type { PersistBatch, Ready } from '../../src/paxos/ready.ts';
@@ -55,7 +61,13 @@ export class MemoryDisk {
 
   load(): DurableState {
     const entries = [...this.entries.values()].sort((a, b) => a.slot - b.slot);
-    return { isFresh: this.isFresh, promised: this.promised, entries, commit: this.commit, compactedBelow: this.compactedBelow };
+    return {
+      isFresh: this.isFresh,
+      promised: this.promised,
+      entries,
+      commit: this.commit,
+      compactedBelow: this.compactedBelow,
+    };
   }
 
   persist(batch: PersistBatch): void {
@@ -69,7 +81,8 @@ export class MemoryDisk {
     this.writes += 1;
     this.isFresh = false;
     if (batch.promised !== null) {
-      if (compareBallots(batch.promised, this.promised) < 0) throw new Error('promise would decrease');
+      if (compareBallots(batch.promised, this.promised) < 0)
+        throw new Error('promise would decrease');
       this.promised = batch.promised;
     }
     for (const a of batch.accepted) {
@@ -79,14 +92,20 @@ export class MemoryDisk {
     }
     for (const c of batch.chosen) {
       const existing = this.entries.get(c.slot);
-      this.entries.set(c.slot, { slot: c.slot, ballot: existing?.ballot ?? ZERO_BALLOT, value: c.value, isChosen: true });
+      this.entries.set(c.slot, {
+        slot: c.slot,
+        ballot: existing?.ballot ?? ZERO_BALLOT,
+        value: c.value,
+        isChosen: true,
+      });
     }
     if (batch.commit !== null) {
       if (batch.commit < this.commit) throw new Error('commit would decrease');
       this.commit = batch.commit;
     }
     if (batch.compactBelow !== null && batch.compactBelow > this.compactedBelow) {
-      for (const slot of this.entries.keys()) if (slot < batch.compactBelow) this.entries.delete(slot);
+      for (const slot of this.entries.keys())
+        if (slot < batch.compactBelow) this.entries.delete(slot);
       this.compactedBelow = batch.compactBelow;
     }
   }
@@ -100,7 +119,12 @@ export interface InFlight {
 
 /** One recorded event of executing a Ready, for ordering checks. */
 export type TraceEvent =
-  | { readonly kind: 'send'; readonly early: boolean; readonly from: ReplicaId; readonly envelope: Envelope }
+  | {
+      readonly kind: 'send';
+      readonly early: boolean;
+      readonly from: ReplicaId;
+      readonly envelope: Envelope;
+    }
   | { readonly kind: 'persist'; readonly replica: ReplicaId; readonly batch: PersistBatch };
 
 export interface Node {
@@ -136,12 +160,22 @@ export class Cell {
     this.#seed = options.seed ?? 1;
     for (const id of options.ids ?? [1, 2, 3, 4, 5]) {
       const disk = new MemoryDisk();
-      this.nodes.set(id, { id, replica: this.#makeReplica(id, disk, 0), disk, applied: [], isUp: true, readies: [] });
+      this.nodes.set(id, {
+        id,
+        replica: this.#makeReplica(id, disk, 0),
+        disk,
+        applied: [],
+        isUp: true,
+        readies: [],
+      });
     }
   }
 
   config(id: ReplicaId): Config {
-    const base = testConfig(id, { replicas: this.#options.ids ?? [1, 2, 3, 4, 5], ...this.#options.config });
+    const base = testConfig(id, {
+      replicas: this.#options.ids ?? [1, 2, 3, 4, 5],
+      ...this.#options.config,
+    });
     return this.#options.bugs === undefined ? base : { ...base, bugs: this.#options.bugs };
   }
 
@@ -171,12 +205,14 @@ export class Cell {
       const ready = node.replica.ready();
       node.readies.push(ready);
       for (const envelope of ready.sendEarly) this.#send(id, envelope, true);
-      if (!isEmptyPersist(ready.persist)) this.trace.push({ kind: 'persist', replica: id, batch: ready.persist });
+      if (!isEmptyPersist(ready.persist))
+        this.trace.push({ kind: 'persist', replica: id, batch: ready.persist });
       node.disk.persist(ready.persist);
       for (const envelope of ready.send) this.#send(id, envelope, false);
       for (const entry of ready.commit) {
         const last = node.applied[node.applied.length - 1];
-        if (last !== undefined && entry.slot !== last.slot + 1) throw new Error(`replica ${id}: applied out of order`);
+        if (last !== undefined && entry.slot !== last.slot + 1)
+          throw new Error(`replica ${id}: applied out of order`);
         node.applied.push(entry);
       }
       node.replica.advance(ready, this.now);
@@ -229,7 +265,9 @@ export class Cell {
   }
 
   masters(): ReplicaId[] {
-    return [...this.nodes.values()].filter((n) => n.isUp && n.replica.status(this.now).role === 'master').map((n) => n.id);
+    return [...this.nodes.values()]
+      .filter((n) => n.isUp && n.replica.status(this.now).role === 'master')
+      .map((n) => n.id);
   }
 
   master(): ReplicaId | null {
@@ -263,7 +301,11 @@ export class Cell {
 
   restart(id: ReplicaId): void {
     const node = this.node(id);
-    node.replica = this.#makeReplica(id, node.disk, node.applied[node.applied.length - 1]?.slot ?? 0);
+    node.replica = this.#makeReplica(
+      id,
+      node.disk,
+      node.applied[node.applied.length - 1]?.slot ?? 0,
+    );
     node.isUp = true;
     this.flush(id);
   }
@@ -285,7 +327,9 @@ export function command(clientId: string, seq: number): Command {
 
 /** The commands of applied entries, as "client:seq" strings in order. */
 export function appliedCommands(entries: readonly ChosenEntry[]): string[] {
-  return entries.flatMap((e) => (e.value.type === 'batch' ? e.value.commands.map((c) => `${c.clientId}:${c.seq}`) : []));
+  return entries.flatMap((e) =>
+    e.value.type === 'batch' ? e.value.commands.map((c) => `${c.clientId}:${c.seq}`) : [],
+  );
 }
 
 export function batchValue(stampMs: number, ...commands: Command[]): SlotValue {
@@ -309,7 +353,14 @@ export function solo(options: SoloOptions = {}): Replica {
     config: options.bugs === undefined ? base : { ...base, bugs: options.bugs },
     random: seededRandom(id),
     logger: silentLogger,
-    durable: { isFresh: true, promised: ZERO_BALLOT, entries: [], commit: 0, compactedBelow: 1, ...options.durable },
+    durable: {
+      isFresh: true,
+      promised: ZERO_BALLOT,
+      entries: [],
+      commit: 0,
+      compactedBelow: 1,
+      ...options.durable,
+    },
     now: options.now ?? 0,
     applied: options.applied ?? 0,
   });
@@ -329,7 +380,8 @@ export function ofType<T extends Message['type']>(
 ): (Extract<Message, { type: T }> & { readonly to: ReplicaId })[] {
   const out: (Extract<Message, { type: T }> & { readonly to: ReplicaId })[] = [];
   for (const e of envelopes) {
-    if (e.message.type === type) out.push({ ...(e.message as Extract<Message, { type: T }>), to: e.to });
+    if (e.message.type === type)
+      out.push({ ...(e.message as Extract<Message, { type: T }>), to: e.to });
   }
   return out;
 }

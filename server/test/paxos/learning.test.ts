@@ -29,7 +29,11 @@ describe('learning chosen values', () => {
 
   it('learns a value accepted in the master current ballot from the commit index', () => {
     const r = solo({ id: 2 });
-    r.step(3, { type: 'accept', ballot: b(2, 3), slot: 1, value: newValue, commit: 0, round: 1 }, 5);
+    r.step(
+      3,
+      { type: 'accept', ballot: b(2, 3), slot: 1, value: newValue, commit: 0, round: 1 },
+      5,
+    );
     drain(r, 5);
     r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 1, round: 2 }, 6);
     const ready = drain(r, 6);
@@ -43,15 +47,25 @@ describe('learning chosen values', () => {
     const r = solo({
       id: 2,
       now: 0,
-      durable: { isFresh: false, promised: b(1, 1), entries: [{ slot: 1, ballot: b(1, 1), value: oldValue, isChosen: false }] },
+      durable: {
+        isFresh: false,
+        promised: b(1, 1),
+        entries: [{ slot: 1, ballot: b(1, 1), value: oldValue, isChosen: false }],
+      },
     });
     r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 1, round: 1 }, T);
     const ready = drain(r, T);
     expect(ready.commit).toEqual([]);
     expect(ready.persist.chosen).toEqual([]);
     expect(r.status(T).commit).toBe(0);
-    expect(ofType(ready.send, 'catch-up-request')).toEqual([{ type: 'catch-up-request', to: 3, slotFirst: 1, slotLast: 1 }]);
-    r.step(3, { type: 'catch-up', entries: [{ slot: 1, value: newValue }], commit: 1, compactedBelow: 1 }, T + 1);
+    expect(ofType(ready.send, 'catch-up-request')).toEqual([
+      { type: 'catch-up-request', to: 3, slotFirst: 1, slotLast: 1 },
+    ]);
+    r.step(
+      3,
+      { type: 'catch-up', entries: [{ slot: 1, value: newValue }], commit: 1, compactedBelow: 1 },
+      T + 1,
+    );
     const learned = drain(r, T + 1);
     expect(learned.persist.chosen).toEqual([{ slot: 1, value: newValue }]);
     expect(learned.commit).toEqual([{ slot: 1, value: newValue }]);
@@ -86,7 +100,10 @@ describe('learning chosen values', () => {
     r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 10, round: 1 }, 100);
     const [first] = ofType(drain(r, 100).send, 'catch-up-request');
     expect(first).toMatchObject({ slotFirst: 1, slotLast: 4 });
-    const entries = [1, 2, 3, 4].map((slot) => ({ slot, value: batchValue(slot, command('c', slot)) }));
+    const entries = [1, 2, 3, 4].map((slot) => ({
+      slot,
+      value: batchValue(slot, command('c', slot)),
+    }));
     r.step(3, { type: 'catch-up', entries, commit: 10, compactedBelow: 1 }, 101);
     const second = drain(r, 101);
     expect(second.commit.map((e) => e.slot)).toEqual([1, 2, 3, 4]);
@@ -94,7 +111,12 @@ describe('learning chosen values', () => {
   });
 
   it('serves catch-up requests from its chosen prefix, at most catchUpBatchSlots entries', () => {
-    const r = solo({ id: 2, config: { catchUpBatchSlots: 3 }, durable: { entries: chosenEntries(10), commit: 10 }, applied: 10 });
+    const r = solo({
+      id: 2,
+      config: { catchUpBatchSlots: 3 },
+      durable: { entries: chosenEntries(10), commit: 10 },
+      applied: 10,
+    });
     r.step(4, { type: 'catch-up-request', slotFirst: 2, slotLast: 50 }, 5);
     const [reply] = ofType(drain(r, 5).send, 'catch-up');
     expect(reply?.entries.map((e) => e.slot)).toEqual([2, 3, 4]);
@@ -103,7 +125,11 @@ describe('learning chosen values', () => {
 
   it('splits a long replay over several Readies, contiguous and each entry once', () => {
     const total = MAX_COMMIT_PER_READY * 2 + 5;
-    const r = solo({ id: 2, durable: { isFresh: false, entries: chosenEntries(total), commit: total }, applied: 0 });
+    const r = solo({
+      id: 2,
+      durable: { isFresh: false, entries: chosenEntries(total), commit: total },
+      applied: 0,
+    });
     const slots: number[] = [];
     let readies = 0;
     while (r.hasReady()) {
@@ -115,7 +141,11 @@ describe('learning chosen values', () => {
   });
 
   it('replays chosen entries above the applied slot after a restart, in order, once', () => {
-    const r = solo({ id: 2, durable: { isFresh: false, entries: chosenEntries(5), commit: 5 }, applied: 2 });
+    const r = solo({
+      id: 2,
+      durable: { isFresh: false, entries: chosenEntries(5), commit: 5 },
+      applied: 2,
+    });
     const ready = drain(r, 1);
     expect(ready.commit.map((e) => e.slot)).toEqual([3, 4, 5]);
     expect(r.hasReady()).toBe(false);
@@ -125,7 +155,12 @@ describe('learning chosen values', () => {
 
 describe('compaction and snapshot hooks', () => {
   it('compacts below a snapshot, keeping a tail of catchUpBatchSlots entries', () => {
-    const r = solo({ id: 2, config: { catchUpBatchSlots: 16 }, durable: { entries: chosenEntries(100), commit: 100 }, applied: 100 });
+    const r = solo({
+      id: 2,
+      config: { catchUpBatchSlots: 16 },
+      durable: { entries: chosenEntries(100), commit: 100 },
+      applied: 100,
+    });
     r.snapshotTaken(100);
     expect(drain(r, 1).persist.compactBelow).toBe(85);
     // A request below the compaction point: the sender ships a snapshot and the tail it kept.
@@ -150,7 +185,11 @@ describe('compaction and snapshot hooks', () => {
   });
 
   it('finishes a snapshot install the machine made before a crash: applied above commit', () => {
-    const r = solo({ id: 1, durable: { isFresh: false, entries: chosenEntries(16), commit: 16 }, applied: 20 });
+    const r = solo({
+      id: 1,
+      durable: { isFresh: false, entries: chosenEntries(16), commit: 16 },
+      applied: 20,
+    });
     const ready = drain(r, 1);
     expect(ready.persist).toMatchObject({ commit: 20, compactBelow: 21 });
     expect(ready.commit).toEqual([]);

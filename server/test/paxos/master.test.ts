@@ -48,10 +48,15 @@ function elect(reports: { 2?: Report; 3?: Report } = {}, config: Partial<Config>
 }
 
 /** Ack every Accept in `ready` from replicas 2 and 3, then drain until quiet. */
-function ackAll(r: Replica, accepts: readonly { slot: number; round: number }[], now: number): ChosenEntry[] {
+function ackAll(
+  r: Replica,
+  accepts: readonly { slot: number; round: number }[],
+  now: number,
+): ChosenEntry[] {
   const applied: ChosenEntry[] = [];
   for (const a of accepts) {
-    for (const from of [2, 3]) r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, now);
+    for (const from of [2, 3])
+      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, now);
   }
   while (r.hasReady()) applied.push(...drain(r, now).commit);
   return applied;
@@ -72,7 +77,12 @@ describe('Phase 1 at a new master', () => {
     const v1high = batchValue(2, command('a', 2));
     const v3 = batchValue(3, command('b', 1));
     const r = elect({
-      2: { accepted: [{ slot: 1, ballot: b(3, 2), value: v1low }, { slot: 3, ballot: b(4, 3), value: v3 }] },
+      2: {
+        accepted: [
+          { slot: 1, ballot: b(3, 2), value: v1low },
+          { slot: 3, ballot: b(4, 3), value: v3 },
+        ],
+      },
       3: { accepted: [{ slot: 1, ballot: b(5, 5), value: v1high }] },
     });
     const ready = drain(r, T);
@@ -106,7 +116,8 @@ describe('Phase 1 at a new master', () => {
     const ready = drain(r, T);
     const accepts = ofType(ready.sendEarly, 'accept');
     expect(r.canServeReads(T)).toBe(false);
-    for (const a of accepts) r.step(2, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, T + 1);
+    for (const a of accepts)
+      r.step(2, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, T + 1);
     // Two votes (self and 2) of five: not chosen, no lease yet.
     expect(r.canServeReads(T + 1)).toBe(false);
     ackAll(r, accepts, T + 2);
@@ -118,10 +129,13 @@ describe('Phase 1 at a new master', () => {
 describe('Phase 2 at the master', () => {
   it('batches commands proposed in one turn into one slot, stamped with the proposing time', () => {
     const r = steadyMaster();
-    for (let seq = 1; seq <= 3; seq++) expect(r.propose(command('c', seq), T + 50)).toEqual({ ok: true });
+    for (let seq = 1; seq <= 3; seq++)
+      expect(r.propose(command('c', seq), T + 50)).toEqual({ ok: true });
     const accepts = ofType(drain(r, T + 50).sendEarly, 'accept').filter((a) => a.to === 2);
     expect(accepts).toHaveLength(1);
-    expect(accepts[0]?.value).toEqual(batchValue(T + 50, command('c', 1), command('c', 2), command('c', 3)));
+    expect(accepts[0]?.value).toEqual(
+      batchValue(T + 50, command('c', 1), command('c', 2), command('c', 3)),
+    );
   });
 
   it('gives each command its own slot when maxBatchCommands is 1', () => {
@@ -137,7 +151,8 @@ describe('Phase 2 at the master', () => {
     const first = ofType(drain(r, T + 50).sendEarly, 'accept').filter((a) => a.to === 2);
     expect(first.map((a) => a.slot)).toEqual([2, 3]);
     expect(r.hasReady()).toBe(false);
-    for (const from of [2, 3]) r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 60);
+    for (const from of [2, 3])
+      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 60);
     // Slot 2 chosen opens one place in the window: exactly one more slot goes out.
     const next = ofType(drain(r, T + 60).sendEarly, 'accept').filter((a) => a.to === 2);
     expect(next.map((a) => a.slot)).toEqual([4]);
@@ -151,7 +166,8 @@ describe('Phase 2 at the master', () => {
     const [accept] = ofType(ready.sendEarly, 'accept');
     expect(accept).toBeDefined();
     // Two peers accept before the master's own persist is advanced: only 2 of 3 votes.
-    for (const from of [2, 3]) r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 51);
+    for (const from of [2, 3])
+      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 51);
     expect(r.status(T + 51).commit).toBe(1);
     r.advance(ready, T + 52);
     expect(r.status(T + 52).commit).toBe(2);
@@ -160,7 +176,11 @@ describe('Phase 2 at the master', () => {
   it('refuses a command identity already pending, and accepts it again once chosen', () => {
     const r = steadyMaster();
     expect(r.propose(command('c', 1), T + 50)).toEqual({ ok: true });
-    expect(r.propose(command('c', 1), T + 50)).toEqual({ ok: false, reason: 'duplicate', masterId: 1 });
+    expect(r.propose(command('c', 1), T + 50)).toEqual({
+      ok: false,
+      reason: 'duplicate',
+      masterId: 1,
+    });
     const accepts = ofType(drain(r, T + 50).sendEarly, 'accept');
     expect(r.propose(command('c', 1), T + 51)).toMatchObject({ ok: false, reason: 'duplicate' });
     ackAll(r, accepts, T + 52);
@@ -169,7 +189,11 @@ describe('Phase 2 at the master', () => {
 
   it('refuses proposals when not master, naming the master it follows', () => {
     const r = solo({ id: 2 });
-    expect(r.propose(command('c', 1), 5)).toEqual({ ok: false, reason: 'not-master', masterId: null });
+    expect(r.propose(command('c', 1), 5)).toEqual({
+      ok: false,
+      reason: 'not-master',
+      masterId: null,
+    });
     r.step(1, { type: 'heartbeat', ballot: b(1, 1), commit: 0, round: 1 }, 5);
     expect(r.propose(command('c', 1), 6)).toEqual({ ok: false, reason: 'not-master', masterId: 1 });
   });
@@ -207,17 +231,50 @@ describe('the master lease', () => {
     expect(r.status(lapse + 1501).role).toBe('follower');
   });
 
-  it('steps down when an acceptor reports a higher ballot and its lease has lapsed', () => {
+  it('carries on after a rejection with a higher ballot while it has no lease (no duel)', () => {
     const r = steadyMaster();
-    const later = T + 2000;
-    r.step(4, { type: 'reject', ballot: MASTER_BALLOT, promised: b(9, 4), reason: 'stale-ballot' }, later);
-    expect(r.status(later).role).toBe('follower');
-    expect(r.propose(command('c', 1), later)).toMatchObject({ ok: false, reason: 'not-master' });
+    const later = T + 1200; // lease lapsed at about T + 980
+    r.step(
+      4,
+      { type: 'reject', ballot: MASTER_BALLOT, promised: b(9, 4), reason: 'stale-ballot' },
+      later,
+    );
+    expect(r.status(later).role).toBe('master');
+    // It still cannot serve reads, and an election timeout after the lapse it steps down.
+    expect(r.canServeReads(later)).toBe(false);
+    r.tick(T + 980 + 1501);
+    expect(r.status(T + 2481).role).toBe('follower');
+  });
+
+  it('steps down when a master of a higher ballot contacts it', () => {
+    const r = steadyMaster();
+    r.step(4, { type: 'heartbeat', ballot: b(9, 4), commit: 1, round: 1 }, T + 2000);
+    const status = r.status(T + 2000);
+    expect(status).toMatchObject({ role: 'follower', masterId: 4, ballot: b(9, 4) });
+    expect(r.propose(command('c', 1), T + 2000)).toMatchObject({
+      ok: false,
+      reason: 'not-master',
+      masterId: 4,
+    });
+  });
+
+  it('a replica that refuses a stale master holds off its own candidacy while it hears it', () => {
+    const r = solo({ id: 2, durable: { promised: b(9, 3) } });
+    for (let t = 100; t <= 5000; t += 100) {
+      r.step(1, { type: 'heartbeat', ballot: b(1, 1), commit: 0, round: t }, t);
+      r.tick(t);
+      expect(r.status(t).role).toBe('follower');
+    }
+    expect(ofType(drain(r, 5000).send, 'reject').length).toBeGreaterThan(0);
   });
 
   it('re-asserts with a ballot above a higher one it sees while its lease holds', () => {
     const r = steadyMaster();
-    r.step(4, { type: 'reject', ballot: MASTER_BALLOT, promised: b(9, 4), reason: 'stale-ballot' }, T + 10);
+    r.step(
+      4,
+      { type: 'reject', ballot: MASTER_BALLOT, promised: b(9, 4), reason: 'stale-ballot' },
+      T + 10,
+    );
     const status = r.status(T + 10);
     expect(status.role).toBe('candidate');
     expect(status.ballot).toEqual(b(10, 1));

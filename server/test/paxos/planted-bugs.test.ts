@@ -16,7 +16,18 @@ describe('planted bugs', () => {
     for (const bugs of [{}, { answerBeforePersist: true }] as PlantedBugs[]) {
       const r = solo({ id: 2, bugs });
       r.step(1, { type: 'prepare', ballot: b(1, 1), slotFirst: 1 }, 5);
-      r.step(1, { type: 'accept', ballot: b(1, 1), slot: 1, value: { type: 'noop', stampMs: 1 }, commit: 0, round: 1 }, 5);
+      r.step(
+        1,
+        {
+          type: 'accept',
+          ballot: b(1, 1),
+          slot: 1,
+          value: { type: 'noop', stampMs: 1 },
+          commit: 0,
+          round: 1,
+        },
+        5,
+      );
       const ready = drain(r, 5);
       const early = bugs.answerBeforePersist === true;
       expect(ofType(ready.sendEarly, 'promise')).toHaveLength(early ? 1 : 0);
@@ -45,7 +56,11 @@ describe('planted bugs', () => {
       const r = solo({
         id: 2,
         bugs,
-        durable: { isFresh: false, promised: b(1, 1), entries: [{ slot: 1, ballot: b(1, 1), value: old, isChosen: false }] },
+        durable: {
+          isFresh: false,
+          promised: b(1, 1),
+          entries: [{ slot: 1, ballot: b(1, 1), value: old, isChosen: false }],
+        },
       });
       r.step(3, { type: 'heartbeat', ballot: b(2, 3), commit: 1, round: 1 }, T);
       const ready = drain(r, T);
@@ -63,8 +78,30 @@ describe('planted bugs', () => {
       r.tick(T);
       drain(r, T);
       const ballot = b(6, 1);
-      r.step(2, { type: 'promise', ballot, slotFirst: 1, accepted: [{ slot: 1, ballot: b(2, 2), value: low }], chosen: [], commit: 0 }, T);
-      r.step(3, { type: 'promise', ballot, slotFirst: 1, accepted: [{ slot: 1, ballot: b(4, 3), value: high }], chosen: [], commit: 0 }, T);
+      r.step(
+        2,
+        {
+          type: 'promise',
+          ballot,
+          slotFirst: 1,
+          accepted: [{ slot: 1, ballot: b(2, 2), value: low }],
+          chosen: [],
+          commit: 0,
+        },
+        T,
+      );
+      r.step(
+        3,
+        {
+          type: 'promise',
+          ballot,
+          slotFirst: 1,
+          accepted: [{ slot: 1, ballot: b(4, 3), value: high }],
+          chosen: [],
+          commit: 0,
+        },
+        T,
+      );
       const [accept] = ofType(drain(r, T).sendEarly, 'accept');
       expect(accept?.value).toEqual(bugs.reproposeLowestBallot === true ? low : high);
     }
@@ -76,10 +113,16 @@ describe('planted bugs', () => {
       r.tick(T);
       drain(r, T);
       for (const from of [2, 3]) {
-        r.step(from, { type: 'promise', ballot: b(6, 1), slotFirst: 1, accepted: [], chosen: [], commit: 0 }, T);
+        r.step(
+          from,
+          { type: 'promise', ballot: b(6, 1), slotFirst: 1, accepted: [], chosen: [], commit: 0 },
+          T,
+        );
       }
       const accepts = ofType(drain(r, T).sendEarly, 'accept');
-      for (const a of accepts) for (const from of [2, 3]) r.step(from, { type: 'accepted', ballot: b(6, 1), slot: a.slot, round: a.round }, T + 1);
+      for (const a of accepts)
+        for (const from of [2, 3])
+          r.step(from, { type: 'accepted', ballot: b(6, 1), slot: a.slot, round: a.round }, T + 1);
       while (r.hasReady()) drain(r, T + 1);
       expect(r.canServeReads(T + 1)).toBe(true);
       expect(r.canServeReads(T + 1000)).toBe(bugs.ignoreLeaseForReads === true);
@@ -100,7 +143,11 @@ describe('planted bugs', () => {
     for (let seed = 1; seed <= seeds && caughtAt === 0; seed++) {
       let violations: string[];
       try {
-        violations = runSeed(seed, { bugs: { [bug]: true }, config: fast, faultMs: 10_000 }).violations;
+        violations = runSeed(seed, {
+          bugs: { [bug]: true },
+          config: fast,
+          faultMs: 10_000,
+        }).violations;
       } catch (err: unknown) {
         // A broken invariant may also trip an assertion inside the core: that is caught too.
         violations = [String(err)];

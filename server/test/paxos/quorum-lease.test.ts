@@ -15,7 +15,8 @@ describe('quorums', () => {
         const membership = new Membership(ids);
         const pick = (seed: number): number => {
           let votes = 0;
-          for (const id of ids) if (((seed >>> id) & 1) === 1) votes = membership.addVote(votes, id);
+          for (const id of ids)
+            if (((seed >>> id) & 1) === 1) votes = membership.addVote(votes, id);
           return votes;
         };
         const x = pick(a);

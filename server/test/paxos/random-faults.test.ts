@@ -15,7 +15,6 @@ describe('the core under random faults', () => {
   });
 });
 
-
 describe('the core under random faults with elections faster than the lease', () => {
   it('keeps agreement, exactly-once and a single lease holder when candidates meet lease-held refusals', () => {
     for (let seed = 100; seed < 130; seed++) {
@@ -26,7 +25,9 @@ describe('the core under random faults with elections faster than the lease', ()
 
   it('keeps them without batching and with a window of one', () => {
     for (let seed = 200; seed < 215; seed++) {
-      const outcome = runSeed(seed, { config: { maxBatchCommands: 1, windowSlots: 1, catchUpBatchSlots: 3 } });
+      const outcome = runSeed(seed, {
+        config: { maxBatchCommands: 1, windowSlots: 1, catchUpBatchSlots: 3 },
+      });
       expect(outcome.violations, `seed ${seed}`).toEqual([]);
     }
   });

@@ -12,7 +12,10 @@ import { solo } from './harness.ts';
 
 const count = fc.nat({ max: Number.MAX_SAFE_INTEGER });
 const slot = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
-const ballotArb: fc.Arbitrary<Ballot> = fc.record({ round: count, replica: fc.integer({ min: 0, max: 255 }) });
+const ballotArb: fc.Arbitrary<Ballot> = fc.record({
+  round: count,
+  replica: fc.integer({ min: 0, max: 255 }),
+});
 const commandArb: fc.Arbitrary<Command> = fc.record({
   clientId: fc.string({ minLength: 1, maxLength: 40 }),
   seq: count,
@@ -21,7 +24,11 @@ const commandArb: fc.Arbitrary<Command> = fc.record({
 const stampMs = fc.double({ noNaN: true, noDefaultInfinity: true });
 const valueArb: fc.Arbitrary<SlotValue> = fc.oneof(
   fc.record({ type: fc.constant('noop' as const), stampMs }),
-  fc.record({ type: fc.constant('batch' as const), stampMs, commands: fc.array(commandArb, { maxLength: 4 }) }),
+  fc.record({
+    type: fc.constant('batch' as const),
+    stampMs,
+    commands: fc.array(commandArb, { maxLength: 4 }),
+  }),
 );
 const messageArb: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant('prepare' as const), ballot: ballotArb, slotFirst: slot }),
@@ -37,12 +44,33 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('reject' as const),
     ballot: ballotArb,
     promised: ballotArb,
-    reason: fc.constantFrom('stale-ballot' as const, 'lease-held' as const, 'restart-wait' as const),
+    reason: fc.constantFrom(
+      'stale-ballot' as const,
+      'lease-held' as const,
+      'restart-wait' as const,
+    ),
   }),
-  fc.record({ type: fc.constant('accept' as const), ballot: ballotArb, slot, value: valueArb, commit: count, round: count }),
+  fc.record({
+    type: fc.constant('accept' as const),
+    ballot: ballotArb,
+    slot,
+    value: valueArb,
+    commit: count,
+    round: count,
+  }),
   fc.record({ type: fc.constant('accepted' as const), ballot: ballotArb, slot, round: count }),
-  fc.record({ type: fc.constant('heartbeat' as const), ballot: ballotArb, commit: count, round: count }),
-  fc.record({ type: fc.constant('heartbeat-ack' as const), ballot: ballotArb, round: count, commit: count }),
+  fc.record({
+    type: fc.constant('heartbeat' as const),
+    ballot: ballotArb,
+    commit: count,
+    round: count,
+  }),
+  fc.record({
+    type: fc.constant('heartbeat-ack' as const),
+    ballot: ballotArb,
+    round: count,
+    commit: count,
+  }),
   slot.chain((first) =>
     fc.record({
       type: fc.constant('catch-up-request' as const),
@@ -60,7 +88,11 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
 
 const good = {
   ballot: { round: 1, replica: 2 },
-  value: { type: 'batch', stampMs: 5, commands: [{ clientId: 'c', seq: 1, payload: new Uint8Array([1]) }] },
+  value: {
+    type: 'batch',
+    stampMs: 5,
+    commands: [{ clientId: 'c', seq: 1, payload: new Uint8Array([1]) }],
+  },
 };
 
 describe('validateMessage', () => {
@@ -73,7 +105,9 @@ describe('validateMessage', () => {
   });
 
   it('drops fields it does not know', () => {
-    expect(validateMessage({ type: 'prepare', ballot: good.ballot, slotFirst: 1, evil: true })).toEqual({
+    expect(
+      validateMessage({ type: 'prepare', ballot: good.ballot, slotFirst: 1, evil: true }),
+    ).toEqual({
       type: 'prepare',
       ballot: good.ballot,
       slotFirst: 1,
@@ -89,40 +123,154 @@ describe('validateMessage', () => {
     ['a negative round', { type: 'prepare', ballot: { round: -1, replica: 1 }, slotFirst: 1 }],
     ['a fractional round', { type: 'prepare', ballot: { round: 1.5, replica: 1 }, slotFirst: 1 }],
     ['a string round', { type: 'prepare', ballot: { round: '1', replica: 1 }, slotFirst: 1 }],
-    ['a replica id out of range', { type: 'prepare', ballot: { round: 1, replica: 256 }, slotFirst: 1 }],
+    [
+      'a replica id out of range',
+      { type: 'prepare', ballot: { round: 1, replica: 256 }, slotFirst: 1 },
+    ],
     ['a missing ballot', { type: 'prepare', slotFirst: 1 }],
     ['slot 0', { type: 'prepare', ballot: good.ballot, slotFirst: 0 }],
     ['an unsafe slot', { type: 'prepare', ballot: good.ballot, slotFirst: 2 ** 60 }],
     ['a NaN slot', { type: 'accepted', ballot: good.ballot, slot: NaN, round: 1 }],
     ['an infinite commit', { type: 'heartbeat', ballot: good.ballot, commit: Infinity, round: 1 }],
     ['a negative commit', { type: 'heartbeat-ack', ballot: good.ballot, commit: -1, round: 1 }],
-    ['an unknown reject reason', { type: 'reject', ballot: good.ballot, promised: good.ballot, reason: 'nope' }],
-    ['an unknown value type', { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'x', stampMs: 1 } }],
-    ['a NaN stamp', { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'noop', stampMs: NaN } }],
-    ['commands not an array', { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'batch', stampMs: 1, commands: {} } }],
+    [
+      'an unknown reject reason',
+      { type: 'reject', ballot: good.ballot, promised: good.ballot, reason: 'nope' },
+    ],
+    [
+      'an unknown value type',
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: { type: 'x', stampMs: 1 },
+      },
+    ],
+    [
+      'a NaN stamp',
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: { type: 'noop', stampMs: NaN },
+      },
+    ],
+    [
+      'commands not an array',
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: { type: 'batch', stampMs: 1, commands: {} },
+      },
+    ],
     [
       'a payload that is not bytes',
-      { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'batch', stampMs: 1, commands: [{ clientId: 'c', seq: 1, payload: [1, 2] }] } },
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: {
+          type: 'batch',
+          stampMs: 1,
+          commands: [{ clientId: 'c', seq: 1, payload: [1, 2] }],
+        },
+      },
     ],
     [
       'an empty client id',
-      { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'batch', stampMs: 1, commands: [{ clientId: '', seq: 1, payload: new Uint8Array() }] } },
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: {
+          type: 'batch',
+          stampMs: 1,
+          commands: [{ clientId: '', seq: 1, payload: new Uint8Array() }],
+        },
+      },
     ],
     [
       'a client id too long',
       {
-        type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0,
-        value: { type: 'batch', stampMs: 1, commands: [{ clientId: 'x'.repeat(MESSAGE_LIMITS.maxClientIdLength + 1), seq: 1, payload: new Uint8Array() }] },
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: {
+          type: 'batch',
+          stampMs: 1,
+          commands: [
+            {
+              clientId: 'x'.repeat(MESSAGE_LIMITS.maxClientIdLength + 1),
+              seq: 1,
+              payload: new Uint8Array(),
+            },
+          ],
+        },
       },
     ],
     [
       'a negative seq',
-      { type: 'accept', ballot: good.ballot, slot: 1, commit: 0, round: 0, value: { type: 'batch', stampMs: 1, commands: [{ clientId: 'c', seq: -1, payload: new Uint8Array() }] } },
+      {
+        type: 'accept',
+        ballot: good.ballot,
+        slot: 1,
+        commit: 0,
+        round: 0,
+        value: {
+          type: 'batch',
+          stampMs: 1,
+          commands: [{ clientId: 'c', seq: -1, payload: new Uint8Array() }],
+        },
+      },
     ],
-    ['promise entries not an array', { type: 'promise', ballot: good.ballot, slotFirst: 1, accepted: 'x', chosen: [], commit: 0 }],
-    ['a promise entry without a ballot', { type: 'promise', ballot: good.ballot, slotFirst: 1, accepted: [{ slot: 1, value: good.value }], chosen: [], commit: 0 }],
-    ['a chosen entry at slot 0', { type: 'promise', ballot: good.ballot, slotFirst: 1, accepted: [], chosen: [{ slot: 0, value: good.value }], commit: 0 }],
-    ['too many entries', { type: 'catch-up', entries: new Array(MESSAGE_LIMITS.maxEntries + 1).fill({ slot: 1, value: good.value }), commit: 1, compactedBelow: 1 }],
+    [
+      'promise entries not an array',
+      { type: 'promise', ballot: good.ballot, slotFirst: 1, accepted: 'x', chosen: [], commit: 0 },
+    ],
+    [
+      'a promise entry without a ballot',
+      {
+        type: 'promise',
+        ballot: good.ballot,
+        slotFirst: 1,
+        accepted: [{ slot: 1, value: good.value }],
+        chosen: [],
+        commit: 0,
+      },
+    ],
+    [
+      'a chosen entry at slot 0',
+      {
+        type: 'promise',
+        ballot: good.ballot,
+        slotFirst: 1,
+        accepted: [],
+        chosen: [{ slot: 0, value: good.value }],
+        commit: 0,
+      },
+    ],
+    [
+      'too many entries',
+      {
+        type: 'catch-up',
+        entries: new Array(MESSAGE_LIMITS.maxEntries + 1).fill({ slot: 1, value: good.value }),
+        commit: 1,
+        compactedBelow: 1,
+      },
+    ],
     ['a backwards catch-up range', { type: 'catch-up-request', slotFirst: 5, slotLast: 4 }],
     ['compactedBelow 0', { type: 'catch-up', entries: [], commit: 0, compactedBelow: 0 }],
   ];
@@ -132,7 +280,14 @@ describe('validateMessage', () => {
   });
 
   it('refuses any message with one field replaced by garbage', () => {
-    const garbage = fc.oneof(fc.constant(null), fc.constant(-1), fc.constant(NaN), fc.constant('x'), fc.constant({}), fc.constant(1.5));
+    const garbage = fc.oneof(
+      fc.constant(null),
+      fc.constant(-1),
+      fc.constant(NaN),
+      fc.constant('x'),
+      fc.constant({}),
+      fc.constant(1.5),
+    );
     fc.assert(
       fc.property(messageArb, fc.nat(), garbage, (message, which, junk) => {
         const keys = Object.keys(message).filter((k) => k !== 'type');
@@ -167,7 +322,8 @@ describe('ballots', () => {
     fc.assert(
       fc.property(ballotArb, ballotArb, ballotArb, (x, y, z) => {
         expect(Math.sign(compareBallots(x, y))).toBe(-Math.sign(compareBallots(y, x)));
-        if (compareBallots(x, y) < 0 && compareBallots(y, z) < 0) expect(compareBallots(x, z)).toBeLessThan(0);
+        if (compareBallots(x, y) < 0 && compareBallots(y, z) < 0)
+          expect(compareBallots(x, z)).toBeLessThan(0);
         expect(compareBallots(x, y) === 0).toBe(x.round === y.round && x.replica === y.replica);
       }),
     );
@@ -179,7 +335,8 @@ describe('ballots', () => {
         const next = nextBallot(above, replica);
         expect(next.replica).toBe(replica);
         expect(compareBallots(next, above)).toBeGreaterThan(0);
-        if (next.round > 0) expect(compareBallots({ round: next.round - 1, replica }, above)).toBeLessThanOrEqual(0);
+        if (next.round > 0)
+          expect(compareBallots({ round: next.round - 1, replica }, above)).toBeLessThanOrEqual(0);
       }),
     );
   });
