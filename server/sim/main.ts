@@ -165,10 +165,15 @@ function main(): number {
     if (result.violation !== null) out(formatFailure(result, flags.bug));
   } else {
     if (flags.verbose) {
-      out('paxlock deterministic simulator: a five-replica Multi-Paxos cell in virtual time, the real core');
-      out('driven through runtime/turn.ts, with lossy/duplicating/reordering links, symmetric and one-way');
-      out('partitions, crash-restarts (including between persist and send), drifting clocks and a client');
-      out('workload of writes and lease reads; every invariant is checked after every step.');
+      out('paxlock deterministic simulator');
+      out('  A five-replica Multi-Paxos cell in virtual time: the real core, driven through runtime/turn.ts,');
+      out('  on lossy, duplicating and reordering links, with symmetric, partial and one-way partitions,');
+      out('  crash-restarts (also between persist and send), drifting clocks, and clients writing and');
+      out('  reading under the master lease. After every step it checks agreement, durable quorums,');
+      out('  persist-before-send, P2c re-proposal, applied-prefix, exactly-once, a single lease holder,');
+      out('  acknowledged writes and linearizable reads; after the heal, that a master emerges in time.');
+      out('  Replay any seed with: pnpm sim --seed N');
+      out('');
       if (flags.bug !== null) out(`planted bug switched on: ${flags.bug}`);
     }
     for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
@@ -176,12 +181,19 @@ function main(): number {
       addResult(summary, result);
       if (flags.verbose) {
         const s = result.stats;
+        const f = result.faults;
         const verdict = result.violation === null ? 'ok' : `VIOLATION ${result.violation.invariant}`;
         out(
-          `seed ${String(seed).padStart(5)}: ${verdict.padEnd(12)} ${(result.simulatedMs / 1000).toFixed(1).padStart(5)} s, ` +
-            `${String(result.delivered).padStart(6)} msgs, ${String(s.chosenSlots).padStart(4)} slots, ${String(s.writesAcked).padStart(4)} writes, ` +
-            `${String(s.readsServed).padStart(4)} reads, master ${s.masterAfterHealMs === null ? '-' : `${s.masterAfterHealMs.toFixed(0)} ms`} after heal | ${result.plan}`,
+          `seed ${String(seed).padStart(5)}  ${verdict.padEnd(4)} ${(result.simulatedMs / 1000).toFixed(1).padStart(5)} s simulated, ` +
+            `${String(result.delivered).padStart(6)} messages, ${String(s.chosenSlots).padStart(4)} slots chosen, ` +
+            `${String(s.writesAcked).padStart(4)} writes acked, ${String(s.readsServed).padStart(4)} lease reads, ` +
+            `master ${s.masterAfterHealMs === null ? '-' : `${s.masterAfterHealMs.toFixed(0)} ms`} after the heal`,
         );
+        out(
+          `             faults: ${f.drop} dropped, ${f.duplicate} duplicated, ${f.delay} delayed, ${f.partition} partitions, ` +
+            `${f.oneWayPartition} one-way, ${f.crash} crashes, ${f.clockDrift} clock-rate changes`,
+        );
+        out(`             ${result.plan}`);
       }
       if (result.violation !== null) {
         out(formatFailure(result, flags.bug));

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { runSeed, type RunSeedOptions, type SeedResult } from './cluster.ts';
 import { BUG_NAMES, bugsFor, formatFailure, type BugName } from './main.ts';
 
-const CLEAN_SEEDS = 150;
+const CLEAN_SEEDS = 300;
 
 /** Runs seeds first..first+budget-1 and returns the first failing one, or null. */
 function firstViolation(options: { readonly bug: BugName; readonly budget: number; readonly wireChecks?: boolean }): SeedResult | null {
@@ -57,7 +57,7 @@ describe('deterministic simulator', () => {
     trustOldBallotAsChosen: { budget: 60, why: 'agreement' },
     // reproposal (P2c on the wire) or agreement; needs one slot accepted in two ballots with two
     // values inside one promise quorum, which the core makes rare (see docs/simulator.md).
-    reproposeLowestBallot: { budget: 1500, why: 'reproposal' },
+    reproposeLowestBallot: { budget: 400, why: 'reproposal' },
     // linearizable-read: a deposed master, still master in its own eyes, answers a read-only client.
     ignoreLeaseForReads: { budget: 60, why: 'linearizable-read' },
   };
