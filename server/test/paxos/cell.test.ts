@@ -50,6 +50,21 @@ describe('a five-replica cell', () => {
     }
   });
 
+  it('serves reads again within a bounded time after the master crashes, for many seeds', () => {
+    // Bound: the old lease must run out, then at most a couple of election rounds (duels).
+    const boundMs = 2 * 1000 + 2 * (1500 + 300) + 500;
+    for (let seed = 1; seed <= 20; seed++) {
+      const cell = new Cell({ seed });
+      const first = cell.elect();
+      cell.run(300);
+      cell.crash(first);
+      const crashedAt = cell.now;
+      const second = cell.elect(boundMs);
+      expect(second, `seed ${seed}`).not.toBe(first);
+      expect(cell.now - crashedAt, `seed ${seed}`).toBeLessThanOrEqual(boundMs);
+    }
+  });
+
   it('keeps a value chosen but not yet learned by anyone but the master across a master change', () => {
     const cell = new Cell();
     const first = cell.elect();
