@@ -1,44 +1,27 @@
 // One replica process, wired (DESIGN.md, Running and testing; issue 4): the Multi-Paxos core
 // over the SQLite acceptor store (paxos.db) and the peer transport, the state machine over
-// state.db, and the client front end. Everything that arrives in one event-loop turn (peer
-// messages, client proposals, a tick) is fed to the core in ONE runTurn, so one fsync covers
-// the turn (group commit) and nothing is sent before it is on disk.
+// state.db, and the client service (sessions/service.ts, pure) behind the WebSocket front end.
+// Everything that arrives in one event-loop turn (peer messages, client proposals, a tick) is
+// fed to the core in ONE runTurn, so one fsync covers the turn (group commit) and nothing is
+// sent before it is on disk.
 //
-// Master duties live here too, because they need the process's clock: leases of client
-// sessions (session-table.ts), ExpireSession when one runs out, LockDelayEnd when a lock-delay
-// is over, and pushing events after their entry is applied. A replica that is not the master
-// answers clients with a redirect.
-//
-// The master acknowledges a write only after its entry is chosen and applied, and answers a
-// read only while canServeReads() holds (master, valid lease, own no-op applied).
+// What lives here and not in the service is what touches the world: sockets, files, timers,
+// the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import {
-  decodeFrame,
-  encodeFrame,
-  ErrorCode,
-  type ClientFrame,
-  type CommandResult,
-  type Epoch,
-  type MachineCommand,
-  type MachineEvent,
-  type QueryResult,
-  type ReplicaStatus,
-  type ServerFrame,
-} from '@paxlock/shared';
+import type { ReplicaStatus } from '@paxlock/shared';
 import { StateMachine } from '../machine/index.ts';
 import { formatBallot } from '../paxos/ballot.ts';
-import type { ChosenEntry, Command, Message } from '../paxos/messages.ts';
+import type { Message } from '../paxos/messages.ts';
 import type { Config as PaxosConfig, Logger as CoreLogger } from '../paxos/ports.ts';
 import { Replica } from '../paxos/replica.ts';
-import type { Status } from '../paxos/ready.ts';
 import { validateMessage } from '../paxos/validate.ts';
 import { Front, type FrontConnection, type FrontHandler } from '../sessions/front.ts';
-import { SessionTable } from '../sessions/session-table.ts';
+import { CellService } from '../sessions/service.ts';
 import { SqliteStore } from '../storage/sqlite-store.ts';
 import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
@@ -112,27 +95,6 @@ export interface NodeOptions {
   readonly onDiverged?: (detail: { slot: number; mine: string; master: string }) => void;
 }
 
-/**
- * Digest comparison through the log (Paxos Made Live, section 5.6): the master proposes a mark;
- * every replica records its own digest right after applying the mark's slot; the master then
- * proposes a check carrying its digest at that slot, and every replica compares. These two
- * runtime commands are not state-machine commands: the machine sees a null in their place (an
- * invalid command, which changes nothing) so results stay aligned with the batch.
- */
-const DIGEST_MARK = 'digest-mark:';
-const DIGEST_CHECK = 'digest-check:';
-
-interface PendingRequest {
-  readonly connection: FrontConnection;
-  readonly id: number;
-  readonly deadline: number;
-}
-
-interface PendingRead {
-  readonly connection: FrontConnection;
-  readonly frame: Extract<ClientFrame, { type: 'query' }>;
-  readonly deadline: number;
-}
 
 /** The core's Logger over pino: object first, constant message. */
 function coreLogger(log: Logger): CoreLogger {
@@ -142,10 +104,6 @@ function coreLogger(log: Logger): CoreLogger {
     warn: (obj, msg) => log.warn(obj, msg),
     error: (obj, msg) => log.error(obj, msg),
   };
-}
-
-function commandKey(clientId: string, seq: number): string {
-  return `${clientId}#${seq}`;
 }
 
 export class ReplicaNode {
@@ -163,29 +121,13 @@ export class ReplicaNode {
   readonly #replica: Replica;
   readonly #peers: PeerTransport;
   readonly #front: Front;
-  readonly #sessions = new SessionTable();
+  readonly #service: CellService;
   readonly #inputs: TurnInput[] = [];
-  readonly #pending = new Map<string, PendingRequest>();
-  readonly #reads: PendingRead[] = [];
-  /** Per-session event numbering and the connection each session's events go to. */
-  readonly #eventSeq = new Map<number, number>();
-  readonly #eventStream = new Map<number, FrontConnection>();
-  readonly #connections = new Set<FrontConnection>();
-  readonly #delaysInFlight = new Set<string>();
+  readonly #connections = new Map<number, FrontConnection>();
   #isTurnScheduled = false;
   #ticker: NodeJS.Timeout | null = null;
-  /** True once this replica, as master, has taken over the sessions and serves clients. */
-  #isServing = false;
-  #status: Status;
-  #createSeq = 0;
   readonly #bootNonce: string;
   #isStopped = false;
-  /** Digests this replica computed at the slots of digest marks, awaiting the master's. */
-  readonly #digestAt = new Map<number, string>();
-  #digestSeq = 0;
-  #lastDigestMarkAt = 0;
-  /** Called when this replica's state differs from the master's: the process must stop. */
-  readonly #onDiverged: (detail: { slot: number; mine: string; master: string }) => void;
 
   constructor(options: NodeOptions) {
     this.#options = options;
@@ -196,12 +138,6 @@ export class ReplicaNode {
     if (self === undefined) throw new Error(`replica ${options.id} is not in the cell configuration`);
     this.#self = self;
     this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
-    this.#onDiverged =
-      options.onDiverged ??
-      (() => {
-        // Nothing this replica serves can be trusted; an operator must rebuild its state.db.
-        process.exit(3);
-      });
 
     mkdirSync(options.dataDir, { recursive: true });
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
@@ -231,7 +167,25 @@ export class ReplicaNode {
       now,
       applied: this.#machine.appliedIndex,
     });
-    this.#status = this.#replica.status(now);
+    this.#service = new CellService(
+      {
+        id: options.id,
+        clientAddresses: new Map(options.cell.replicas.map((r) => [r.id, r.client])),
+        replica: this.#replica,
+        machine: () => this.#machine,
+        logger: coreLogger(this.#log.child({ component: 'service' })),
+        bootNonce: this.#bootNonce,
+        requestTimeoutMs: this.#timing.requestTimeoutMs,
+        digestEveryMs: this.#timing.digestEveryMs,
+        onDiverged:
+          options.onDiverged ??
+          (() => {
+            // Nothing this replica serves can be trusted; an operator must rebuild its state.db.
+            process.exit(3);
+          }),
+      },
+      now,
+    );
     this.#log.info(
       { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex },
       'replica starting',
@@ -252,11 +206,13 @@ export class ReplicaNode {
     });
     const handler: FrontHandler = {
       onFrame: (connection, frame) => {
-        this.#onClientFrame(connection, frame);
+        this.#connections.set(connection.id, connection);
+        this.#service.onClientFrame(connection.id, frame, this.#clock.now());
+        this.#flush();
       },
       onClose: (connection) => {
-        this.#connections.delete(connection);
-        for (const [session, stream] of this.#eventStream) if (stream === connection) this.#eventStream.delete(session);
+        this.#connections.delete(connection.id);
+        this.#service.onClientClosed(connection.id);
       },
     };
     this.#front = new Front({ address: self.client, handler, logger: this.#log });
@@ -296,21 +252,7 @@ export class ReplicaNode {
   }
 
   status(): ReplicaStatus {
-    const now = this.#clock.now();
-    const status = this.#replica.status(now);
-    const master = status.masterId === null ? null : this.#addressOf(status.masterId);
-    return {
-      id: this.#options.id,
-      role: status.role,
-      epoch: status.ballot,
-      masterId: status.masterId,
-      master,
-      commit: status.commit,
-      applied: this.#machine.appliedIndex,
-      leaseRemainingMs: status.leaseUntil === null ? 0 : Math.max(0, status.leaseUntil - now),
-      digest: this.#machine.digest(),
-      digestSlot: this.#machine.appliedIndex,
-    };
+    return this.#service.status(this.#clock.now());
   }
 
   // --- the turn ------------------------------------------------------------------------------
@@ -318,21 +260,14 @@ export class ReplicaNode {
   #enqueue(input: TurnInput): void {
     if (this.#isStopped) return;
     this.#inputs.push(input);
-    if (this.#isTurnScheduled) return;
-    this.#isTurnScheduled = true;
-    // setImmediate, not a microtask: every socket read already queued in this event-loop turn
-    // joins the same core turn, and so the same fsync.
-    setImmediate(() => {
-      this.#isTurnScheduled = false;
-      this.#turn();
-    });
+    this.#scheduleTurn();
   }
 
   #turn(): void {
     if (this.#isStopped) return;
-    const inputs = this.#inputs.splice(0);
+    const proposals = this.#service.takeProposals();
+    const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
-    const proposals = inputs.filter((i): i is Extract<TurnInput, { type: 'propose' }> => i.type === 'propose');
     const result = runTurn(
       {
         replica: this.#replica,
@@ -343,7 +278,7 @@ export class ReplicaNode {
           this.#peers.send(envelope);
         },
         apply: (entry) => {
-          this.#apply(entry, now);
+          this.#service.apply(entry, now);
         },
         snapshotFor: (to, slot) => {
           this.#sendSnapshot(to, slot, now);
@@ -353,17 +288,20 @@ export class ReplicaNode {
       now,
     );
     result.proposals.forEach((outcome, i) => {
-      if (outcome.ok) return;
-      const command = proposals[i]?.command;
-      if (command === undefined) return;
-      const pending = this.#pending.get(commandKey(command.clientId, command.seq));
-      if (pending === undefined) return;
-      if (outcome.reason === 'duplicate') return; // the first copy's answer will serve both
-      this.#pending.delete(commandKey(command.clientId, command.seq));
-      this.#redirect(pending.connection, pending.id);
+      const command = proposals[i];
+      if (command !== undefined) this.#service.onProposed(command, outcome);
     });
     this.#maybeSnapshot();
-    this.#afterTurn(now);
+    this.#service.afterTurn(now);
+    this.#flush();
+    // The service may have proposed (expiries, lock-delay ends, digest marks) after the turn.
+    if (this.#replica.hasReady()) this.#scheduleTurn();
+  }
+
+  /** Sends what the service produced, to connections that are still open. */
+  #flush(): void {
+    for (const { to, frame } of this.#service.takeOutbox()) this.#connections.get(to)?.send(frame);
+    if (this.#service.hasProposals) this.#scheduleTurn();
   }
 
   // --- snapshots: compaction and transfer ------------------------------------------------------
@@ -468,275 +406,14 @@ export class ReplicaNode {
     this.#scheduleTurn();
   }
 
-  #afterTurn(now: number): void {
-    const status = this.#replica.status(now);
-    const wasMaster = this.#status.role === 'master';
-    this.#status = status;
-    if (status.role !== 'master' && wasMaster) this.#onStepDown();
-    if (status.role === 'master' && !this.#isServing && this.#replica.canServeReads(now)) this.#onMastership(now);
-    if (this.#isServing) this.#masterDuties(now);
-    this.#serveReads(now);
-    this.#expireRequests(now);
-  }
-
-  #onMastership(now: number): void {
-    this.#isServing = true;
-    const listed = this.#machine.query({ type: 'ListSessions' });
-    const sessions = listed.type === 'sessions' ? listed.sessions : [];
-    this.#sessions.onMastership(sessions.map((s) => ({ session: s.session, leaseMs: s.leaseMs })), now);
-    this.#log.info({ epoch: formatBallot(this.#status.ballot), sessions: sessions.length }, 'serving as master');
-    const epoch = this.#epoch();
-    for (const connection of this.#connections) connection.send({ type: 'master-failover', epoch });
-  }
-
-  #onStepDown(): void {
-    if (this.#isServing) this.#log.warn({ epoch: formatBallot(this.#status.ballot) }, 'no longer master');
-    this.#isServing = false;
-    this.#sessions.onStepDown();
-    this.#delaysInFlight.clear();
-    // Unanswered requests may or may not be chosen; the client retries them with the same
-    // (session, seq) at the new master, which answers from its record instead of re-applying.
-    for (const [key, pending] of this.#pending) {
-      this.#pending.delete(key);
-      this.#redirect(pending.connection, pending.id);
-    }
-    for (const read of this.#reads.splice(0)) this.#redirect(read.connection, read.frame.id);
-  }
-
-  #masterDuties(now: number): void {
-    if (this.#timing.digestEveryMs > 0 && now - this.#lastDigestMarkAt >= this.#timing.digestEveryMs) {
-      this.#lastDigestMarkAt = now;
-      this.#proposeInternalRaw({ clientId: `${DIGEST_MARK}${this.#bootNonce}`, seq: ++this.#digestSeq, payload: new Uint8Array(0) }, now);
-    }
-    for (const session of this.#sessions.takeExpired(now)) {
-      this.#log.info({ session }, 'session lease expired');
-      this.#proposeInternal({ type: 'ExpireSession', session }, `expire:${session}`, 1, now);
-    }
-    for (const delay of this.#machine.pendingLockDelays()) {
-      if (delay.endsMs > now) break;
-      if (this.#delaysInFlight.has(delay.path)) continue;
-      this.#delaysInFlight.add(delay.path);
-      this.#proposeInternal({ type: 'LockDelayEnd', path: delay.path }, `delay:${delay.path}`, delay.endsMs, now);
-    }
-  }
-
-  #proposeInternalRaw(command: Command, now: number): void {
-    if (this.#replica.propose(command, now).ok) this.#scheduleTurn();
-  }
-
-  #proposeInternal(command: MachineCommand, clientId: string, seq: number, now: number): void {
-    const proposal: Command = { clientId, seq, payload: encodeFrame(command) };
-    const outcome = this.#replica.propose(proposal, now);
-    if (!outcome.ok && outcome.reason === 'not-master') this.#delaysInFlight.clear();
-    if (outcome.ok) this.#scheduleTurn();
-  }
-
   #scheduleTurn(): void {
-    if (this.#isTurnScheduled) return;
+    if (this.#isTurnScheduled || this.#isStopped) return;
     this.#isTurnScheduled = true;
+    // setImmediate, not a microtask: every socket read already queued in this event-loop turn
+    // joins the same core turn, and so the same fsync.
     setImmediate(() => {
       this.#isTurnScheduled = false;
       this.#turn();
     });
-  }
-
-  // --- applying chosen entries ---------------------------------------------------------------
-
-  #apply(entry: ChosenEntry, now: number): void {
-    const value = entry.value;
-    const commands = value.type === 'batch' ? value.commands : [];
-    const isRuntime = (c: Command): boolean => c.clientId.startsWith(DIGEST_MARK) || c.clientId.startsWith(DIGEST_CHECK);
-    const decoded = commands.map((c) => {
-      if (isRuntime(c)) return null;
-      const frame = decodeFrame(c.payload);
-      return frame.ok ? frame.value : null;
-    });
-    const outcome = this.#machine.apply({ slot: entry.slot, stampMs: Math.floor(value.stampMs), commands: decoded });
-    commands.forEach((command, i) => {
-      const result = outcome.results[i];
-      if (result === undefined || isRuntime(command)) return;
-      this.#onResult(command, decoded[i], result, entry.slot, now);
-    });
-    if (outcome.events.length > 0) this.#pushEvents(outcome.events);
-    for (const command of commands) {
-      if (command.clientId.startsWith(DIGEST_MARK)) this.#onDigestMark(entry.slot, now);
-      else if (command.clientId.startsWith(DIGEST_CHECK)) this.#onDigestCheck(command.payload);
-    }
-  }
-
-  #onDigestMark(slot: number, now: number): void {
-    const digest = this.#machine.digest();
-    this.#digestAt.set(slot, digest);
-    // Keep only recent marks: a check for an older one is for a replica that restarted.
-    for (const s of this.#digestAt.keys()) if (s < slot - 100_000) this.#digestAt.delete(s);
-    if (this.#isServing) {
-      const check = { slot, digest };
-      this.#replica.propose({ clientId: `${DIGEST_CHECK}${this.#bootNonce}`, seq: ++this.#digestSeq, payload: encodeFrame(check) }, now);
-    }
-  }
-
-  #onDigestCheck(payload: Uint8Array): void {
-    const decoded = decodeFrame(payload);
-    const check = decoded.ok ? (decoded.value as { slot?: unknown; digest?: unknown }) : null;
-    if (check === null || typeof check.slot !== 'number' || typeof check.digest !== 'string') {
-      this.#log.warn({}, 'malformed digest check ignored');
-      return;
-    }
-    const mine = this.#digestAt.get(check.slot);
-    this.#digestAt.delete(check.slot);
-    if (mine === undefined) return; // applied that slot before a restart, or from a snapshot
-    if (mine === check.digest) {
-      this.#log.debug({ slot: check.slot, digest: mine }, 'state digest agrees with the master');
-      return;
-    }
-    this.#log.fatal(
-      { slot: check.slot, mine, master: check.digest },
-      'STATE DIGEST DIFFERS FROM THE MASTER: this replica has diverged and stops serving; rebuild its state.db from a snapshot',
-    );
-    this.#onDiverged({ slot: check.slot, mine, master: check.digest });
-  }
-
-  #onResult(command: Command, decoded: unknown, result: CommandResult, slot: number, now: number): void {
-    const type = (decoded as { type?: unknown } | null)?.type;
-    if (this.#isServing) {
-      if (result.type === 'session-created') {
-        const leaseMs = (decoded as { leaseMs: number }).leaseMs;
-        this.#sessions.onCreated(result.session, leaseMs, now);
-      } else if (result.type === 'session-closed' || result.type === 'session-expired') {
-        const session = (decoded as { session: number }).session;
-        this.#sessions.onRemoved(session);
-        this.#eventSeq.delete(session);
-        this.#eventStream.delete(session);
-      } else if (type === 'ExpireSession' && result.type === 'error') {
-        this.#sessions.onRemoved((decoded as { session: number }).session);
-      }
-      if (type === 'LockDelayEnd') this.#delaysInFlight.delete((decoded as { path: string }).path);
-    }
-    const key = commandKey(command.clientId, command.seq);
-    const pending = this.#pending.get(key);
-    if (pending === undefined) return;
-    this.#pending.delete(key);
-    pending.connection.send({ type: 'result', id: pending.id, epoch: this.#epoch(), slot, result });
-  }
-
-  #pushEvents(events: readonly MachineEvent[]): void {
-    if (!this.#isServing) return;
-    const epoch = this.#epoch();
-    for (const event of events) {
-      const eventSeq = (this.#eventSeq.get(event.session) ?? 0) + 1;
-      this.#eventSeq.set(event.session, eventSeq);
-      // A session with no attached connection misses the event; its next KeepAlive reply says
-      // so (isEventGap), and the client re-reads.
-      this.#eventStream.get(event.session)?.send({ type: 'event', session: event.session, eventSeq, epoch, event });
-    }
-  }
-
-  // --- clients ---------------------------------------------------------------------------------
-
-  #onClientFrame(connection: FrontConnection, frame: ClientFrame): void {
-    this.#connections.add(connection);
-    const now = this.#clock.now();
-    switch (frame.type) {
-      case 'status':
-        connection.send({ type: 'status', id: frame.id, status: this.status() });
-        return;
-      case 'keep-alive': {
-        if (!this.#isServing) {
-          this.#redirect(connection, frame.id);
-          return;
-        }
-        const remaining = this.#sessions.keepAlive(frame.session, now);
-        if (remaining === null) {
-          connection.send({ type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${frame.session} has expired` });
-          return;
-        }
-        this.#eventStream.set(frame.session, connection);
-        const eventSeq = this.#eventSeq.get(frame.session) ?? 0;
-        connection.send({
-          type: 'keep-alive-ack',
-          id: frame.id,
-          epoch: this.#epoch(),
-          leaseRemainingMs: remaining,
-          eventSeq,
-          isEventGap: frame.eventSeqSeen !== eventSeq,
-        });
-        return;
-      }
-      case 'query':
-        if (!this.#isServing) {
-          this.#redirect(connection, frame.id);
-          return;
-        }
-        this.#reads.push({ connection, frame, deadline: now + this.#timing.requestTimeoutMs });
-        this.#serveReads(now);
-        return;
-      case 'command':
-        this.#onCommand(connection, frame, now);
-        return;
-    }
-  }
-
-  #onCommand(connection: FrontConnection, frame: Extract<ClientFrame, { type: 'command' }>, now: number): void {
-    if (!this.#isServing) {
-      this.#redirect(connection, frame.id);
-      return;
-    }
-    const command = frame.command;
-    let clientId: string;
-    let seq: number;
-    if (command.type === 'CreateSession') {
-      clientId = `create:${this.#bootNonce}`;
-      seq = ++this.#createSeq;
-    } else if ('seq' in command) {
-      if (!this.#sessions.has(command.session)) {
-        connection.send({ type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${command.session} has expired` });
-        return;
-      }
-      clientId = `session:${command.session}`;
-      seq = command.seq;
-    } else {
-      connection.send({ type: 'error', id: frame.id, code: ErrorCode.BAD_REQUEST, message: 'not a client command' });
-      return;
-    }
-    this.#pending.set(commandKey(clientId, seq), { connection, id: frame.id, deadline: now + this.#timing.requestTimeoutMs });
-    this.#enqueue({ type: 'propose', command: { clientId, seq, payload: encodeFrame(command) } });
-  }
-
-  #serveReads(now: number): void {
-    if (this.#reads.length === 0 || !this.#replica.canServeReads(now)) return;
-    const epoch = this.#epoch();
-    for (const read of this.#reads.splice(0)) {
-      const result: QueryResult = this.#machine.query(read.frame.query);
-      read.connection.send({ type: 'query-result', id: read.frame.id, epoch, slot: this.#machine.appliedIndex, result });
-    }
-  }
-
-  #expireRequests(now: number): void {
-    for (const [key, pending] of this.#pending) {
-      if (pending.deadline > now) continue;
-      this.#pending.delete(key);
-      pending.connection.send({ type: 'error', id: pending.id, code: ErrorCode.NO_QUORUM, message: 'no quorum: the write was not chosen in time; retry with the same seq' });
-    }
-    for (let i = this.#reads.length - 1; i >= 0; i--) {
-      const read = this.#reads[i];
-      if (read === undefined || read.deadline > now) continue;
-      this.#reads.splice(i, 1);
-      read.connection.send({ type: 'error', id: read.frame.id, code: ErrorCode.NO_QUORUM, message: 'no quorum: the master could not confirm its lease in time' });
-    }
-  }
-
-  #redirect(connection: FrontConnection, id: number): void {
-    const masterId = this.#status.masterId;
-    const master = masterId === null || masterId === this.#options.id ? null : this.#addressOf(masterId);
-    const frame: ServerFrame = { type: 'redirect', id, master, epoch: this.#epoch() };
-    connection.send(frame);
-  }
-
-  #addressOf(id: number): string | null {
-    return this.#options.cell.replicas.find((r) => r.id === id)?.client ?? null;
-  }
-
-  #epoch(): Epoch {
-    return this.#status.ballot;
   }
 }

@@ -1,0 +1,429 @@
+// The cell's client service on one replica (DESIGN.md, sessions/; issue 4, the client front
+// end): what a replica does with client frames, with chosen entries, and with time, as the
+// master or as a follower. Pure: no sockets, files, timers or clock: time is the `now` argument,
+// connections are ids, and what must be sent comes out of takeOutbox(). The replica process
+// (runtime/node.ts) wires it to sockets; the simulator can drive the very same code.
+//
+// Invariants:
+// - A write is answered only after its entry is chosen and applied here; a read only while
+//   canServeReads(now) holds (master, valid lease, own ballot's no-op applied).
+// - A non-master answers every request with a redirect (master's address, or null: no master).
+// - Session leases live in the SessionTable; a new master gives every session a full lease
+//   before it serves; ExpireSession and LockDelayEnd are proposed by the master only.
+// - Events go out after their entry is applied, in log order, numbered per session.
+// - Digest marks and checks (Paxos Made Live 5.6) ride in the log as runtime commands the
+//   state machine never sees (it gets a null, an invalid command, so results stay aligned).
+
+import {
+  decodeFrame,
+  encodeFrame,
+  ErrorCode,
+  type ClientFrame,
+  type CommandResult,
+  type Epoch,
+  type MachineCommand,
+  type MachineEvent,
+  type QueryResult,
+  type ReplicaStatus,
+  type ServerFrame,
+} from '@paxlock/shared';
+import type { StateMachine } from '../machine/index.ts';
+import { formatBallot } from '../paxos/ballot.ts';
+import type { ChosenEntry, Command } from '../paxos/messages.ts';
+import type { Logger, ReplicaId } from '../paxos/ports.ts';
+import type { ProposeResult, Replica } from '../paxos/replica.ts';
+import type { Status } from '../paxos/ready.ts';
+import { SessionTable } from './session-table.ts';
+
+export type ConnectionId = number;
+
+export interface ServiceOptions {
+  readonly id: ReplicaId;
+  /** Client address of every replica, for redirects. */
+  readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
+  readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
+  /** The state machine; a getter because a snapshot install replaces it. */
+  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex'>;
+  readonly logger: Logger;
+  /** Unique to this process's life: names CreateSession proposals and digest marks. */
+  readonly bootNonce: string;
+  /** A request not applied within this long is answered NO_QUORUM. */
+  readonly requestTimeoutMs: number;
+  /** The master proposes a digest mark this often (0: never). */
+  readonly digestEveryMs: number;
+  /** This replica's state differs from the master's. */
+  readonly onDiverged: (detail: { slot: number; mine: string; master: string }) => void;
+}
+
+export interface Outgoing {
+  readonly to: ConnectionId;
+  readonly frame: ServerFrame;
+}
+
+interface PendingRequest {
+  readonly connection: ConnectionId;
+  readonly id: number;
+  readonly deadline: number;
+}
+
+interface PendingRead {
+  readonly connection: ConnectionId;
+  readonly frame: Extract<ClientFrame, { type: 'query' }>;
+  readonly deadline: number;
+}
+
+const DIGEST_MARK = 'digest-mark:';
+const DIGEST_CHECK = 'digest-check:';
+
+function commandKey(clientId: string, seq: number): string {
+  return `${clientId}#${seq}`;
+}
+
+function isRuntimeCommand(command: Command): boolean {
+  return command.clientId.startsWith(DIGEST_MARK) || command.clientId.startsWith(DIGEST_CHECK);
+}
+
+export class CellService {
+  readonly #o: ServiceOptions;
+  readonly #sessions = new SessionTable();
+  readonly #pending = new Map<string, PendingRequest>();
+  readonly #reads: PendingRead[] = [];
+  readonly #outbox: Outgoing[] = [];
+  /** Client proposals for the next turn (the turn reports whether the core took them). */
+  readonly #proposals: Command[] = [];
+  readonly #eventSeq = new Map<number, number>();
+  readonly #eventStream = new Map<number, ConnectionId>();
+  readonly #connections = new Set<ConnectionId>();
+  readonly #delaysInFlight = new Set<string>();
+  readonly #digestAt = new Map<number, string>();
+  #digestSeq = 0;
+  #lastDigestMarkAt = Number.NEGATIVE_INFINITY;
+  #createSeq = 0;
+  #isServing = false;
+  #status: Status;
+
+  constructor(options: ServiceOptions, now: number) {
+    this.#o = options;
+    this.#status = options.replica.status(now);
+  }
+
+  get isServing(): boolean {
+    return this.#isServing;
+  }
+
+  /** Everything to send since the last call, in order. */
+  takeOutbox(): Outgoing[] {
+    return this.#outbox.splice(0);
+  }
+
+  get hasProposals(): boolean {
+    return this.#proposals.length > 0;
+  }
+
+  /** Client commands to propose in the next turn, in arrival order. */
+  takeProposals(): Command[] {
+    return this.#proposals.splice(0);
+  }
+
+  // --- clients ---------------------------------------------------------------------------------
+
+  onClientFrame(connection: ConnectionId, frame: ClientFrame, now: number): void {
+    this.#connections.add(connection);
+    switch (frame.type) {
+      case 'status':
+        this.#send(connection, { type: 'status', id: frame.id, status: this.status(now) });
+        return;
+      case 'keep-alive':
+        this.#onKeepAlive(connection, frame, now);
+        return;
+      case 'query':
+        if (!this.#isServing) {
+          this.#redirect(connection, frame.id);
+          return;
+        }
+        this.#reads.push({ connection, frame, deadline: now + this.#o.requestTimeoutMs });
+        this.#serveReads(now);
+        return;
+      case 'command':
+        this.#onCommand(connection, frame, now);
+        return;
+    }
+  }
+
+  onClientClosed(connection: ConnectionId): void {
+    this.#connections.delete(connection);
+    for (const [session, stream] of this.#eventStream) if (stream === connection) this.#eventStream.delete(session);
+  }
+
+  status(now: number): ReplicaStatus {
+    const status = this.#o.replica.status(now);
+    const machine = this.#o.machine();
+    return {
+      id: this.#o.id,
+      role: status.role,
+      epoch: status.ballot,
+      masterId: status.masterId,
+      master: status.masterId === null ? null : (this.#o.clientAddresses.get(status.masterId) ?? null),
+      commit: status.commit,
+      applied: machine.appliedIndex,
+      leaseRemainingMs: status.leaseUntil === null ? 0 : Math.max(0, status.leaseUntil - now),
+      digest: machine.digest(),
+      digestSlot: machine.appliedIndex,
+    };
+  }
+
+  #onKeepAlive(connection: ConnectionId, frame: Extract<ClientFrame, { type: 'keep-alive' }>, now: number): void {
+    if (!this.#isServing) {
+      this.#redirect(connection, frame.id);
+      return;
+    }
+    const remaining = this.#sessions.keepAlive(frame.session, now);
+    if (remaining === null) {
+      this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${frame.session} has expired` });
+      return;
+    }
+    this.#eventStream.set(frame.session, connection);
+    const eventSeq = this.#eventSeq.get(frame.session) ?? 0;
+    this.#send(connection, {
+      type: 'keep-alive-ack',
+      id: frame.id,
+      epoch: this.#epoch(),
+      leaseRemainingMs: remaining,
+      eventSeq,
+      isEventGap: frame.eventSeqSeen !== eventSeq,
+    });
+  }
+
+  #onCommand(connection: ConnectionId, frame: Extract<ClientFrame, { type: 'command' }>, now: number): void {
+    if (!this.#isServing) {
+      this.#redirect(connection, frame.id);
+      return;
+    }
+    const command = frame.command;
+    let clientId: string;
+    let seq: number;
+    if (command.type === 'CreateSession') {
+      clientId = `create:${this.#o.bootNonce}`;
+      seq = ++this.#createSeq;
+    } else if ('seq' in command) {
+      if (!this.#sessions.has(command.session)) {
+        this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${command.session} has expired` });
+        return;
+      }
+      clientId = `session:${command.session}`;
+      seq = command.seq;
+    } else {
+      this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.BAD_REQUEST, message: 'not a client command' });
+      return;
+    }
+    this.#pending.set(commandKey(clientId, seq), { connection, id: frame.id, deadline: now + this.#o.requestTimeoutMs });
+    this.#proposals.push({ clientId, seq, payload: encodeFrame(command) });
+  }
+
+  /** The turn's verdict on a client proposal taken from takeProposals(). */
+  onProposed(command: Command, outcome: ProposeResult): void {
+    if (outcome.ok || outcome.reason === 'duplicate') return; // a duplicate: the first copy's answer serves both
+    const key = commandKey(command.clientId, command.seq);
+    const pending = this.#pending.get(key);
+    if (pending === undefined) return;
+    this.#pending.delete(key);
+    this.#redirect(pending.connection, pending.id);
+  }
+
+  // --- applying chosen entries -------------------------------------------------------------------
+
+  /** Applies one chosen entry (the turn's apply step), answering and notifying as master. */
+  apply(entry: ChosenEntry, now: number): void {
+    const value = entry.value;
+    const commands = value.type === 'batch' ? value.commands : [];
+    const decoded = commands.map((c) => {
+      if (isRuntimeCommand(c)) return null;
+      const frame = decodeFrame(c.payload);
+      return frame.ok ? frame.value : null;
+    });
+    const outcome = this.#o.machine().apply({ slot: entry.slot, stampMs: Math.floor(value.stampMs), commands: decoded });
+    commands.forEach((command, i) => {
+      const result = outcome.results[i];
+      if (result === undefined || isRuntimeCommand(command)) return;
+      this.#onResult(command, decoded[i], result, entry.slot, now);
+    });
+    if (outcome.events.length > 0) this.#pushEvents(outcome.events);
+    for (const command of commands) {
+      if (command.clientId.startsWith(DIGEST_MARK)) this.#onDigestMark(entry.slot, now);
+      else if (command.clientId.startsWith(DIGEST_CHECK)) this.#onDigestCheck(command.payload);
+    }
+  }
+
+  #onResult(command: Command, decoded: unknown, result: CommandResult, slot: number, now: number): void {
+    const type = (decoded as { type?: unknown } | null)?.type;
+    if (this.#isServing) {
+      if (result.type === 'session-created') {
+        this.#sessions.onCreated(result.session, (decoded as { leaseMs: number }).leaseMs, now);
+      } else if (result.type === 'session-closed' || result.type === 'session-expired') {
+        const session = (decoded as { session: number }).session;
+        this.#sessions.onRemoved(session);
+        this.#eventSeq.delete(session);
+        this.#eventStream.delete(session);
+      } else if (type === 'ExpireSession' && result.type === 'error') {
+        this.#sessions.onRemoved((decoded as { session: number }).session);
+      }
+      if (type === 'LockDelayEnd') this.#delaysInFlight.delete((decoded as { path: string }).path);
+    }
+    const key = commandKey(command.clientId, command.seq);
+    const pending = this.#pending.get(key);
+    if (pending === undefined) return;
+    this.#pending.delete(key);
+    this.#send(pending.connection, { type: 'result', id: pending.id, epoch: this.#epoch(), slot, result });
+  }
+
+  #pushEvents(events: readonly MachineEvent[]): void {
+    if (!this.#isServing) return;
+    const epoch = this.#epoch();
+    for (const event of events) {
+      const eventSeq = (this.#eventSeq.get(event.session) ?? 0) + 1;
+      this.#eventSeq.set(event.session, eventSeq);
+      // A session with no attached connection misses the event; its next KeepAlive reply says
+      // so (isEventGap), and the client re-reads.
+      const stream = this.#eventStream.get(event.session);
+      if (stream !== undefined) this.#send(stream, { type: 'event', session: event.session, eventSeq, epoch, event });
+    }
+  }
+
+  #onDigestMark(slot: number, now: number): void {
+    const digest = this.#o.machine().digest();
+    this.#digestAt.set(slot, digest);
+    // Keep only recent marks: a check for an older one is for a replica that restarted.
+    for (const s of this.#digestAt.keys()) if (s < slot - 100_000) this.#digestAt.delete(s);
+    if (this.#isServing) {
+      this.#o.replica.propose({ clientId: `${DIGEST_CHECK}${this.#o.bootNonce}`, seq: ++this.#digestSeq, payload: encodeFrame({ slot, digest }) }, now);
+    }
+  }
+
+  #onDigestCheck(payload: Uint8Array): void {
+    const decoded = decodeFrame(payload);
+    const check = decoded.ok ? (decoded.value as { slot?: unknown; digest?: unknown }) : null;
+    if (check === null || typeof check.slot !== 'number' || typeof check.digest !== 'string') {
+      this.#o.logger.warn({}, 'malformed digest check ignored');
+      return;
+    }
+    const mine = this.#digestAt.get(check.slot);
+    this.#digestAt.delete(check.slot);
+    if (mine === undefined) return; // applied that slot before a restart, or from a snapshot
+    if (mine === check.digest) {
+      this.#o.logger.debug({ slot: check.slot, digest: mine }, 'state digest agrees with the master');
+      return;
+    }
+    this.#o.logger.error(
+      { slot: check.slot, mine, master: check.digest },
+      'STATE DIGEST DIFFERS FROM THE MASTER: this replica has diverged and stops serving; rebuild its state.db from a snapshot',
+    );
+    this.#o.onDiverged({ slot: check.slot, mine, master: check.digest });
+  }
+
+  // --- after every turn: role changes, master duties, reads, time-outs ---------------------------
+
+  afterTurn(now: number): void {
+    const status = this.#o.replica.status(now);
+    const wasMaster = this.#status.role === 'master';
+    this.#status = status;
+    if (status.role !== 'master' && wasMaster) this.#onStepDown();
+    if (status.role === 'master' && !this.#isServing && this.#o.replica.canServeReads(now)) this.#onMastership(now);
+    if (this.#isServing) this.#masterDuties(now);
+    this.#serveReads(now);
+    this.#expireRequests(now);
+  }
+
+  #onMastership(now: number): void {
+    this.#isServing = true;
+    const listed = this.#o.machine().query({ type: 'ListSessions' });
+    const sessions = listed.type === 'sessions' ? listed.sessions : [];
+    this.#sessions.onMastership(sessions.map((s) => ({ session: s.session, leaseMs: s.leaseMs })), now);
+    this.#o.logger.info({ epoch: formatBallot(this.#status.ballot), sessions: sessions.length }, 'serving as master');
+    const epoch = this.#epoch();
+    for (const connection of this.#connections) this.#send(connection, { type: 'master-failover', epoch });
+  }
+
+  #onStepDown(): void {
+    if (this.#isServing) this.#o.logger.warn({ epoch: formatBallot(this.#status.ballot) }, 'no longer master');
+    this.#isServing = false;
+    this.#sessions.onStepDown();
+    this.#delaysInFlight.clear();
+    // Unanswered requests may or may not be chosen; the client retries them with the same
+    // (session, seq) at the new master, which answers from its record instead of re-applying.
+    for (const [key, pending] of this.#pending) {
+      this.#pending.delete(key);
+      this.#redirect(pending.connection, pending.id);
+    }
+    for (const read of this.#reads.splice(0)) this.#redirect(read.connection, read.frame.id);
+  }
+
+  #masterDuties(now: number): void {
+    if (this.#o.digestEveryMs > 0 && now - this.#lastDigestMarkAt >= this.#o.digestEveryMs) {
+      this.#lastDigestMarkAt = now;
+      this.#o.replica.propose({ clientId: `${DIGEST_MARK}${this.#o.bootNonce}`, seq: ++this.#digestSeq, payload: new Uint8Array(0) }, now);
+    }
+    for (const session of this.#sessions.takeExpired(now)) {
+      this.#o.logger.info({ session }, 'session lease expired');
+      this.#proposeInternal({ type: 'ExpireSession', session }, `expire:${session}`, 1, now);
+    }
+    for (const delay of this.#o.machine().pendingLockDelays()) {
+      if (delay.endsMs > now) break;
+      if (this.#delaysInFlight.has(delay.path)) continue;
+      this.#delaysInFlight.add(delay.path);
+      this.#proposeInternal({ type: 'LockDelayEnd', path: delay.path }, `delay:${delay.path}`, delay.endsMs, now);
+    }
+  }
+
+  #proposeInternal(command: MachineCommand, clientId: string, seq: number, now: number): void {
+    const outcome = this.#o.replica.propose({ clientId, seq, payload: encodeFrame(command) }, now);
+    if (!outcome.ok && outcome.reason === 'not-master') this.#delaysInFlight.clear();
+  }
+
+  #serveReads(now: number): void {
+    if (this.#reads.length === 0 || !this.#o.replica.canServeReads(now)) return;
+    const epoch = this.#epoch();
+    const machine = this.#o.machine();
+    for (const read of this.#reads.splice(0)) {
+      const result: QueryResult = machine.query(read.frame.query);
+      this.#send(read.connection, { type: 'query-result', id: read.frame.id, epoch, slot: machine.appliedIndex, result });
+    }
+  }
+
+  #expireRequests(now: number): void {
+    for (const [key, pending] of this.#pending) {
+      if (pending.deadline > now) continue;
+      this.#pending.delete(key);
+      this.#send(pending.connection, {
+        type: 'error',
+        id: pending.id,
+        code: ErrorCode.NO_QUORUM,
+        message: 'no quorum: the write was not chosen in time; retry with the same seq',
+      });
+    }
+    for (let i = this.#reads.length - 1; i >= 0; i--) {
+      const read = this.#reads[i];
+      if (read === undefined || read.deadline > now) continue;
+      this.#reads.splice(i, 1);
+      this.#send(read.connection, {
+        type: 'error',
+        id: read.frame.id,
+        code: ErrorCode.NO_QUORUM,
+        message: 'no quorum: the master could not confirm its lease in time',
+      });
+    }
+  }
+
+  #redirect(connection: ConnectionId, id: number): void {
+    const masterId = this.#status.masterId;
+    const master = masterId === null || masterId === this.#o.id ? null : (this.#o.clientAddresses.get(masterId) ?? null);
+    this.#send(connection, { type: 'redirect', id, master, epoch: this.#epoch() });
+  }
+
+  #send(to: ConnectionId, frame: ServerFrame): void {
+    this.#outbox.push({ to, frame });
+  }
+
+  #epoch(): Epoch {
+    return this.#status.ballot;
+  }
+}
