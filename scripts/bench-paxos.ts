@@ -85,7 +85,14 @@ function bench(options: BenchOptions): BenchResult {
 
   const nodes = REPLICAS.map((id) => {
     const store = new MemoryStore();
-    const replica = new Replica({ config: config(id), random: lcg(id), logger: silentLogger, durable: store.load(), now, applied: 0 });
+    const replica = new Replica({
+      config: config(id),
+      random: lcg(id),
+      logger: silentLogger,
+      durable: store.load(),
+      now,
+      applied: 0,
+    });
     const wiring: TurnWiring = {
       replica,
       store,
@@ -136,7 +143,10 @@ function bench(options: BenchOptions): BenchResult {
   while (appliedAtMaster < options.commands) {
     const offer: TurnInput[] = [];
     const outstanding = proposed - appliedAtMaster;
-    const room = Math.min(options.offeredPerRound - Math.min(outstanding, options.offeredPerRound), options.commands - proposed);
+    const room = Math.min(
+      options.offeredPerRound - Math.min(outstanding, options.offeredPerRound),
+      options.commands - proposed,
+    );
     for (let i = 0; i < room; i++) {
       const command: Command = { clientId: 'bench', seq: ++proposed, payload };
       proposedAtTurn.set(`bench#${proposed}`, masterTurns + 1);
@@ -153,7 +163,8 @@ function bench(options: BenchOptions): BenchResult {
   }
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+  const pct = (p: number): number =>
+    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
   return {
     bench: options.label,
     commands: options.commands,
@@ -179,8 +190,20 @@ function main(): void {
   const commands = i >= 0 ? Number(argv[i + 1]) : 200_000;
   assert(Number.isSafeInteger(commands) && commands > 0, '--commands takes a positive integer');
   const runs: BenchOptions[] = [
-    { label: 'batching on', commands, maxBatchCommands: 1024, windowSlots: 16, offeredPerRound: 8192 },
-    { label: 'batching off', commands: Math.min(commands, 50_000), maxBatchCommands: 1, windowSlots: 16, offeredPerRound: 32 },
+    {
+      label: 'batching on',
+      commands,
+      maxBatchCommands: 1024,
+      windowSlots: 16,
+      offeredPerRound: 8192,
+    },
+    {
+      label: 'batching off',
+      commands: Math.min(commands, 50_000),
+      maxBatchCommands: 1,
+      windowSlots: 16,
+      offeredPerRound: 32,
+    },
   ];
   for (const options of runs) {
     // A short warm-up run lets the JIT settle so the figure is the steady state.

@@ -173,7 +173,10 @@ export class Checkers {
     const bySlot = this.#votes.get(slot);
     if (bySlot === undefined) return 'no durable votes';
     return [...bySlot.entries()]
-      .map(([ballot, vote]) => `ballot ${ballot}: ${describeValue(vote.value)} by ${[...vote.voters].map((r) => `r${r}`).join(',')}`)
+      .map(
+        ([ballot, vote]) =>
+          `ballot ${ballot}: ${describeValue(vote.value)} by ${[...vote.voters].map((r) => `r${r}`).join(',')}`,
+      )
       .join('; ');
   }
 
@@ -190,7 +193,10 @@ export class Checkers {
           if (result?.status !== 'applied') return;
           const id = identity(command.clientId, command.seq);
           if (this.#effects.has(id)) {
-            this.fail('exactly-once', `command ${id} took effect twice in the reference history (slot ${slot})`);
+            this.fail(
+              'exactly-once',
+              `command ${id} took effect twice in the reference history (slot ${slot})`,
+            );
           }
           this.#effects.set(id, { slot, key: keyOfPayload(command.payload) });
         });
@@ -199,7 +205,11 @@ export class Checkers {
   }
 
   /** A promise reached its candidate (the candidate may use it from its next turn on). */
-  onPromiseDelivered(candidate: ReplicaId, acceptor: ReplicaId, promise: Extract<Message, { type: 'promise' }>): void {
+  onPromiseDelivered(
+    candidate: ReplicaId,
+    acceptor: ReplicaId,
+    promise: Extract<Message, { type: 'promise' }>,
+  ): void {
     const key = `${candidate}|${ballotKey(promise.ballot)}`;
     let byAcceptor = this.#promises.get(key);
     if (byAcceptor === undefined) {
@@ -229,20 +239,29 @@ export class Checkers {
     if (known !== undefined && isSlotValueEqual(known.value, accept.value)) return;
     const promises = this.#promises.get(`${master}|${ballotKey(accept.ballot)}`);
     if (promises === undefined) return; // Not a ballot this checker saw being won (a master re-asserting).
-    type Report = { readonly from: ReplicaId; readonly ballot: Ballot | null; readonly value: SlotValue | null; readonly isChosen: boolean };
+    type Report = {
+      readonly from: ReplicaId;
+      readonly ballot: Ballot | null;
+      readonly value: SlotValue | null;
+      readonly isChosen: boolean;
+    };
     const reports: Report[] = [];
     for (const [from, promise] of promises) {
       if (accept.slot < promise.slotFirst) return; // The master knew this slot chosen before it ran.
       const chosen = promise.chosen.find((e) => e.slot === accept.slot);
       const accepted = promise.accepted.find((e) => e.slot === accept.slot);
-      if (chosen !== undefined) reports.push({ from, ballot: null, value: chosen.value, isChosen: true });
-      else if (accepted !== undefined) reports.push({ from, ballot: accepted.ballot, value: accepted.value, isChosen: false });
+      if (chosen !== undefined)
+        reports.push({ from, ballot: null, value: chosen.value, isChosen: true });
+      else if (accepted !== undefined)
+        reports.push({ from, ballot: accepted.ballot, value: accepted.value, isChosen: false });
       else reports.push({ from, ballot: null, value: null, isChosen: false });
     }
     const own = options.own;
     if (!promises.has(master)) {
-      if (own?.isChosen === true) reports.push({ from: master, ballot: null, value: own.value, isChosen: true });
-      else if (own !== undefined && compareBallots(own.ballot, accept.ballot) < 0) reports.push({ from: master, ballot: own.ballot, value: own.value, isChosen: false });
+      if (own?.isChosen === true)
+        reports.push({ from: master, ballot: null, value: own.value, isChosen: true });
+      else if (own !== undefined && compareBallots(own.ballot, accept.ballot) < 0)
+        reports.push({ from: master, ballot: own.ballot, value: own.value, isChosen: false });
       else reports.push({ from: master, ballot: null, value: null, isChosen: false });
     }
     const allows = (subset: readonly Report[]): boolean => {
@@ -263,17 +282,28 @@ export class Checkers {
     this.fail(
       'reproposal',
       `r${master} proposed ${describeValue(accept.value)} at slot ${accept.slot} in ballot ${ballotKey(accept.ballot)}, which no majority of its promises allows: ${reports
-        .map((r) => `r${r.from}: ${r.value === null ? 'nothing' : `${describeValue(r.value)}${r.isChosen ? ' (chosen)' : ` in ${r.ballot === null ? '?' : ballotKey(r.ballot)}`}`}`)
+        .map(
+          (r) =>
+            `r${r.from}: ${r.value === null ? 'nothing' : `${describeValue(r.value)}${r.isChosen ? ' (chosen)' : ` in ${r.ballot === null ? '?' : ballotKey(r.ballot)}`}`}`,
+        )
         .join('; ')}`,
     );
   }
 
   /** A replica applied one entry; `hash` is its machine's running hash after it. */
-  onApplied(replica: ReplicaId, entry: ChosenEntry, hash: number, results: readonly KvResult[]): void {
+  onApplied(
+    replica: ReplicaId,
+    entry: ChosenEntry,
+    hash: number,
+    results: readonly KvResult[],
+  ): void {
     this.onLearned(replica, entry, 'applied');
     const reference = this.#referenceHash[entry.slot];
     if (reference !== undefined && reference !== hash) {
-      this.fail('prefix', `r${replica} applied history diverges from the reference at slot ${entry.slot}`);
+      this.fail(
+        'prefix',
+        `r${replica} applied history diverges from the reference at slot ${entry.slot}`,
+      );
     }
     let effects = this.#replicaEffects.get(replica);
     if (effects === undefined) {
@@ -285,7 +315,10 @@ export class Checkers {
       const id = identity(result.clientId, result.seq);
       const earlier = effects.get(id);
       if (earlier !== undefined) {
-        this.fail('exactly-once', `r${replica} applied ${id} at slot ${earlier} and again at slot ${result.effectSlot}`);
+        this.fail(
+          'exactly-once',
+          `r${replica} applied ${id} at slot ${earlier} and again at slot ${result.effectSlot}`,
+        );
       }
       effects.set(id, result.effectSlot);
     }
@@ -300,9 +333,13 @@ export class Checkers {
     if (snapshot !== null) {
       const reference = this.#referenceHash[snapshot.applied];
       if (reference !== undefined && reference !== snapshot.hash) {
-        this.fail('prefix', `r${replica} restored a machine state that diverges from the reference at slot ${snapshot.applied}`);
+        this.fail(
+          'prefix',
+          `r${replica} restored a machine state that diverges from the reference at slot ${snapshot.applied}`,
+        );
       }
-      for (const [clientId, record] of snapshot.clients) effects.set(identity(clientId, record.seq), record.effectSlot);
+      for (const [clientId, record] of snapshot.clients)
+        effects.set(identity(clientId, record.seq), record.effectSlot);
     }
     this.#replicaEffects.set(replica, effects);
   }
@@ -351,7 +388,10 @@ export class Checkers {
     if (options.value !== null) {
       const effect = this.#effects.get(options.value);
       if (effect === undefined || effect.key !== options.key) {
-        this.fail('linearizable-read', `read of ${options.key} by ${options.clientId} from r${options.servedBy} returned ${options.value}, which the history never wrote there`);
+        this.fail(
+          'linearizable-read',
+          `read of ${options.key} by ${options.clientId} from r${options.servedBy} returned ${options.value}, which the history never wrote there`,
+        );
         return;
       }
       slot = effect.slot;
@@ -368,7 +408,13 @@ export class Checkers {
   }
 
   /** At global time `now`, at most one live replica may believe it holds a valid lease. */
-  checkLeases(holders: readonly { readonly id: ReplicaId; readonly localNow: number; readonly leaseUntil: number }[]): void {
+  checkLeases(
+    holders: readonly {
+      readonly id: ReplicaId;
+      readonly localNow: number;
+      readonly leaseUntil: number;
+    }[],
+  ): void {
     this.counts.leaseChecks++;
     const valid = holders.filter((h) => h.localNow < h.leaseUntil);
     if (valid.length > 1) {

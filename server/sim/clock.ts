@@ -14,7 +14,11 @@ export class SimClock {
   #localBase: number;
   #rate: number;
 
-  constructor(options: { readonly globalNow: number; readonly localStart: number; readonly rate: number }) {
+  constructor(options: {
+    readonly globalNow: number;
+    readonly localStart: number;
+    readonly rate: number;
+  }) {
     assert(options.rate > 0, 'clock rate must be positive');
     this.#globalBase = options.globalNow;
     this.#localBase = options.localStart;

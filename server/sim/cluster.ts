@@ -14,7 +14,13 @@
 
 import { AssertionError, assert, assertNever } from '@paxlock/shared';
 import { compareBallots, formatBallot, isBallotEqual } from '../src/paxos/ballot.ts';
-import type { ChosenEntry, Command, Envelope, Message, MessageType } from '../src/paxos/messages.ts';
+import type {
+  ChosenEntry,
+  Command,
+  Envelope,
+  Message,
+  MessageType,
+} from '../src/paxos/messages.ts';
 import type { Logger, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
 import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
 import { Replica } from '../src/paxos/replica.ts';
@@ -81,9 +87,13 @@ export interface RunSeedOptions {
  * two rounds of timeout plus jitter (a split vote). Everything is stretched by the drift bound
  * and given half a second for messages and catch-up.
  */
-export function livenessBounds(plan: SeedPlan): { readonly masterWithinMs: number; readonly operationWithinMs: number } {
+export function livenessBounds(plan: SeedPlan): {
+  readonly masterWithinMs: number;
+  readonly operationWithinMs: number;
+} {
   const c = plan.config;
-  const masterWithinMs = (2 * c.leaseMs + 2 * (c.electionTimeoutMs + c.electionJitterMs) + 500) * (1 + c.maxDriftRate);
+  const masterWithinMs =
+    (2 * c.leaseMs + 2 * (c.electionTimeoutMs + c.electionJitterMs) + 500) * (1 + c.maxDriftRate);
   return { masterWithinMs, operationWithinMs: 1000 + plan.clientTimeoutMs * 2 };
 }
 
@@ -103,8 +113,18 @@ type SimEvent =
   | { readonly kind: 'request'; readonly to: ReplicaId; readonly request: ClientRequest }
   | { readonly kind: 'reply'; readonly client: number; readonly reply: ClientReply }
   | { readonly kind: 'client-timer'; readonly client: number; readonly token: number }
-  | { readonly kind: 'snapshot'; readonly from: ReplicaId; readonly to: ReplicaId; readonly snapshot: KvSnapshot }
-  | { readonly kind: 'snapshot-pull'; readonly server: ReplicaId; readonly asker: ReplicaId; readonly slotAtLeast: number }
+  | {
+      readonly kind: 'snapshot';
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      readonly snapshot: KvSnapshot;
+    }
+  | {
+      readonly kind: 'snapshot-pull';
+      readonly server: ReplicaId;
+      readonly asker: ReplicaId;
+      readonly slotAtLeast: number;
+    }
   | { readonly kind: 'partition' }
   | { readonly kind: 'heal-partition'; readonly generation: number }
   | { readonly kind: 'crash' }
@@ -175,7 +195,16 @@ class Simulation {
   readonly #simRandom: SimRandom;
   readonly #nodes = new Map<ReplicaId, SimNode>();
   readonly #clients: SimClient[] = [];
-  readonly #faults: FaultCounts = { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 };
+  readonly #faults: FaultCounts = {
+    drop: 0,
+    duplicate: 0,
+    delay: 0,
+    partition: 0,
+    oneWayPartition: 0,
+    crash: 0,
+    restart: 0,
+    clockDrift: 0,
+  };
   readonly #echoDebug: boolean;
   readonly #wireChecks: boolean;
   readonly #healAt: number;
@@ -228,7 +257,8 @@ class Simulation {
       };
       this.#nodes.set(id, node);
     }
-    if (this.#plan.clockRates.some((r) => r !== 1)) this.#faults.clockDrift += this.#plan.clockRates.filter((r) => r !== 1).length;
+    if (this.#plan.clockRates.some((r) => r !== 1))
+      this.#faults.clockDrift += this.#plan.clockRates.filter((r) => r !== 1).length;
     for (let i = 0; i < this.#plan.clients; i++) {
       this.#clients.push(
         new SimClient({
@@ -240,7 +270,8 @@ class Simulation {
           timeoutMs: this.#plan.clientTimeoutMs,
           hooks: {
             send: (to, request) => this.#sendToReplica(to, request),
-            setTimer: (delayMs, token) => this.#queue.push(this.#now + delayMs, { kind: 'client-timer', client: i, token }),
+            setTimer: (delayMs, token) =>
+              this.#queue.push(this.#now + delayMs, { kind: 'client-timer', client: i, token }),
             completed: (op, reply, now) => this.#onClientCompleted(i, op, reply, now),
           },
         }),
@@ -253,14 +284,23 @@ class Simulation {
     this.#trace.line(0, 0, `seed ${plan.seed}: ${describePlan(plan)}`);
     for (const node of this.#nodes.values()) this.#start(node);
     // Token -1 starts a client's first operation (its own timers use positive tokens).
-    this.#clients.forEach((_, i) => this.#queue.push(this.#faultRandom.range(0, 50), { kind: 'client-timer', client: i, token: -1 }));
+    this.#clients.forEach((_, i) =>
+      this.#queue.push(this.#faultRandom.range(0, 50), {
+        kind: 'client-timer',
+        client: i,
+        token: -1,
+      }),
+    );
     const f = plan.faults;
     this.#scheduleExp(f.partitionMeanMs, { kind: 'partition' });
     this.#scheduleExp(f.crashMeanMs, { kind: 'crash' });
     this.#scheduleExp(f.driftMeanMs, { kind: 'drift' });
     this.#queue.push(this.#healAt, { kind: 'heal-all' });
     this.#queue.push(this.#healAt + this.#bounds.masterWithinMs, { kind: 'liveness-deadline' });
-    this.#queue.push(this.#healAt + this.#bounds.masterWithinMs + this.#bounds.operationWithinMs + 2000, { kind: 'end' });
+    this.#queue.push(
+      this.#healAt + this.#bounds.masterWithinMs + this.#bounds.operationWithinMs + 2000,
+      { kind: 'end' },
+    );
 
     while (!this.#isDone && !this.#checkers.hasViolation()) {
       const next = this.#queue.pop();
@@ -274,7 +314,8 @@ class Simulation {
       if (this.#phase === 'liveness' && !this.#checkers.hasViolation()) this.#checkLivenessDone();
     }
     const violation = this.#checkers.violation;
-    if (violation !== null) this.#trace.line(this.#now, 0, `VIOLATION ${violation.invariant}: ${violation.detail}`);
+    if (violation !== null)
+      this.#trace.line(this.#now, 0, `VIOLATION ${violation.invariant}: ${violation.detail}`);
     this.#trace.mix(violation === null ? 0 : 1, Math.round(this.#now));
     return {
       seed: plan.seed,
@@ -290,7 +331,8 @@ class Simulation {
         chosenSlots: this.#checkers.counts.chosenSlots,
         writesAcked: this.#writesAcked,
         readsServed: this.#readsServed,
-        masterAfterHealMs: this.#masterAfterHealAt === null ? null : this.#masterAfterHealAt - this.#healAt,
+        masterAfterHealMs:
+          this.#masterAfterHealAt === null ? null : this.#masterAfterHealAt - this.#healAt,
       },
     };
   }
@@ -312,7 +354,11 @@ class Simulation {
         if (node.incarnation !== event.incarnation || node.replica === null) return;
         node.inbox.push({ type: 'tick' });
         this.#turn(node);
-        this.#queue.push(this.#now + this.#plan.tickMs / node.clock.rate, { kind: 'tick', replica: node.id, incarnation: node.incarnation });
+        this.#queue.push(this.#now + this.#plan.tickMs / node.clock.rate, {
+          kind: 'tick',
+          replica: node.id,
+          incarnation: node.incarnation,
+        });
         return;
       }
       case 'request':
@@ -328,7 +374,8 @@ class Simulation {
       case 'client-timer': {
         const client = this.#clients[event.client];
         assert(client !== undefined, 'sim: timer for an unknown client');
-        if (event.token === -1 && client.op === null && client.completedOps === 0) client.startNext(this.#now);
+        if (event.token === -1 && client.op === null && client.completedOps === 0)
+          client.startNext(this.#now);
         else client.onTimer(event.token, this.#now);
         this.#checkClientLiveness(client);
         return;
@@ -421,8 +468,17 @@ class Simulation {
     node.leaseUntil = null;
     if (isRestart) this.#faults.restart++;
     this.#trace.mix(10, node.id, node.incarnation);
-    this.#trace.line(this.#now, node.id, () => `${isRestart ? 'restarted' : 'started'} (applied ${node.machine.applied}, clock rate ${node.clock.rate.toFixed(4)})`);
-    this.#queue.push(this.#now + this.#simRandom.range(0, this.#plan.tickMs), { kind: 'tick', replica: node.id, incarnation: node.incarnation });
+    this.#trace.line(
+      this.#now,
+      node.id,
+      () =>
+        `${isRestart ? 'restarted' : 'started'} (applied ${node.machine.applied}, clock rate ${node.clock.rate.toFixed(4)})`,
+    );
+    this.#queue.push(this.#now + this.#simRandom.range(0, this.#plan.tickMs), {
+      kind: 'tick',
+      replica: node.id,
+      incarnation: node.incarnation,
+    });
     this.#scheduleTurn(node);
   }
 
@@ -445,7 +501,11 @@ class Simulation {
       const at = Math.min(this.#now + downMs, this.#healAt);
       this.#queue.push(at, { kind: 'restart', replica: node.id, incarnation: node.incarnation });
     } else {
-      this.#queue.push(this.#now, { kind: 'restart', replica: node.id, incarnation: node.incarnation });
+      this.#queue.push(this.#now, {
+        kind: 'restart',
+        replica: node.id,
+        incarnation: node.incarnation,
+      });
     }
   }
 
@@ -461,7 +521,8 @@ class Simulation {
         node.store.persist(batch);
         // Only what is durable counts as a vote (a crash before this line loses it).
         this.#checkers.onDurableAccepts(node.id, batch.accepted);
-        for (const entry of batch.chosen) this.#checkers.onLearned(node.id, entry, 'persisted chosen');
+        for (const entry of batch.chosen)
+          this.#checkers.onLearned(node.id, entry, 'persisted chosen');
       },
     };
     return {
@@ -480,7 +541,11 @@ class Simulation {
     if (node.isTurnScheduled || node.replica === null) return;
     node.isTurnScheduled = true;
     // A short processing delay lets messages that arrive together share one turn (group commit).
-    this.#queue.push(this.#now + this.#simRandom.range(0, 0.2), { kind: 'turn', replica: node.id, incarnation: node.incarnation });
+    this.#queue.push(this.#now + this.#simRandom.range(0, 0.2), {
+      kind: 'turn',
+      replica: node.id,
+      incarnation: node.incarnation,
+    });
   }
 
   #turn(node: SimNode): void {
@@ -506,7 +571,12 @@ class Simulation {
       if (origin === undefined || proposal.ok || proposal.reason === 'duplicate') return;
       const waiter = node.waiters.get(origin.identity);
       if (waiter?.opId === origin.opId) node.waiters.delete(origin.identity);
-      this.#reply(node.id, origin.client, { type: 'redirect', opId: origin.opId, masterId: proposal.masterId, from: node.id });
+      this.#reply(node.id, origin.client, {
+        type: 'redirect',
+        opId: origin.opId,
+        masterId: proposal.masterId,
+        from: node.id,
+      });
     });
     if (result.crashedBefore !== null) {
       this.#crash(node, `fault point before ${result.crashedBefore}`);
@@ -527,29 +597,49 @@ class Simulation {
     if (replica === null) return;
     const status = replica.status(local);
     if (status.role !== node.role || status.masterId !== node.masterId) {
-      this.#trace.line(this.#now, node.id, `role ${status.role} ballot ${status.ballot.round}.${status.ballot.replica} master ${status.masterId ?? '-'} commit ${status.commit}`);
+      this.#trace.line(
+        this.#now,
+        node.id,
+        `role ${status.role} ballot ${status.ballot.round}.${status.ballot.replica} master ${status.masterId ?? '-'} commit ${status.commit}`,
+      );
     }
     node.role = status.role;
     node.masterId = status.masterId;
     node.leaseUntil = status.leaseUntil;
     node.commit = status.commit;
     this.#trace.mix(ROLE_CODES[status.role], status.ballot.round, status.commit);
-    if (this.#phase === 'liveness' && this.#masterAfterHealAt === null && status.role === 'master' && replica.canServeReads(local)) {
+    if (
+      this.#phase === 'liveness' &&
+      this.#masterAfterHealAt === null &&
+      status.role === 'master' &&
+      replica.canServeReads(local)
+    ) {
       this.#masterAfterHealAt = this.#now;
-      this.#trace.line(this.#now, node.id, `serves lease reads, ${(this.#now - this.#healAt).toFixed(0)} ms after the heal`);
+      this.#trace.line(
+        this.#now,
+        node.id,
+        `serves lease reads, ${(this.#now - this.#healAt).toFixed(0)} ms after the heal`,
+      );
     }
   }
 
   #replicaThrew(node: SimNode, err: unknown, where: string): void {
     const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     const kind = err instanceof AssertionError ? 'assertion' : 'exception';
-    const stack = err instanceof Error && err.stack !== undefined ? err.stack.split('\n').slice(1, 5).join(' | ') : '';
-    this.#checkers.fail('replica-assertion', `r${node.id} threw in ${where} (${kind}): ${text} ${stack}`);
+    const stack =
+      err instanceof Error && err.stack !== undefined
+        ? err.stack.split('\n').slice(1, 5).join(' | ')
+        : '';
+    this.#checkers.fail(
+      'replica-assertion',
+      `r${node.id} threw in ${where} (${kind}): ${text} ${stack}`,
+    );
   }
 
   #turnFault(node: SimNode, stage: TurnStage, ready: Ready): 'crash' | 'continue' {
     const f = this.#plan.faults;
-    if (this.#phase !== 'safety' || f.turnCrashRate === 0 || this.#downCount() >= f.maxDown) return 'continue';
+    if (this.#phase !== 'safety' || f.turnCrashRate === 0 || this.#downCount() >= f.maxDown)
+      return 'continue';
     // Only fault points where a crash leaves something different behind are worth a draw.
     const persists = !isPersistBatchEmpty(ready.persist);
     let isInteresting: boolean;
@@ -583,7 +673,11 @@ class Simulation {
     if (this.#wireChecks) {
       this.#checkAnswerIsDurable(from, envelope.message);
       if (envelope.message.type === 'accept') {
-        this.#checkers.onAcceptSent({ master: from, accept: envelope.message, own: this.#node(from).store.durableEntry(envelope.message.slot) });
+        this.#checkers.onAcceptSent({
+          master: from,
+          accept: envelope.message,
+          own: this.#node(from).store.durableEntry(envelope.message.slot),
+        });
       }
     }
     const delays = this.#network.plan();
@@ -609,13 +703,19 @@ class Simulation {
     if (message.type === 'promise') {
       const durable = store.durablePromise();
       if (compareBallots(durable, message.ballot) < 0) {
-        this.#checkers.fail('persist-before-send', `r${from} sent a promise for ballot ${formatBallot(message.ballot)} while its durable promise is ${formatBallot(durable)}`);
+        this.#checkers.fail(
+          'persist-before-send',
+          `r${from} sent a promise for ballot ${formatBallot(message.ballot)} while its durable promise is ${formatBallot(durable)}`,
+        );
       }
     } else if (message.type === 'accepted') {
       // A slot compacted behind a snapshot is chosen and durable there; acking it again is harmless.
       if (message.slot < store.durableCompactedBelow()) return;
       const entry = store.durableEntry(message.slot);
-      if (entry === undefined || (!entry.isChosen && !isBallotEqual(entry.ballot, message.ballot))) {
+      if (
+        entry === undefined ||
+        (!entry.isChosen && !isBallotEqual(entry.ballot, message.ballot))
+      ) {
         this.#checkers.fail(
           'persist-before-send',
           `r${from} sent accepted for slot ${message.slot} in ballot ${formatBallot(message.ballot)} while its durable entry there is ${entry === undefined ? 'missing' : `ballot ${formatBallot(entry.ballot)}`}`,
@@ -634,7 +734,12 @@ class Simulation {
     this.#network.counters.delivered++;
     if (event.sent.type === 'promise') this.#checkers.onPromiseDelivered(to, from, event.sent);
     this.#trace.mix(MESSAGE_CODES[event.messageType], from, to);
-    this.#trace.line(this.#now, to, () => `<- r${from} ${formatObject(message as Record<string, unknown>)}`, !this.#echoDebug);
+    this.#trace.line(
+      this.#now,
+      to,
+      () => `<- r${from} ${formatObject(message as Record<string, unknown>)}`,
+      !this.#echoDebug,
+    );
     node.inbox.push({ type: 'message', from, message });
     this.#scheduleTurn(node);
   }
@@ -643,7 +748,10 @@ class Simulation {
 
   #apply(node: SimNode, entry: ChosenEntry): void {
     if (entry.slot !== node.machine.applied + 1) {
-      this.#checkers.fail('prefix', `r${node.id} was handed slot ${entry.slot} to apply after slot ${node.machine.applied}`);
+      this.#checkers.fail(
+        'prefix',
+        `r${node.id} was handed slot ${entry.slot} to apply after slot ${node.machine.applied}`,
+      );
       return;
     }
     const results = node.machine.applyEntry(entry);
@@ -662,36 +770,67 @@ class Simulation {
       const waiter = node.waiters.get(id);
       if (waiter === undefined || result.status === 'stale') continue;
       node.waiters.delete(id);
-      this.#reply(node.id, waiter.client, { type: 'write-ok', opId: waiter.opId, effectSlot: result.effectSlot, from: node.id });
+      this.#reply(node.id, waiter.client, {
+        type: 'write-ok',
+        opId: waiter.opId,
+        effectSlot: result.effectSlot,
+        from: node.id,
+      });
     }
-    this.#trace.line(this.#now, node.id, () => `applied slot ${entry.slot} ${describeValue(entry.value)}`, !this.#echoDebug);
+    this.#trace.line(
+      this.#now,
+      node.id,
+      () => `applied slot ${entry.slot} ${describeValue(entry.value)}`,
+      !this.#echoDebug,
+    );
   }
 
   #shipSnapshot(node: SimNode, to: ReplicaId, slot: number): void {
     const snapshot = node.machine.snapshot();
     if (snapshot.applied < slot) {
-      this.#trace.line(this.#now, node.id, `cannot ship a snapshot at or above ${slot} to r${to}: applied only ${snapshot.applied}`);
+      this.#trace.line(
+        this.#now,
+        node.id,
+        `cannot ship a snapshot at or above ${slot} to r${to}: applied only ${snapshot.applied}`,
+      );
       return;
     }
     const delays = this.#network.plan();
     const delay = delays[0];
     if (delay === undefined) return;
-    this.#trace.line(this.#now, node.id, `ships snapshot through slot ${snapshot.applied} to r${to}`);
+    this.#trace.line(
+      this.#now,
+      node.id,
+      `ships snapshot through slot ${snapshot.applied} to r${to}`,
+    );
     this.#queue.push(this.#now + delay + 5, { kind: 'snapshot', from: node.id, to, snapshot });
   }
 
   #pullSnapshot(node: SimNode, from: ReplicaId, slotAtLeast: number): void {
     const delay = this.#network.plan()[0];
     if (delay === undefined) return;
-    this.#trace.line(this.#now, node.id, `asks r${from} for a snapshot at or above slot ${slotAtLeast}`);
-    this.#queue.push(this.#now + delay, { kind: 'snapshot-pull', server: from, asker: node.id, slotAtLeast });
+    this.#trace.line(
+      this.#now,
+      node.id,
+      `asks r${from} for a snapshot at or above slot ${slotAtLeast}`,
+    );
+    this.#queue.push(this.#now + delay, {
+      kind: 'snapshot-pull',
+      server: from,
+      asker: node.id,
+      slotAtLeast,
+    });
   }
 
   #onSnapshot(from: ReplicaId, to: ReplicaId, snapshot: KvSnapshot): void {
     const node = this.#node(to);
     if (this.#network.isBlocked(from, to) || node.replica === null) return;
     if (snapshot.applied <= node.machine.applied) return;
-    this.#trace.line(this.#now, to, `installs snapshot through slot ${snapshot.applied} from r${from}`);
+    this.#trace.line(
+      this.#now,
+      to,
+      `installs snapshot through slot ${snapshot.applied} from r${from}`,
+    );
     this.#trace.mix(40, to, snapshot.applied);
     this.#checkers.onMachineRestored(to, snapshot);
     node.machine = KvMachine.restore(snapshot);
@@ -712,14 +851,16 @@ class Simulation {
     const delays = this.#network.plan();
     if (delays.length === 0) this.#faults.drop++;
     if (delays.length > 1) this.#faults.duplicate++;
-    for (const delay of delays) this.#queue.push(this.#now + delay, { kind: 'request', to, request });
+    for (const delay of delays)
+      this.#queue.push(this.#now + delay, { kind: 'request', to, request });
   }
 
   #reply(from: ReplicaId, client: number, reply: ClientReply): void {
     const delays = this.#network.plan();
     if (delays.length === 0) this.#faults.drop++;
     if (delays.length > 1) this.#faults.duplicate++;
-    for (const delay of delays) this.#queue.push(this.#now + delay, { kind: 'reply', client, reply });
+    for (const delay of delays)
+      this.#queue.push(this.#now + delay, { kind: 'reply', client, reply });
     this.#trace.line(this.#now, from, () => `-> c${client} ${reply.type}`, true);
   }
 
@@ -748,7 +889,12 @@ class Simulation {
           const value = node.machine.kv.get(request.key)?.value ?? null;
           this.#reply(to, request.client, { type: 'read-ok', opId: request.opId, value, from: to });
         } else {
-          this.#reply(to, request.client, { type: 'redirect', opId: request.opId, masterId: replica.status(local).masterId, from: to });
+          this.#reply(to, request.client, {
+            type: 'redirect',
+            opId: request.opId,
+            masterId: replica.status(local).masterId,
+            from: to,
+          });
         }
         return;
       }
@@ -766,7 +912,11 @@ class Simulation {
         assert(reply.type === 'write-ok', 'sim: a write completed with a read reply');
         this.#writesAcked++;
         this.#highestAckedSlot = Math.max(this.#highestAckedSlot, reply.effectSlot);
-        this.#trace.line(now, reply.from, () => `ack ${client.clientId}:${op.seq} put ${op.key} at slot ${reply.effectSlot}`);
+        this.#trace.line(
+          now,
+          reply.from,
+          () => `ack ${client.clientId}:${op.seq} put ${op.key} at slot ${reply.effectSlot}`,
+        );
         this.#checkers.onWriteAcknowledged({
           clientId: client.clientId,
           seq: op.seq,
@@ -780,7 +930,11 @@ class Simulation {
       case 'read': {
         assert(reply.type === 'read-ok', 'sim: a read completed with a write reply');
         this.#readsServed++;
-        this.#trace.line(now, reply.from, () => `lease read ${op.key} = ${reply.value ?? '(none)'} for ${client.clientId}`);
+        this.#trace.line(
+          now,
+          reply.from,
+          () => `lease read ${op.key} = ${reply.value ?? '(none)'} for ${client.clientId}`,
+        );
         this.#checkers.onReadDone({
           clientId: client.clientId,
           key: op.key,
@@ -797,7 +951,10 @@ class Simulation {
     if (this.#phase === 'liveness') {
       const since = Math.max(op.invokedAt, this.#healAt + this.#bounds.masterWithinMs);
       if (now - since > this.#bounds.operationWithinMs) {
-        this.#checkers.fail('liveness', `${client.clientId}'s ${op.kind} took ${(now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`);
+        this.#checkers.fail(
+          'liveness',
+          `${client.clientId}'s ${op.kind} took ${(now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`,
+        );
       }
     }
   }
@@ -821,7 +978,8 @@ class Simulation {
     const alive = [...this.#nodes.values()].filter((n) => n.replica !== null);
     if (alive.length === 0) return null;
     const masters = alive.filter((n) => n.role === 'master');
-    if (masters.length > 0 && this.#faultRandom.chance(this.#plan.faults.targetMasterShare)) return this.#faultRandom.pick(masters);
+    if (masters.length > 0 && this.#faultRandom.chance(this.#plan.faults.targetMasterShare))
+      return this.#faultRandom.pick(masters);
     return this.#faultRandom.pick(alive);
   }
 
@@ -856,14 +1014,26 @@ class Simulation {
       // Partial, both ways: the victim loses one or two peers but keeps a majority, and those
       // peers keep hearing everyone else (a bad switch port, not a split cell).
       const cut = others.filter(() => this.#faultRandom.chance(0.35));
-      this.#network.partition([victim.id], cut.length === 0 ? [this.#faultRandom.pick(others)] : cut.slice(0, 2));
+      this.#network.partition(
+        [victim.id],
+        cut.length === 0 ? [this.#faultRandom.pick(others)] : cut.slice(0, 2),
+      );
       this.#faults.partition++;
     }
     // Log-uniform, so short blips and partitions that outlast a lease both happen often.
-    const duration = Math.exp(this.#faultRandom.range(Math.log(50), Math.log(Math.max(50, f.partitionMaxMs))));
+    const duration = Math.exp(
+      this.#faultRandom.range(Math.log(50), Math.log(Math.max(50, f.partitionMaxMs))),
+    );
     this.#trace.mix(60, generation, victim.id);
-    this.#trace.line(this.#now, 0, `PARTITION for ${duration.toFixed(0)} ms: cut ${this.#network.describeCuts()}`);
-    this.#queue.push(Math.min(this.#now + duration, this.#healAt), { kind: 'heal-partition', generation });
+    this.#trace.line(
+      this.#now,
+      0,
+      `PARTITION for ${duration.toFixed(0)} ms: cut ${this.#network.describeCuts()}`,
+    );
+    this.#queue.push(Math.min(this.#now + duration, this.#healAt), {
+      kind: 'heal-partition',
+      generation,
+    });
   }
 
   #onCrashFault(): void {
@@ -888,9 +1058,18 @@ class Simulation {
   #onHealAll(): void {
     this.#phase = 'liveness';
     this.#network.heal();
-    const links: LinkFaults = { ...this.#plan.faults.links, dropRate: 0, duplicateRate: 0, spikeRate: 0 };
+    const links: LinkFaults = {
+      ...this.#plan.faults.links,
+      dropRate: 0,
+      duplicateRate: 0,
+      spikeRate: 0,
+    };
     this.#network.faults = links;
-    this.#trace.line(this.#now, 0, `HEAL: liveness phase; a master must serve reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms`);
+    this.#trace.line(
+      this.#now,
+      0,
+      `HEAL: liveness phase; a master must serve reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms`,
+    );
     for (const node of this.#nodes.values()) {
       if (node.replica === null) this.#start(node);
     }
@@ -900,10 +1079,16 @@ class Simulation {
   #checkLivenessDone(): void {
     if (this.#masterAfterHealAt === null) return;
     if (this.#now < this.#masterAfterHealAt + 300) return;
-    for (const client of this.#clients) if (client.op !== null && client.op.invokedAt < this.#masterAfterHealAt) return;
-    for (const node of this.#nodes.values()) if (node.machine.applied < this.#highestAckedSlot) return;
+    for (const client of this.#clients)
+      if (client.op !== null && client.op.invokedAt < this.#masterAfterHealAt) return;
+    for (const node of this.#nodes.values())
+      if (node.machine.applied < this.#highestAckedSlot) return;
     this.#isDone = true;
-    this.#trace.line(this.#now, 0, 'liveness phase complete: master elected, operations completing, every replica caught up');
+    this.#trace.line(
+      this.#now,
+      0,
+      'liveness phase complete: master elected, operations completing, every replica caught up',
+    );
   }
 
   #onEnd(): void {
@@ -911,7 +1096,10 @@ class Simulation {
     for (const client of this.#clients) this.#checkClientLiveness(client);
     for (const node of this.#nodes.values()) {
       if (node.machine.applied < this.#highestAckedSlot) {
-        this.#checkers.fail('liveness', `r${node.id} applied only through slot ${node.machine.applied}, behind acknowledged slot ${this.#highestAckedSlot}, at the end of the liveness phase`);
+        this.#checkers.fail(
+          'liveness',
+          `r${node.id} applied only through slot ${node.machine.applied}, behind acknowledged slot ${this.#highestAckedSlot}, at the end of the liveness phase`,
+        );
       }
     }
   }
@@ -923,13 +1111,22 @@ class Simulation {
     for (const node of this.#nodes.values()) {
       if (node.replica === null || node.role !== 'master' || node.leaseUntil === null) continue;
       holders ??= [];
-      holders.push({ id: node.id, localNow: node.clock.localAt(this.#now), leaseUntil: node.leaseUntil });
+      holders.push({
+        id: node.id,
+        localNow: node.clock.localAt(this.#now),
+        leaseUntil: node.leaseUntil,
+      });
     }
     if (holders !== null && holders.length > 1) this.#checkers.checkLeases(holders);
   }
 
   #coreLogger(id: ReplicaId): Logger {
-    const line = (level: string, obj: Record<string, unknown>, msg: string, isQuiet = false): void => {
+    const line = (
+      level: string,
+      obj: Record<string, unknown>,
+      msg: string,
+      isQuiet = false,
+    ): void => {
       this.#trace.line(this.#now, id, () => `${level} ${msg} ${formatObject(obj)}`, isQuiet);
     };
     return {

@@ -36,7 +36,10 @@ export interface KvSnapshot {
   readonly applied: number;
   readonly hash: number;
   readonly kv: readonly (readonly [string, KvCell])[];
-  readonly clients: readonly (readonly [string, { readonly seq: number; readonly effectSlot: number }])[];
+  readonly clients: readonly (readonly [
+    string,
+    { readonly seq: number; readonly effectSlot: number },
+  ])[];
 }
 
 const encoder = new TextEncoder();
@@ -52,7 +55,10 @@ export function decodePut(payload: Uint8Array): KvPut {
   const o = raw as Record<string, unknown>;
   const key = o['key'];
   const value = o['value'];
-  assert(o['op'] === 'put' && typeof key === 'string' && typeof value === 'string', 'kv: malformed put');
+  assert(
+    o['op'] === 'put' && typeof key === 'string' && typeof value === 'string',
+    'kv: malformed put',
+  );
   return { op: 'put', key, value };
 }
 
@@ -74,7 +80,12 @@ export class KvMachine {
   #applyCommand(command: Command, slot: number): KvResult {
     const last = this.clients.get(command.clientId);
     if (last !== undefined && command.seq === last.seq) {
-      return { clientId: command.clientId, seq: command.seq, status: 'duplicate', effectSlot: last.effectSlot };
+      return {
+        clientId: command.clientId,
+        seq: command.seq,
+        status: 'duplicate',
+        effectSlot: last.effectSlot,
+      };
     }
     if (last !== undefined && command.seq < last.seq) {
       return { clientId: command.clientId, seq: command.seq, status: 'stale', effectSlot: -1 };

@@ -51,7 +51,16 @@ export function emptySummary(): Summary {
     seeds: 0,
     simulatedMs: 0,
     delivered: 0,
-    faults: { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 },
+    faults: {
+      drop: 0,
+      duplicate: 0,
+      delay: 0,
+      partition: 0,
+      oneWayPartition: 0,
+      crash: 0,
+      restart: 0,
+      clockDrift: 0,
+    },
     violations: [],
     wallMs: 0,
   };
@@ -61,7 +70,8 @@ export function addResult(summary: Summary, result: SeedResult): void {
   summary.seeds++;
   summary.simulatedMs += result.simulatedMs;
   summary.delivered += result.delivered;
-  for (const key of Object.keys(summary.faults) as (keyof FaultCounts)[]) summary.faults[key] += result.faults[key];
+  for (const key of Object.keys(summary.faults) as (keyof FaultCounts)[])
+    summary.faults[key] += result.faults[key];
   if (result.violation !== null) summary.violations.push(result);
 }
 
@@ -95,7 +105,16 @@ export function formatFailure(result: SeedResult, bug: BugName | null): string {
 }
 
 function parseFlags(argv: readonly string[]): Flags {
-  const flags: Flags = { seeds: 100, first: 1, seed: null, verbose: false, debug: false, bug: null, stopOnFailure: false, wireChecks: true };
+  const flags: Flags = {
+    seeds: 100,
+    first: 1,
+    seed: null,
+    verbose: false,
+    debug: false,
+    bug: null,
+    stopOnFailure: false,
+    wireChecks: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const value = (): string => {
@@ -128,7 +147,8 @@ function parseFlags(argv: readonly string[]): Flags {
       case '--bug': {
         const name = value();
         const bug = BUG_NAMES.find((b) => b === name);
-        if (bug === undefined) throw new Error(`unknown bug ${name}; one of ${BUG_NAMES.join(', ')}`);
+        if (bug === undefined)
+          throw new Error(`unknown bug ${name}; one of ${BUG_NAMES.join(', ')}`);
         flags.bug = bug;
         break;
       }
@@ -141,7 +161,8 @@ function parseFlags(argv: readonly string[]): Flags {
 
 function positiveInt(text: string, flag: string): number {
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} takes a non-negative integer, not ${text}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`${flag} takes a non-negative integer, not ${text}`);
   return n;
 }
 
@@ -158,20 +179,42 @@ function main(): number {
   const summary = emptySummary();
 
   if (flags.seed !== null) {
-    out(`replaying seed ${flags.seed}${flags.bug === null ? '' : ` with planted bug ${flags.bug}`}`);
-    const result = runSeed({ seed: flags.seed, ...withBugs(flags.bug), echo: out, echoDebug: flags.debug, wireChecks: flags.wireChecks });
+    out(
+      `replaying seed ${flags.seed}${flags.bug === null ? '' : ` with planted bug ${flags.bug}`}`,
+    );
+    const result = runSeed({
+      seed: flags.seed,
+      ...withBugs(flags.bug),
+      echo: out,
+      echoDebug: flags.debug,
+      wireChecks: flags.wireChecks,
+    });
     addResult(summary, result);
-    out(`trace hash ${result.traceHash.toString(16).padStart(8, '0')}, ${result.stats.events} events, ${result.stats.chosenSlots} slots chosen, ${result.stats.writesAcked} writes acknowledged, ${result.stats.readsServed} lease reads`);
+    out(
+      `trace hash ${result.traceHash.toString(16).padStart(8, '0')}, ${result.stats.events} events, ${result.stats.chosenSlots} slots chosen, ${result.stats.writesAcked} writes acknowledged, ${result.stats.readsServed} lease reads`,
+    );
     if (result.violation !== null) out(formatFailure(result, flags.bug));
   } else {
     if (flags.verbose) {
       out('paxlock deterministic simulator');
-      out('  A five-replica Multi-Paxos cell in virtual time: the real core, driven through runtime/turn.ts,');
-      out('  on lossy, duplicating and reordering links, with symmetric, partial and one-way partitions,');
-      out('  crash-restarts (also between persist and send), drifting clocks, and clients writing and');
-      out('  reading under the master lease. After every step it checks agreement, durable quorums,');
-      out('  persist-before-send, P2c re-proposal, applied-prefix, exactly-once, a single lease holder,');
-      out('  acknowledged writes and linearizable reads; after the heal, that a master emerges in time.');
+      out(
+        '  A five-replica Multi-Paxos cell in virtual time: the real core, driven through runtime/turn.ts,',
+      );
+      out(
+        '  on lossy, duplicating and reordering links, with symmetric, partial and one-way partitions,',
+      );
+      out(
+        '  crash-restarts (also between persist and send), drifting clocks, and clients writing and',
+      );
+      out(
+        '  reading under the master lease. After every step it checks agreement, durable quorums,',
+      );
+      out(
+        '  persist-before-send, P2c re-proposal, applied-prefix, exactly-once, a single lease holder,',
+      );
+      out(
+        '  acknowledged writes and linearizable reads; after the heal, that a master emerges in time.',
+      );
       out('  Replay any seed with: pnpm sim --seed N');
       out('');
       if (flags.bug !== null) out(`planted bug switched on: ${flags.bug}`);
@@ -182,7 +225,8 @@ function main(): number {
       if (flags.verbose) {
         const s = result.stats;
         const f = result.faults;
-        const verdict = result.violation === null ? 'ok' : `VIOLATION ${result.violation.invariant}`;
+        const verdict =
+          result.violation === null ? 'ok' : `VIOLATION ${result.violation.invariant}`;
         out(
           `seed ${String(seed).padStart(5)}  ${verdict.padEnd(4)} ${(result.simulatedMs / 1000).toFixed(1).padStart(5)} s simulated, ` +
             `${String(result.delivered).padStart(6)} messages, ${String(s.chosenSlots).padStart(4)} slots chosen, ` +
@@ -212,6 +256,9 @@ function withBugs(bug: BugName | null): { bugs?: PlantedBugs } {
 }
 
 // Run only as a script, so tests can import the helpers above.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (
+  process.argv[1] !== undefined &&
+  import.meta.url === pathToFileURL(resolve(process.argv[1])).href
+) {
   process.exitCode = main();
 }

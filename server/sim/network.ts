@@ -43,7 +43,14 @@ export interface NetworkCounters {
 
 export class SimNetwork {
   faults: LinkFaults;
-  readonly counters: NetworkCounters = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, delayed: 0, cut: 0 };
+  readonly counters: NetworkCounters = {
+    sent: 0,
+    delivered: 0,
+    dropped: 0,
+    duplicated: 0,
+    delayed: 0,
+    cut: 0,
+  };
   /** Directed links that are cut: "from->to". */
   readonly #blocked = new Set<string>();
   readonly #random: SimRandom;

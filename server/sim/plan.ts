@@ -132,7 +132,18 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
   };
   // The focused worlds override the swarm draw (drawn last, so the swarm draw above is the same
   // whichever world a seed gets).
-  const world = r.pick<World>(['swarm', 'swarm', 'swarm', 'swarm', 'deposed-master', 'deposed-master', 'crashy', 'churn', 'master-churn', 'master-churn']);
+  const world = r.pick<World>([
+    'swarm',
+    'swarm',
+    'swarm',
+    'swarm',
+    'deposed-master',
+    'deposed-master',
+    'crashy',
+    'churn',
+    'master-churn',
+    'master-churn',
+  ]);
   switch (world) {
     case 'swarm':
       return swarm;
@@ -160,7 +171,13 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
       return {
         ...swarm,
         world,
-        faults: { ...faults, turnCrashRate: r.pick([0.02, 0.05, 0.1]), crashMeanMs: r.pick([300, 1000]), maxDown: 2, downMaxMs: r.pick([10, 300]) },
+        faults: {
+          ...faults,
+          turnCrashRate: r.pick([0.02, 0.05, 0.1]),
+          crashMeanMs: r.pick([300, 1000]),
+          maxDown: 2,
+          downMaxMs: r.pick([10, 300]),
+        },
       };
     case 'churn':
       return {
@@ -208,7 +225,9 @@ export function describePlan(plan: SeedPlan): string {
     `batch=${plan.config.maxBatchCommands} window=${plan.config.windowSlots}`,
     `clients=${plan.clients}${plan.readerClients > 0 ? `(${plan.readerClients} read-only)` : ''} keys=${plan.keys} writes=${Math.round(plan.writeShare * 100)}%`,
     `drop=${l.dropRate} dup=${l.duplicateRate} spike=${l.spikeRate}/${l.spikeMaxMs}ms`,
-    f.partitionMeanMs === Infinity ? 'no partitions' : `partition~${f.partitionMeanMs}ms oneway=${f.oneWayShare}`,
+    f.partitionMeanMs === Infinity
+      ? 'no partitions'
+      : `partition~${f.partitionMeanMs}ms oneway=${f.oneWayShare}`,
     f.crashMeanMs === Infinity ? 'no crashes' : `crash~${f.crashMeanMs}ms down<=${f.downMaxMs}ms`,
     f.turnCrashRate === 0 ? '' : `turn-crash=${f.turnCrashRate}`,
     f.driftMeanMs === Infinity ? '' : `drift~${f.driftMeanMs}ms`,

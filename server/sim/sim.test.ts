@@ -10,10 +10,18 @@ import { BUG_NAMES, bugsFor, formatFailure, type BugName } from './main.ts';
 const CLEAN_SEEDS = 300;
 
 /** Runs seeds first..first+budget-1 and returns the first failing one, or null. */
-function firstViolation(options: { readonly bug: BugName; readonly budget: number; readonly wireChecks?: boolean }): SeedResult | null {
+function firstViolation(options: {
+  readonly bug: BugName;
+  readonly budget: number;
+  readonly wireChecks?: boolean;
+}): SeedResult | null {
   const bugs = bugsFor(options.bug);
   for (let seed = 1; seed <= options.budget; seed++) {
-    const run: RunSeedOptions = { seed, ...(bugs === undefined ? {} : { bugs }), wireChecks: options.wireChecks ?? true };
+    const run: RunSeedOptions = {
+      seed,
+      ...(bugs === undefined ? {} : { bugs }),
+      wireChecks: options.wireChecks ?? true,
+    };
     const result = runSeed(run);
     if (result.violation !== null) return result;
   }
@@ -23,11 +31,21 @@ function firstViolation(options: { readonly bug: BugName; readonly budget: numbe
 describe('deterministic simulator', () => {
   it(`runs ${CLEAN_SEEDS} seeds of faults against the real core with no violation`, () => {
     const failures: string[] = [];
-    const faultKinds = { drop: 0, duplicate: 0, delay: 0, partition: 0, oneWayPartition: 0, crash: 0, restart: 0, clockDrift: 0 };
+    const faultKinds = {
+      drop: 0,
+      duplicate: 0,
+      delay: 0,
+      partition: 0,
+      oneWayPartition: 0,
+      crash: 0,
+      restart: 0,
+      clockDrift: 0,
+    };
     for (let seed = 1; seed <= CLEAN_SEEDS; seed++) {
       const result = runSeed({ seed });
       if (result.violation !== null) failures.push(formatFailure(result, null));
-      for (const key of Object.keys(faultKinds) as (keyof typeof faultKinds)[]) faultKinds[key] += result.faults[key];
+      for (const key of Object.keys(faultKinds) as (keyof typeof faultKinds)[])
+        faultKinds[key] += result.faults[key];
     }
     expect(failures).toEqual([]);
     // Every fault kind was actually injected somewhere in the run.
@@ -72,6 +90,8 @@ describe('deterministic simulator', () => {
 
   it('catches answerBeforePersist by its consequences too, with the wire checks off', () => {
     const found = firstViolation({ bug: 'answerBeforePersist', budget: 150, wireChecks: false });
-    expect(found?.violation?.invariant).toMatch(/durable-quorum|agreement|prefix|acknowledged-write|linearizable/);
+    expect(found?.violation?.invariant).toMatch(
+      /durable-quorum|agreement|prefix|acknowledged-write|linearizable/,
+    );
   });
 });

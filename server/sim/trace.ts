@@ -17,7 +17,10 @@ export class Trace {
   #next = 0;
   readonly #echo: ((line: string) => void) | null;
 
-  constructor(options: { readonly capacity: number; readonly echo: ((line: string) => void) | null }) {
+  constructor(options: {
+    readonly capacity: number;
+    readonly echo: ((line: string) => void) | null;
+  }) {
     this.#ring = new Array<TraceLine | undefined>(options.capacity);
     this.#echo = options.echo;
   }
@@ -85,7 +88,11 @@ function formatValue(value: unknown, depth: number): string {
   }
   if (typeof value === 'object') {
     const o = value as Record<string, unknown>;
-    if (typeof o['round'] === 'number' && typeof o['replica'] === 'number' && Object.keys(o).length === 2) {
+    if (
+      typeof o['round'] === 'number' &&
+      typeof o['replica'] === 'number' &&
+      Object.keys(o).length === 2
+    ) {
       return `${o['round']}.${o['replica']}`;
     }
     return `{${Object.entries(o)

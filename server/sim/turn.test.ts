@@ -9,8 +9,19 @@ import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
 import type { ProposeResult } from '../src/paxos/replica.ts';
 import { runTurn, type TurnReplica, type TurnStage, type TurnWiring } from '../src/runtime/turn.ts';
 
-const EMPTY_PERSIST: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
-const heartbeat: Message = { type: 'heartbeat', ballot: { round: 1, replica: 1 }, commit: 0, round: 1 };
+const EMPTY_PERSIST: PersistBatch = {
+  promised: null,
+  accepted: [],
+  chosen: [],
+  commit: null,
+  compactBelow: null,
+};
+const heartbeat: Message = {
+  type: 'heartbeat',
+  ballot: { round: 1, replica: 1 },
+  commit: 0,
+  round: 1,
+};
 
 function readyWith(parts: Partial<Ready>): Ready {
   return {
@@ -20,7 +31,15 @@ function readyWith(parts: Partial<Ready>): Ready {
     commit: [],
     snapshotFor: [],
     needSnapshot: null,
-    status: { id: 2, role: 'follower', ballot: { round: 1, replica: 1 }, masterId: 1, leaseUntil: null, commit: 0, applied: 0 },
+    status: {
+      id: 2,
+      role: 'follower',
+      ballot: { round: 1, replica: 1 },
+      masterId: 1,
+      leaseUntil: null,
+      commit: 0,
+      applied: 0,
+    },
     ...parts,
   };
 }
@@ -47,7 +66,11 @@ function fakeReplica(readies: Ready[], log: string[]): TurnReplica {
   };
 }
 
-function wiring(replica: TurnReplica, log: string[], faults?: (stage: TurnStage) => 'crash' | 'continue'): TurnWiring {
+function wiring(
+  replica: TurnReplica,
+  log: string[],
+  faults?: (stage: TurnStage) => 'crash' | 'continue',
+): TurnWiring {
   const logger: Logger = {
     debug: () => undefined,
     info: () => undefined,
@@ -105,20 +128,31 @@ describe('runTurn', () => {
       'send 1 heartbeat',
       'advance',
     ]);
-    expect(result.proposals).toEqual([{ ok: true }, { ok: false, reason: 'not-master', masterId: 3 }]);
+    expect(result.proposals).toEqual([
+      { ok: true },
+      { ok: false, reason: 'not-master', masterId: 3 },
+    ]);
     expect(result).toMatchObject({ crashedBefore: null, readyCount: 2 });
   });
 
   it('stops at a fault point between persist and send: persisted, nothing else sent or applied', () => {
     const log: string[] = [];
-    const result = runTurn(wiring(fakeReplica([ready], log), log, (stage) => (stage === 'send' ? 'crash' : 'continue')), [], 0);
+    const result = runTurn(
+      wiring(fakeReplica([ready], log), log, (stage) => (stage === 'send' ? 'crash' : 'continue')),
+      [],
+      0,
+    );
     expect(log).toEqual(['send 3 heartbeat', 'persist']);
     expect(result.crashedBefore).toBe('send');
   });
 
   it('drops an invalid peer message with a warning, without calling the core', () => {
     const log: string[] = [];
-    runTurn(wiring(fakeReplica([], log), log), [{ type: 'message', from: 2, message: { type: 'prepare', ballot: 'nonsense' } }], 0);
+    runTurn(
+      wiring(fakeReplica([], log), log),
+      [{ type: 'message', from: 2, message: { type: 'prepare', ballot: 'nonsense' } }],
+      0,
+    );
     expect(log).toEqual(['warn invalid peer message dropped']);
   });
 });

@@ -10,6 +10,7 @@
 // Values are the writer's identity "clientId:seq", so a read names the write it saw. The client
 // owns no transport: it asks the cluster to send and to set timers through the hooks.
 
+import { assertNever } from '@paxlock/shared';
 import type { ReplicaId } from '../src/paxos/ports.ts';
 import type { SimRandom } from './random.ts';
 
@@ -21,16 +22,43 @@ export type ClientOp =
       readonly seq: number;
       readonly invokedAt: number;
     }
-  | { readonly kind: 'read'; readonly id: number; readonly key: string; readonly invokedAt: number };
+  | {
+      readonly kind: 'read';
+      readonly id: number;
+      readonly key: string;
+      readonly invokedAt: number;
+    };
 
 export type ClientRequest =
-  | { readonly type: 'write'; readonly client: number; readonly opId: number; readonly clientId: string; readonly seq: number; readonly key: string }
+  | {
+      readonly type: 'write';
+      readonly client: number;
+      readonly opId: number;
+      readonly clientId: string;
+      readonly seq: number;
+      readonly key: string;
+    }
   | { readonly type: 'read'; readonly client: number; readonly opId: number; readonly key: string };
 
 export type ClientReply =
-  | { readonly type: 'write-ok'; readonly opId: number; readonly effectSlot: number; readonly from: ReplicaId }
-  | { readonly type: 'read-ok'; readonly opId: number; readonly value: string | null; readonly from: ReplicaId }
-  | { readonly type: 'redirect'; readonly opId: number; readonly masterId: ReplicaId | null; readonly from: ReplicaId };
+  | {
+      readonly type: 'write-ok';
+      readonly opId: number;
+      readonly effectSlot: number;
+      readonly from: ReplicaId;
+    }
+  | {
+      readonly type: 'read-ok';
+      readonly opId: number;
+      readonly value: string | null;
+      readonly from: ReplicaId;
+    }
+  | {
+      readonly type: 'redirect';
+      readonly opId: number;
+      readonly masterId: ReplicaId | null;
+      readonly from: ReplicaId;
+    };
 
 export interface ClientHooks {
   send(to: ReplicaId, request: ClientRequest): void;
@@ -54,7 +82,11 @@ export class SimClient {
   #redirects = 0;
   readonly #random: SimRandom;
   readonly #replicas: readonly ReplicaId[];
-  readonly #options: { readonly keys: number; readonly writeShare: number; readonly timeoutMs: number };
+  readonly #options: {
+    readonly keys: number;
+    readonly writeShare: number;
+    readonly timeoutMs: number;
+  };
   readonly #hooks: ClientHooks;
 
   constructor(options: {
@@ -103,14 +135,15 @@ export class SimClient {
         return;
       case 'redirect':
         this.#redirects++;
-        this.#believedMaster = reply.masterId !== null && reply.masterId !== reply.from ? reply.masterId : this.#otherReplica(reply.from);
+        this.#believedMaster =
+          reply.masterId !== null && reply.masterId !== reply.from
+            ? reply.masterId
+            : this.#otherReplica(reply.from);
         // Back off a little more each time, so a cell without a master is not flooded.
         this.#arm('resend', Math.min(5 * this.#redirects, 100));
         return;
-      default: {
-        const never: never = reply;
-        throw new Error(`unknown reply ${JSON.stringify(never)}`);
-      }
+      default:
+        assertNever(reply);
     }
   }
 
@@ -125,16 +158,15 @@ export class SimClient {
         return;
       case 'timeout':
         // No answer: the believed master is suspect, so try another replica, same (clientId, seq).
-        if (this.#believedMaster !== null) this.#believedMaster = this.#otherReplica(this.#believedMaster);
+        if (this.#believedMaster !== null)
+          this.#believedMaster = this.#otherReplica(this.#believedMaster);
         this.#send();
         return;
       case 'resend':
         this.#send();
         return;
-      default: {
-        const never: never = timer.kind;
-        throw new Error(`unknown timer ${String(never)}`);
-      }
+      default:
+        assertNever(timer.kind);
     }
   }
 
@@ -152,7 +184,14 @@ export class SimClient {
     this.#believedMaster = to;
     const request: ClientRequest =
       op.kind === 'write'
-        ? { type: 'write', client: this.index, opId: op.id, clientId: this.clientId, seq: op.seq, key: op.key }
+        ? {
+            type: 'write',
+            client: this.index,
+            opId: op.id,
+            clientId: this.clientId,
+            seq: op.seq,
+            key: op.key,
+          }
         : { type: 'read', client: this.index, opId: op.id, key: op.key };
     this.#hooks.send(to, request);
     this.#arm('timeout', this.#options.timeoutMs);

@@ -37,10 +37,19 @@ export type TurnInput =
 /** The stages of executing one Ready, in order; a fault point sits before each. */
 export type TurnStage = 'sendEarly' | 'persist' | 'send' | 'commit' | 'advance';
 
-export const TURN_STAGES: readonly TurnStage[] = ['sendEarly', 'persist', 'send', 'commit', 'advance'];
+export const TURN_STAGES: readonly TurnStage[] = [
+  'sendEarly',
+  'persist',
+  'send',
+  'commit',
+  'advance',
+];
 
 /** The part of the Replica a turn drives. */
-export type TurnReplica = Pick<Replica, 'step' | 'tick' | 'propose' | 'hasReady' | 'ready' | 'advance'>;
+export type TurnReplica = Pick<
+  Replica,
+  'step' | 'tick' | 'propose' | 'hasReady' | 'ready' | 'advance'
+>;
 
 export interface TurnWiring {
   readonly replica: TurnReplica;
@@ -134,7 +143,8 @@ function executeReady(wiring: TurnWiring, ready: Ready, now: number): TurnStage 
   if (faults?.('commit', ready) === 'crash') return 'commit';
   for (const entry of ready.commit) wiring.apply(entry);
   for (const request of ready.snapshotFor) wiring.snapshotFor?.(request.to, request.slot);
-  if (ready.needSnapshot !== null) wiring.needSnapshot?.(ready.needSnapshot.from, ready.needSnapshot.slotAtLeast);
+  if (ready.needSnapshot !== null)
+    wiring.needSnapshot?.(ready.needSnapshot.from, ready.needSnapshot.slotAtLeast);
 
   if (faults?.('advance', ready) === 'crash') return 'advance';
   wiring.replica.advance(ready, now);

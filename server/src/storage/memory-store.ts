@@ -20,7 +20,12 @@ import { assert } from '@paxlock/shared';
 import { compareBallots, ZERO_BALLOT, type Ballot } from '../paxos/ballot.ts';
 import type { Command, SlotValue } from '../paxos/messages.ts';
 import type { PersistBatch } from '../paxos/ready.ts';
-import { isPersistBatchEmpty, type AcceptorStore, type DurableEntry, type DurableState } from './store.ts';
+import {
+  isPersistBatchEmpty,
+  type AcceptorStore,
+  type DurableEntry,
+  type DurableState,
+} from './store.ts';
 
 interface StoredState {
   readonly promised: Ballot;
@@ -47,8 +52,12 @@ export class MemoryStore implements AcceptorStore {
     const entries = [...state.entries.values()].sort((a, b) => a.slot - b.slot).map(copyEntry);
     // Checks after reading, as the SQLite store does: the state must be one the contract allows.
     for (const entry of entries) {
-      assert(entry.slot >= state.compactedBelow, `memory store: slot ${entry.slot} below the compaction point`);
-      if (entry.slot <= state.commit) assert(entry.isChosen, `memory store: slot ${entry.slot} <= commit is not chosen`);
+      assert(
+        entry.slot >= state.compactedBelow,
+        `memory store: slot ${entry.slot} below the compaction point`,
+      );
+      if (entry.slot <= state.commit)
+        assert(entry.isChosen, `memory store: slot ${entry.slot} <= commit is not chosen`);
     }
     return {
       isFresh: this.#isFresh,
@@ -66,7 +75,8 @@ export class MemoryStore implements AcceptorStore {
     // Changes are staged over the current entries and swapped in only once the whole batch has
     // passed its checks: atomic without copying the whole log on every write.
     const staged = new Map<number, DurableEntry>();
-    const lookup = (slot: number): DurableEntry | undefined => staged.get(slot) ?? current.entries.get(slot);
+    const lookup = (slot: number): DurableEntry | undefined =>
+      staged.get(slot) ?? current.entries.get(slot);
     let promised = current.promised;
     let commit = current.commit;
     let compactedBelow = current.compactedBelow;
@@ -76,38 +86,68 @@ export class MemoryStore implements AcceptorStore {
       promised = copyBallot(batch.promised);
     }
     for (const accepted of batch.accepted) {
-      assert(isSlotNumber(accepted.slot), `memory store: accepted slot ${accepted.slot} is not a slot number`);
-      assert(accepted.slot >= compactedBelow, `memory store: accept at slot ${accepted.slot} below the compaction point`);
+      assert(
+        isSlotNumber(accepted.slot),
+        `memory store: accepted slot ${accepted.slot} is not a slot number`,
+      );
+      assert(
+        accepted.slot >= compactedBelow,
+        `memory store: accept at slot ${accepted.slot} below the compaction point`,
+      );
       const existing = lookup(accepted.slot);
       if (existing?.isChosen === true) {
         // A later ballot can only re-accept the chosen value (Paxos safety); keep the chosen entry.
-        assert(isSlotValueEqual(existing.value, accepted.value), `memory store: slot ${accepted.slot} accept differs from chosen value`);
+        assert(
+          isSlotValueEqual(existing.value, accepted.value),
+          `memory store: slot ${accepted.slot} accept differs from chosen value`,
+        );
         continue;
       }
-      staged.set(accepted.slot, { slot: accepted.slot, ballot: copyBallot(accepted.ballot), value: accepted.value, isChosen: false });
+      staged.set(accepted.slot, {
+        slot: accepted.slot,
+        ballot: copyBallot(accepted.ballot),
+        value: accepted.value,
+        isChosen: false,
+      });
     }
     for (const chosen of batch.chosen) {
-      assert(isSlotNumber(chosen.slot), `memory store: chosen slot ${chosen.slot} is not a slot number`);
+      assert(
+        isSlotNumber(chosen.slot),
+        `memory store: chosen slot ${chosen.slot} is not a slot number`,
+      );
       if (chosen.slot < compactedBelow) continue; // Already covered by a snapshot.
       const existing = lookup(chosen.slot);
       if (existing?.isChosen === true) {
-        assert(isSlotValueEqual(existing.value, chosen.value), `memory store: slot ${chosen.slot} has two different chosen values`);
+        assert(
+          isSlotValueEqual(existing.value, chosen.value),
+          `memory store: slot ${chosen.slot} has two different chosen values`,
+        );
         continue;
       }
       // Keep the acceptance ballot when the chosen value is the one accepted here; a value learned
       // by catch-up carries ZERO_BALLOT (durable.ts).
-      const ballot = existing !== undefined && isSlotValueEqual(existing.value, chosen.value) ? existing.ballot : ZERO_BALLOT;
+      const ballot =
+        existing !== undefined && isSlotValueEqual(existing.value, chosen.value)
+          ? existing.ballot
+          : ZERO_BALLOT;
       staged.set(chosen.slot, { slot: chosen.slot, ballot, value: chosen.value, isChosen: true });
     }
     if (batch.commit !== null) {
-      assert(batch.commit >= commit, `memory store: commit would decrease from ${commit} to ${batch.commit}`);
+      assert(
+        batch.commit >= commit,
+        `memory store: commit would decrease from ${commit} to ${batch.commit}`,
+      );
       commit = batch.commit;
     }
-    if (batch.compactBelow !== null && batch.compactBelow > compactedBelow) compactedBelow = batch.compactBelow;
+    if (batch.compactBelow !== null && batch.compactBelow > compactedBelow)
+      compactedBelow = batch.compactBelow;
     // Every slot <= commit must be chosen and stored here, or compacted away behind a snapshot.
     // Checked only over the newly committed range: older slots were checked when they committed.
     for (let slot = Math.max(current.commit + 1, compactedBelow); slot <= commit; slot++) {
-      assert(lookup(slot)?.isChosen === true, `memory store: commit ${commit} covers slot ${slot}, which is not chosen here`);
+      assert(
+        lookup(slot)?.isChosen === true,
+        `memory store: commit ${commit} covers slot ${slot}, which is not chosen here`,
+      );
     }
 
     // Every check passed: apply.
@@ -163,7 +203,8 @@ export function isSlotValueEqual(a: SlotValue, b: SlotValue): boolean {
 }
 
 function isCommandEqual(a: Command, b: Command): boolean {
-  if (a.clientId !== b.clientId || a.seq !== b.seq || a.payload.length !== b.payload.length) return false;
+  if (a.clientId !== b.clientId || a.seq !== b.seq || a.payload.length !== b.payload.length)
+    return false;
   for (let i = 0; i < a.payload.length; i++) if (a.payload[i] !== b.payload[i]) return false;
   return true;
 }
@@ -177,10 +218,19 @@ function copyValue(value: SlotValue): SlotValue {
   return {
     type: 'batch',
     stampMs: value.stampMs,
-    commands: value.commands.map((c) => ({ clientId: c.clientId, seq: c.seq, payload: c.payload.slice() })),
+    commands: value.commands.map((c) => ({
+      clientId: c.clientId,
+      seq: c.seq,
+      payload: c.payload.slice(),
+    })),
   };
 }
 
 function copyEntry(entry: DurableEntry): DurableEntry {
-  return { slot: entry.slot, ballot: copyBallot(entry.ballot), value: copyValue(entry.value), isChosen: entry.isChosen };
+  return {
+    slot: entry.slot,
+    ballot: copyBallot(entry.ballot),
+    value: copyValue(entry.value),
+    isChosen: entry.isChosen,
+  };
 }

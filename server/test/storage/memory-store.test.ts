@@ -22,7 +22,13 @@ function batch(parts: Partial<PersistBatch>): PersistBatch {
 describe('MemoryStore', () => {
   it('starts fresh and empty', () => {
     const store = new MemoryStore();
-    expect(store.load()).toEqual({ isFresh: true, promised: b(0, 0), entries: [], commit: 0, compactedBelow: 1 });
+    expect(store.load()).toEqual({
+      isFresh: true,
+      promised: b(0, 0),
+      entries: [],
+      commit: 0,
+      compactedBelow: 1,
+    });
   });
 
   it('is no longer fresh after any non-empty persist, and an empty batch writes nothing', () => {
@@ -36,7 +42,15 @@ describe('MemoryStore', () => {
 
   it('keeps acceptances in slot order and replaces an earlier acceptance at the same slot', () => {
     const store = new MemoryStore();
-    store.persist(batch({ promised: b(2, 1), accepted: [{ slot: 3, ballot: b(1, 1), value: noop(1) }, { slot: 1, ballot: b(1, 1), value: batchOf(1) }] }));
+    store.persist(
+      batch({
+        promised: b(2, 1),
+        accepted: [
+          { slot: 3, ballot: b(1, 1), value: noop(1) },
+          { slot: 1, ballot: b(1, 1), value: batchOf(1) },
+        ],
+      }),
+    );
     store.persist(batch({ accepted: [{ slot: 3, ballot: b(2, 1), value: batchOf(9) }] }));
     const state = store.load();
     expect(state.entries.map((e) => [e.slot, e.ballot.round, e.isChosen])).toEqual([
@@ -57,17 +71,39 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     store.persist(batch({ chosen: [{ slot: 1, value: batchOf(1) }], commit: 1 }));
     // Re-accepting the chosen value in a later ballot is allowed and keeps the entry chosen.
-    store.persist(batch({ promised: b(5, 1), accepted: [{ slot: 1, ballot: b(5, 1), value: batchOf(1) }] }));
+    store.persist(
+      batch({ promised: b(5, 1), accepted: [{ slot: 1, ballot: b(5, 1), value: batchOf(1) }] }),
+    );
     expect(store.load().entries[0]).toMatchObject({ slot: 1, isChosen: true });
-    expect(() => store.persist(batch({ accepted: [{ slot: 1, ballot: b(5, 1), value: batchOf(2) }] }))).toThrow(AssertionError);
-    expect(() => store.persist(batch({ chosen: [{ slot: 1, value: noop(1) }] }))).toThrow(AssertionError);
+    expect(() =>
+      store.persist(batch({ accepted: [{ slot: 1, ballot: b(5, 1), value: batchOf(2) }] })),
+    ).toThrow(AssertionError);
+    expect(() => store.persist(batch({ chosen: [{ slot: 1, value: noop(1) }] }))).toThrow(
+      AssertionError,
+    );
     expect(store.load().entries[0]?.value).toEqual(batchOf(1));
   });
 
   it('keeps the acceptance ballot of a value learned chosen, and ZERO_BALLOT for one learned by catch-up', () => {
     const store = new MemoryStore();
-    store.persist(batch({ promised: b(2, 3), accepted: [{ slot: 1, ballot: b(2, 3), value: batchOf(1) }, { slot: 2, ballot: b(2, 3), value: noop(4) }] }));
-    store.persist(batch({ chosen: [{ slot: 1, value: batchOf(1) }, { slot: 2, value: batchOf(2) }], commit: 2 }));
+    store.persist(
+      batch({
+        promised: b(2, 3),
+        accepted: [
+          { slot: 1, ballot: b(2, 3), value: batchOf(1) },
+          { slot: 2, ballot: b(2, 3), value: noop(4) },
+        ],
+      }),
+    );
+    store.persist(
+      batch({
+        chosen: [
+          { slot: 1, value: batchOf(1) },
+          { slot: 2, value: batchOf(2) },
+        ],
+        commit: 2,
+      }),
+    );
     const [first, second] = store.load().entries;
     expect(first).toMatchObject({ ballot: b(2, 3), isChosen: true });
     expect(second).toMatchObject({ ballot: b(0, 0), isChosen: true, value: batchOf(2) });
@@ -75,7 +111,15 @@ describe('MemoryStore', () => {
 
   it('refuses a commit that decreases, and a commit over a slot not chosen here', () => {
     const store = new MemoryStore();
-    store.persist(batch({ chosen: [{ slot: 1, value: noop(1) }, { slot: 2, value: noop(2) }], commit: 2 }));
+    store.persist(
+      batch({
+        chosen: [
+          { slot: 1, value: noop(1) },
+          { slot: 2, value: noop(2) },
+        ],
+        commit: 2,
+      }),
+    );
     expect(() => store.persist(batch({ commit: 1 }))).toThrow(AssertionError);
     expect(() => store.persist(batch({ commit: 3 }))).toThrow(AssertionError);
     expect(store.load().commit).toBe(2);
@@ -85,7 +129,13 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     store.persist(batch({ promised: b(1, 1), chosen: [{ slot: 1, value: noop(1) }], commit: 1 }));
     expect(() =>
-      store.persist(batch({ promised: b(4, 4), accepted: [{ slot: 2, ballot: b(4, 4), value: noop(2) }], commit: 0 })),
+      store.persist(
+        batch({
+          promised: b(4, 4),
+          accepted: [{ slot: 2, ballot: b(4, 4), value: noop(2) }],
+          commit: 0,
+        }),
+      ),
     ).toThrow(AssertionError);
     const state = store.load();
     expect(state.promised).toEqual(b(1, 1));
@@ -94,18 +144,27 @@ describe('MemoryStore', () => {
 
   it('compacts below a slot, never moves the compaction point back, and refuses writes below it', () => {
     const store = new MemoryStore();
-    store.persist(batch({ chosen: [1, 2, 3].map((slot) => ({ slot, value: noop(slot) })), commit: 3 }));
+    store.persist(
+      batch({ chosen: [1, 2, 3].map((slot) => ({ slot, value: noop(slot) })), commit: 3 }),
+    );
     store.persist(batch({ compactBelow: 3 }));
     store.persist(batch({ compactBelow: 2 }));
     const state = store.load();
     expect(state.compactedBelow).toBe(3);
     expect(state.entries.map((e) => e.slot)).toEqual([3]);
-    expect(() => store.persist(batch({ accepted: [{ slot: 2, ballot: b(1, 1), value: noop(9) }] }))).toThrow(AssertionError);
+    expect(() =>
+      store.persist(batch({ accepted: [{ slot: 2, ballot: b(1, 1), value: noop(9) }] })),
+    ).toThrow(AssertionError);
   });
 
   it('hands out deep copies: mutating what load() returned does not reach the store', () => {
     const store = new MemoryStore();
-    store.persist(batch({ promised: b(1, 1), accepted: [{ slot: 1, ballot: b(1, 1), value: batchOf(1, [5, 6]) }] }));
+    store.persist(
+      batch({
+        promised: b(1, 1),
+        accepted: [{ slot: 1, ballot: b(1, 1), value: batchOf(1, [5, 6]) }],
+      }),
+    );
     const loaded = store.load();
     const entry = loaded.entries[0];
     if (entry?.value.type === 'batch') entry.value.commands[0]?.payload.fill(9);
