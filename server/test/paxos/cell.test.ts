@@ -121,9 +121,7 @@ describe('a five-replica cell', () => {
     expect(shipped.some((s) => s.to === 5)).toBe(true);
     // Installing the snapshot (as the wiring would) lets it follow the log tail again.
     const applied = cell.node(m).replica.status(cell.now).applied;
-    cell.node(5).replica.installSnapshot(applied, cell.now);
-    cell.node(5).applied = []; // the snapshot replaced the state machine's contents
-    cell.flush(5);
+    cell.installSnapshot(5, applied);
     cell.propose(m, command('after', 1));
     cell.run(1000);
     expect(cell.node(5).replica.status(cell.now).applied).toBe(

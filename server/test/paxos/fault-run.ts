@@ -35,6 +35,27 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
   const checkedUpTo = new Map<number, number>();
   let partition: ReadonlySet<number> | null = null;
   let seq = 0;
+  cell.isTracing = false;
+  // An Accepted vouches for a durable acceptance at that slot in that ballot (the harness
+  // persists before it sends, so a missing entry means the core voted for what it never stored).
+  cell.onSend = (from, envelope, early) => {
+    const message = envelope.message;
+    if (message.type !== 'accepted') return;
+    const entry = cell.node(from).disk.entries.get(message.slot);
+    const isStored =
+      entry !== undefined &&
+      entry.ballot.round === message.ballot.round &&
+      entry.ballot.replica === message.ballot.replica;
+    if (!isStored || early) {
+      violations.push(
+        `replica ${from} voted for slot ${message.slot} without a durable acceptance`,
+      );
+    }
+  };
+  const snapshotsWanted: { id: number; from: number; slotAtLeast: number }[] = [];
+  cell.onReady = (id, ready) => {
+    if (ready.needSnapshot !== null) snapshotsWanted.push({ id, ...ready.needSnapshot });
+  };
   cell.drop = (m: InFlight) => partition !== null && partition.has(m.from) !== partition.has(m.to);
 
   const check = (): void => {
@@ -84,6 +105,20 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
             ? new Set([1 + Math.floor(rng.next() * 5), 1 + Math.floor(rng.next() * 5)])
             : null;
     }
+    // The state machine snapshots now and then; the core compacts behind it. A replica that
+    // needs a snapshot gets the asked peer's state (as the wiring would ship it).
+    for (const node of cell.nodes.values()) {
+      if (node.isUp && rng.next() < 0.002) {
+        node.replica.snapshotTaken(node.appliedThrough);
+        cell.flush(node.id);
+      }
+    }
+    for (const want of snapshotsWanted.splice(0)) {
+      const from = cell.node(want.from);
+      if (from.isUp && from.appliedThrough >= want.slotAtLeast) {
+        cell.installSnapshot(want.id, from.appliedThrough);
+      }
+    }
     for (const node of cell.nodes.values()) {
       if (node.isUp && node.replica.status(cell.now).role === 'master' && rng.next() < 0.3) {
         seq += 1;
@@ -128,10 +163,22 @@ export function runSeed(seed: number, options: RunOptions = {}): Outcome {
     const probe = command('probe', 1_000_000 + seed);
     cell.propose(master, probe);
     for (let i = 0; i < 400; i++) step(false);
-    for (const node of cell.nodes.values()) {
-      const has = node.applied.some(
+    const probeSlot = [...cell.nodes.values()]
+      .flatMap((n) => n.applied)
+      .find(
         (e) => e.value.type === 'batch' && e.value.commands.some((c) => c.clientId === 'probe'),
-      );
+      )?.slot;
+    for (const node of cell.nodes.values()) {
+      // Applied here, or covered by a snapshot this replica installed.
+      const isCovered =
+        probeSlot !== undefined &&
+        node.appliedThrough >= probeSlot &&
+        !node.applied.some((e) => e.slot === probeSlot);
+      const has =
+        isCovered ||
+        node.applied.some(
+          (e) => e.value.type === 'batch' && e.value.commands.some((c) => c.clientId === 'probe'),
+        );
       if (!has) violations.push(`replica ${node.id} did not apply the probe after healing`);
     }
   }

@@ -131,8 +131,10 @@ export interface Node {
   readonly id: ReplicaId;
   replica: Replica;
   readonly disk: MemoryDisk;
-  /** Every chosen entry applied here, in order. */
+  /** Every chosen entry applied here, in order (a snapshot install skips ahead). */
   applied: ChosenEntry[];
+  /** The state machine's applied slot (what survives a crash, like state.db). */
+  appliedThrough: number;
   isUp: boolean;
   readonly readies: Ready[];
 }
@@ -165,6 +167,7 @@ export class Cell {
         replica: this.#makeReplica(id, disk, 0),
         disk,
         applied: [],
+        appliedThrough: 0,
         isUp: true,
         readies: [],
       });
@@ -203,24 +206,43 @@ export class Cell {
     if (!node.isUp) return;
     for (let i = 0; i < 1000 && node.replica.hasReady(); i++) {
       const ready = node.replica.ready();
-      node.readies.push(ready);
+      if (this.isTracing) node.readies.push(ready);
+      this.onReady(id, ready);
       for (const envelope of ready.sendEarly) this.#send(id, envelope, true);
-      if (!isEmptyPersist(ready.persist))
+      if (this.isTracing && !isEmptyPersist(ready.persist))
         this.trace.push({ kind: 'persist', replica: id, batch: ready.persist });
       node.disk.persist(ready.persist);
       for (const envelope of ready.send) this.#send(id, envelope, false);
       for (const entry of ready.commit) {
-        const last = node.applied[node.applied.length - 1];
-        if (last !== undefined && entry.slot !== last.slot + 1)
+        if (entry.slot !== node.appliedThrough + 1) {
           throw new Error(`replica ${id}: applied out of order`);
+        }
+        node.appliedThrough = entry.slot;
         node.applied.push(entry);
       }
       node.replica.advance(ready, this.now);
     }
   }
 
+  /** Called for every message a replica sends (after the persist before it, unless early). */
+  onSend: (from: ReplicaId, envelope: Envelope, early: boolean) => void = () => undefined;
+  /** Called for every Ready before it is executed. */
+  onReady: (id: ReplicaId, ready: Ready) => void = () => undefined;
+  /** Record every Ready, send and persist (`readies`, `trace`); off for long runs. */
+  isTracing = true;
+
+  /** The wiring's side of a snapshot install: the machine now holds everything <= slot. */
+  installSnapshot(id: ReplicaId, slot: number): void {
+    const node = this.node(id);
+    if (!node.isUp || slot <= node.appliedThrough) return;
+    node.appliedThrough = slot;
+    node.replica.installSnapshot(slot, this.now);
+    this.flush(id);
+  }
+
   #send(from: ReplicaId, envelope: Envelope, early: boolean): void {
-    this.trace.push({ kind: 'send', early, from, envelope });
+    this.onSend(from, envelope, early);
+    if (this.isTracing) this.trace.push({ kind: 'send', early, from, envelope });
     this.queue.push({ from, to: envelope.to, message: envelope.message });
   }
 
@@ -301,11 +323,7 @@ export class Cell {
 
   restart(id: ReplicaId): void {
     const node = this.node(id);
-    node.replica = this.#makeReplica(
-      id,
-      node.disk,
-      node.applied[node.applied.length - 1]?.slot ?? 0,
-    );
+    node.replica = this.#makeReplica(id, node.disk, node.appliedThrough);
     node.isUp = true;
     this.flush(id);
   }
