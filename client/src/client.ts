@@ -7,6 +7,7 @@
 // answers from its record if the first attempt was applied. A new seq is taken only after the
 // previous command got an answer, so seqs of one session are applied in order.
 
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   ErrorCode,
@@ -109,7 +110,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   static async connect(options: ClientOptions): Promise<PaxlockClient> {
     const client = new PaxlockClient(options);
-    const reply = await client.#send({ type: 'command', command: { type: 'CreateSession', clientName: options.name, leaseMs: client.#options.leaseMs } });
+    // The nonce makes CreateSession exactly-once too: a retry after a fail-over gets the session
+    // the first attempt created, not a second one.
+    const nonce = randomBytes(16).toString('base64url');
+    const reply = await client.#send({ type: 'command', command: { type: 'CreateSession', clientName: options.name, leaseMs: client.#options.leaseMs, nonce } });
     if (reply.type !== 'result' || reply.result.type !== 'session-created') {
       throw new ConnectionError(ErrorCode.BAD_REQUEST, `CreateSession failed: ${JSON.stringify(reply)}`);
     }

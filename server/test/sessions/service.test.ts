@@ -1,0 +1,177 @@
+// The client service, driven directly with time as an argument: a follower redirects, the
+// master answers a write only once its entry is applied, holds reads until it can serve them
+// under its lease (or times them out with NO_QUORUM), expires a session only after a full
+// lease without KeepAlives, answers a retried CreateSession with the same identity, and
+// reports missed events.
+import { describe, expect, it } from 'vitest';
+import { decodeFrame, encodeFrame, type ClientFrame, type MachineCommand } from '@paxlock/shared';
+import { StateMachine } from '../../src/machine/index.ts';
+import type { Command } from '../../src/paxos/messages.ts';
+import { silentLogger } from '../../src/paxos/ports.ts';
+import type { ProposeResult } from '../../src/paxos/replica.ts';
+import type { Status } from '../../src/paxos/ready.ts';
+import { CellService, type Outgoing } from '../../src/sessions/service.ts';
+
+class FakeReplica {
+  role: Status['role'] = 'follower';
+  masterId: number | null = 2;
+  isLeaseValid = false;
+  readonly proposed: Command[] = [];
+  propose(command: Command): ProposeResult {
+    this.proposed.push(command);
+    return { ok: true };
+  }
+  canServeReads(): boolean {
+    return this.role === 'master' && this.isLeaseValid;
+  }
+  status(): Status {
+    return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0 };
+  }
+}
+
+function setup(): { service: CellService; replica: FakeReplica; machine: StateMachine; slot: { n: number } } {
+  const replica = new FakeReplica();
+  const machine = StateMachine.createInMemory({ cell: 'c' });
+  const service = new CellService(
+    {
+      id: 1,
+      clientAddresses: new Map([[1, 'r1:1'], [2, 'r2:2']]),
+      replica,
+      machine: () => machine,
+      logger: silentLogger,
+      bootNonce: 'boot',
+      requestTimeoutMs: 1_000,
+      digestEveryMs: 0,
+      onDiverged: () => {
+        throw new Error('diverged');
+      },
+    },
+    0,
+  );
+  return { service, replica, machine, slot: { n: 0 } };
+}
+
+/** Makes this replica a master that serves, at time `now`. */
+function becomeMaster(s: ReturnType<typeof setup>, now: number): void {
+  s.replica.role = 'master';
+  s.replica.masterId = 1;
+  s.replica.isLeaseValid = true;
+  s.service.afterTurn(now);
+}
+
+/** Plays the core: every proposed command is chosen in its own slot and applied. */
+function chooseAll(s: ReturnType<typeof setup>, commands: Command[], now: number): void {
+  for (const command of commands) {
+    s.slot.n += 1;
+    s.service.apply({ slot: s.slot.n, value: { type: 'batch', stampMs: now, commands: [command] } }, now);
+  }
+}
+
+function commandFrame(id: number, command: MachineCommand): ClientFrame {
+  return { type: 'command', id, command };
+}
+
+function createSession(s: ReturnType<typeof setup>, now: number, leaseMs = 1_000): number {
+  s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs, nonce: 'n1' }), now);
+  chooseAll(s, s.service.takeProposals(), now);
+  const [out] = s.service.takeOutbox();
+  if (out?.frame.type !== 'result' || out.frame.result.type !== 'session-created') throw new Error('no session');
+  return out.frame.result.session;
+}
+
+describe('CellService', () => {
+  it('redirects a follower’s clients to the master’s address, or to nobody', () => {
+    const s = setup();
+    s.service.afterTurn(0);
+    s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000 }), 0);
+    expect(s.service.takeOutbox()).toEqual([{ to: 7, frame: { type: 'redirect', id: 1, master: 'r2:2', epoch: { round: 3, replica: 2 } } }]);
+    s.replica.masterId = null;
+    s.service.afterTurn(1);
+    s.service.onClientFrame(7, { type: 'query', id: 2, query: { type: 'ListSessions' } }, 1);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'redirect', master: null });
+  });
+
+  it('answers a write only after its entry is applied', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000 }), 0);
+    expect(s.service.takeOutbox()).toEqual([]);
+    const proposals = s.service.takeProposals();
+    expect(proposals).toHaveLength(1);
+    chooseAll(s, proposals, 0);
+    const out: Outgoing[] = s.service.takeOutbox();
+    expect(out).toMatchObject([{ to: 7, frame: { type: 'result', id: 1, slot: 1, result: { type: 'session-created' } } }]);
+  });
+
+  it('gives a retried CreateSession with the same nonce the same identity to the core', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    const create = commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000, nonce: 'abc' });
+    s.service.onClientFrame(7, create, 0);
+    s.service.onClientFrame(8, { ...create, id: 2 }, 0);
+    const [a, b] = s.service.takeProposals();
+    expect(a?.clientId).toBe(b?.clientId);
+    expect(a?.seq).toBe(b?.seq);
+  });
+
+  it('holds a read until the lease allows it, and times it out with NO_QUORUM otherwise', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    s.replica.isLeaseValid = false;
+    s.service.onClientFrame(7, { type: 'query', id: 1, query: { type: 'ListSessions' } }, 10);
+    expect(s.service.takeOutbox()).toEqual([]);
+    s.replica.isLeaseValid = true;
+    s.service.afterTurn(20);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'query-result', id: 1, result: { type: 'sessions' } });
+
+    s.replica.isLeaseValid = false;
+    s.service.onClientFrame(7, { type: 'query', id: 2, query: { type: 'ListSessions' } }, 30);
+    s.service.afterTurn(1_029);
+    expect(s.service.takeOutbox()).toEqual([]);
+    s.service.afterTurn(1_030);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'error', id: 2, code: 'NO_QUORUM' });
+  });
+
+  it('proposes ExpireSession only after a full lease without KeepAlives', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    const session = createSession(s, 0, 1_000);
+    for (let t = 500; t <= 3_000; t += 500) {
+      s.service.onClientFrame(7, { type: 'keep-alive', id: t, session, eventSeqSeen: 0 }, t);
+      s.service.afterTurn(t);
+    }
+    const expiries = () =>
+      s.replica.proposed.filter((c) => {
+        const d = decodeFrame(c.payload);
+        return d.ok && (d.value as { type?: string }).type === 'ExpireSession';
+      });
+    expect(expiries()).toHaveLength(0);
+    s.service.afterTurn(3_999);
+    expect(expiries()).toHaveLength(0);
+    s.service.afterTurn(4_000);
+    expect(expiries()).toHaveLength(1);
+    expect(decodeFrame(expiries()[0]!.payload)).toEqual({ ok: true, value: { type: 'ExpireSession', session } });
+  });
+
+  it('tells a KeepAlive whether events were missed', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    const session = createSession(s, 0, 5_000);
+    s.service.onClientFrame(7, { type: 'keep-alive', id: 9, session, eventSeqSeen: 0 }, 1);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'keep-alive-ack', eventSeq: 0, isEventGap: false });
+    s.service.onClientFrame(7, { type: 'keep-alive', id: 10, session, eventSeqSeen: 4 }, 2);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'keep-alive-ack', eventSeq: 0, isEventGap: true });
+  });
+
+  it('hands the machine a null for runtime digest commands, keeping results aligned', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000 }), 0);
+    const [create] = s.service.takeProposals();
+    const mark: Command = { clientId: 'digest-mark:boot', seq: 1, payload: encodeFrame(null) };
+    s.service.apply({ slot: 1, value: { type: 'batch', stampMs: 0, commands: [mark, create!] } }, 0);
+    expect(s.service.takeOutbox()).toMatchObject([{ frame: { type: 'result', id: 1, result: { type: 'session-created' } } }]);
+    // As master it follows the mark with a check carrying its digest at that slot.
+    expect(s.replica.proposed.some((c) => c.clientId === 'digest-check:boot')).toBe(true);
+  });
+});
