@@ -75,7 +75,7 @@ describe('deterministic simulator', () => {
     trustOldBallotAsChosen: { budget: 60, why: 'agreement' },
     // reproposal (P2c on the wire) or agreement; needs one slot accepted in two ballots with two
     // values inside one promise quorum, which the core makes rare (see docs/simulator.md).
-    reproposeLowestBallot: { budget: 400, why: 'reproposal' },
+    reproposeLowestBallot: { budget: 1000, why: 'reproposal' },
     // linearizable-read: a deposed master, still master in its own eyes, answers a read-only client.
     ignoreLeaseForReads: { budget: 60, why: 'linearizable-read' },
   };
