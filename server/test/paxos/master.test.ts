@@ -126,6 +126,41 @@ describe('Phase 1 at a new master', () => {
   });
 });
 
+describe('candidacy', () => {
+  it('learns a higher ballot from a rejection, backs off, and next runs above it', () => {
+    const r = solo({ id: 1, durable: { isFresh: false, promised: b(5, 5) } });
+    r.tick(T);
+    drain(r, T);
+    r.step(
+      2,
+      { type: 'reject', ballot: b(6, 1), promised: b(7, 3), reason: 'stale-ballot' },
+      T + 1,
+    );
+    expect(r.status(T + 1).role).toBe('follower');
+    // Randomized backoff: not before a full election timeout.
+    r.tick(T + 1400);
+    expect(r.status(T + 1400).role).toBe('follower');
+    expect(r.hasReady()).toBe(false);
+    r.tick(T + 1 + 1500 + 300);
+    expect(r.status(T + 1801)).toMatchObject({ role: 'candidate', ballot: b(8, 1) });
+  });
+
+  it('resends Prepares to replicas that have not promised, within the same ballot', () => {
+    const r = solo({ id: 1, durable: { isFresh: false, promised: b(5, 5) } });
+    r.tick(T);
+    drain(r, T);
+    r.step(
+      2,
+      { type: 'promise', ballot: b(6, 1), slotFirst: 1, accepted: [], chosen: [], commit: 0 },
+      T + 1,
+    );
+    r.tick(T + 200);
+    const again = ofType(drain(r, T + 200).send, 'prepare');
+    expect(again.map((p) => p.to)).toEqual([3, 4, 5]);
+    expect(again.every((p) => p.ballot.round === 6 && p.ballot.replica === 1)).toBe(true);
+  });
+});
+
 describe('Phase 2 at the master', () => {
   it('batches commands proposed in one turn into one slot, stamped with the proposing time', () => {
     const r = steadyMaster();
