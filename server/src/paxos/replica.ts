@@ -85,9 +85,8 @@ interface Candidacy {
   sentAtMs: number;
   votes: number;
   readonly reported: Map<number, Reported>;
-  /** The highest chosen prefix any promiser reported, and who reported it. */
+  /** The highest chosen prefix any promiser reported (catch-up fetches up to it). */
   maxCommit: number;
-  maxCommitFrom: ReplicaId;
 }
 
 interface CatchUpInFlight {
@@ -781,7 +780,6 @@ export class Replica {
       votes: 0,
       reported: new Map(),
       maxCommit: this.#log.commit,
-      maxCommitFrom: this.#id,
     };
     // Our own acceptor's report; our vote counts once the promise is durable (advance()).
     const own = this.#reportFrom(slotFirst);
@@ -813,10 +811,7 @@ export class Replica {
     if (candidacy === null || !isBallotEqual(message.ballot, candidacy.ballot)) return;
     if (this.#membership.hasVoted(candidacy.votes, from)) return;
     this.#mergeReport(candidacy, message.accepted, message.chosen);
-    if (message.commit > candidacy.maxCommit) {
-      candidacy.maxCommit = message.commit;
-      candidacy.maxCommitFrom = from;
-    }
+    if (message.commit > candidacy.maxCommit) candidacy.maxCommit = message.commit;
     candidacy.votes = this.#membership.addVote(candidacy.votes, from);
     if (this.#membership.isMajority(candidacy.votes)) this.#becomeMaster(this.#nowMs);
   }
