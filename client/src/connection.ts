@@ -59,7 +59,13 @@ export class Connection {
       socket.once('open', () => {
         resolve();
       });
-      socket.once('error', (err) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        // Out of file descriptors is this process's problem, not the cell's: do not let it
+        // read as "replica unreachable" (and so as "no quorum").
+        if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+          reject(new Error(`this process is out of file descriptors (${err.code}) connecting to ${address}`));
+          return;
+        }
         reject(new ConnectionError(ErrorCode.NO_MASTER, `cannot reach ${address}: ${err.message}`));
       });
     });
