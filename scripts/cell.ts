@@ -67,6 +67,8 @@ export class LocalCell {
     const child = spawn(
       process.execPath,
       [
+        // PAXLOCK_NODE_ARGS passes flags to each replica's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+        ...(process.env['PAXLOCK_NODE_ARGS']?.split(' ').filter(Boolean) ?? []),
         '--import', 'tsx',
         serverMain,
         '--id', String(id),
