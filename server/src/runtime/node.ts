@@ -268,14 +268,28 @@ export class ReplicaNode {
     const proposals = this.#service.takeProposals();
     const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
+    // Messages are gathered per peer and written as one frame each: before every persist (so
+    // the master's early Accepts still leave before its fsync) and at the end of the turn.
+    const outgoing = new Map<number, Message[]>();
+    const flushPeers = (): void => {
+      for (const [to, messages] of outgoing) this.#peers.sendBatch(to, messages);
+      outgoing.clear();
+    };
     const result = runTurn(
       {
         replica: this.#replica,
-        store: this.#store,
+        store: {
+          persist: (batch) => {
+            flushPeers();
+            this.#store.persist(batch);
+          },
+        },
         logger: coreLogger(this.#log),
         validate: (raw) => raw as Message, // already validated by the peer transport
         send: (envelope) => {
-          this.#peers.send(envelope);
+          const queue = outgoing.get(envelope.to);
+          if (queue === undefined) outgoing.set(envelope.to, [envelope.message]);
+          else queue.push(envelope.message);
         },
         apply: (entry) => {
           this.#service.apply(entry, now);
@@ -287,6 +301,7 @@ export class ReplicaNode {
       inputs,
       now,
     );
+    flushPeers();
     result.proposals.forEach((outcome, i) => {
       const command = proposals[i];
       if (command !== undefined) this.#service.onProposed(command, outcome);

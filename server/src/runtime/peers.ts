@@ -21,6 +21,8 @@ import { parseHostPort, type ReplicaAddress } from './config.ts';
 const PROTOCOL_VERSION = 1;
 const CLOSE_REFUSED = 4403;
 const CLOSE_BAD_FRAME = 4400;
+/** Most messages in one paxos-batch frame; a turn never produces anywhere near this many. */
+const MAX_BATCH_MESSAGES = 100_000;
 
 const packr = new Packr({ useRecords: false });
 
@@ -28,6 +30,8 @@ const packr = new Packr({ useRecords: false });
 export type PeerFrame =
   | { readonly type: 'hello'; readonly version: number; readonly cell: string; readonly from: ReplicaId; readonly to: ReplicaId }
   | { readonly type: 'paxos'; readonly message: Message }
+  /** Several messages for one peer from one turn: one frame, one write. */
+  | { readonly type: 'paxos-batch'; readonly messages: readonly Message[] }
   | { readonly type: 'aux'; readonly body: unknown };
 
 export interface PeerTransportOptions {
@@ -136,6 +140,14 @@ export class PeerTransport {
   /** Send one message; dropped (and counted) if the link is down or too far behind. */
   send(envelope: Envelope): void {
     this.sendFrame(envelope.to, { type: 'paxos', message: envelope.message });
+  }
+
+  /** Sends messages to one peer as one frame (one msgpack encoding, one socket write). */
+  sendBatch(to: ReplicaId, messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const [first] = messages;
+    if (messages.length === 1 && first !== undefined) this.sendFrame(to, { type: 'paxos', message: first });
+    else this.sendFrame(to, { type: 'paxos-batch', messages });
   }
 
   sendFrame(to: ReplicaId, frame: PeerFrame): void {
@@ -248,15 +260,12 @@ export class PeerTransport {
     }
     const frame = raw as Record<string, unknown>;
     if (frame['type'] === 'paxos') {
-      const message = this.#options.validate(frame['message']);
-      if (message === null) {
-        // A malformed message from a configured peer is a bug or corruption there; drop it
-        // without touching state, and keep the link (the next frame may be fine).
-        this.stats.invalid++;
-        this.#log.warn({ peer: from }, 'invalid paxos message dropped');
-        return;
-      }
-      this.#options.onMessage(from, message);
+      this.#onPaxos(from, frame['message']);
+      return;
+    }
+    const batch = frame['messages'];
+    if (frame['type'] === 'paxos-batch' && Array.isArray(batch) && batch.length <= MAX_BATCH_MESSAGES) {
+      for (const raw of batch) this.#onPaxos(from, raw);
       return;
     }
     if (frame['type'] === 'aux' && this.#options.onAux !== undefined) {
@@ -264,6 +273,18 @@ export class PeerTransport {
       return;
     }
     this.#invalid(from, socket, 'unknown frame type');
+  }
+
+  #onPaxos(from: ReplicaId, raw: unknown): void {
+    const message = this.#options.validate(raw);
+    if (message === null) {
+      // A malformed message from a configured peer is a bug or corruption there; drop it
+      // without touching state, and keep the link (the next message may be fine).
+      this.stats.invalid++;
+      this.#log.warn({ peer: from }, 'invalid paxos message dropped');
+      return;
+    }
+    this.#options.onMessage(from, message);
   }
 
   #invalid(from: ReplicaId, socket: WebSocket, reason: string): void {

@@ -93,6 +93,19 @@ describe('PeerTransport', () => {
     expect(inboxes[2]![0]![0]).toBe(1);
   });
 
+  it('delivers a batch frame as its messages, in order, dropping only the invalid one', async () => {
+    const replicas = await addresses(2);
+    const inbox: [number, Message][] = [];
+    const a = transport(replicas, 1, []);
+    const b = transport(replicas, 2, inbox);
+    await Promise.all([a.start(), b.start()]);
+    await until(() => a.isConnected(2), 'link up');
+    a.sendBatch(2, [heartbeat(1), { type: 'bogus' } as unknown as Message, heartbeat(2), heartbeat(3)]);
+    await until(() => inbox.length === 3, 'the batch');
+    expect(inbox.map(([, m]) => (m.type === 'heartbeat' ? m.commit : -1))).toEqual([1, 2, 3]);
+    expect(b.stats.invalid).toBe(1);
+  });
+
   it('drops invalid messages from a configured peer without delivering them', async () => {
     const replicas = await addresses(2);
     const inbox: [number, Message][] = [];
