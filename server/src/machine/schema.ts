@@ -18,7 +18,11 @@
 import type Database from 'better-sqlite3';
 import { assert, cellRoot, EMPTY_CHECKSUM } from '@paxlock/shared';
 
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped whenever a table changes shape (2: sessions.nonce), so an old state.db fails at open
+ * with a clear message instead of a missing-column error on the first command.
+ */
+export const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE machine (
@@ -129,7 +133,7 @@ export function ensureSchema(db: Database.Database, cell: string): void {
     assert(row !== undefined, 'state.db has a machine table but no machine row');
     assert(
       row.schema_version === SCHEMA_VERSION,
-      `state.db schema ${row.schema_version} is not ${SCHEMA_VERSION}`,
+      `state.db schema ${row.schema_version} is not ${SCHEMA_VERSION}: it was written by another version of paxlock`,
     );
     assert(row.cell === cell, `state.db belongs to cell ${row.cell}, not ${cell}`);
     return;
