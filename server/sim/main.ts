@@ -10,10 +10,12 @@
 //   pnpm sim --verbose            one line per seed
 //   pnpm sim --stop               stop at the first failing seed
 //   pnpm sim --no-wire-checks     only the end-to-end checkers (no persist-before-send, no P2c)
+//   pnpm sim --cell ...           the cell mode (cell/cell-main.ts): real machine and service
 
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PlantedBugs } from '../src/paxos/ports.ts';
+import { cellMain } from './cell/cell-main.ts';
 import { runSeed, type FaultCounts, type SeedResult } from './cluster.ts';
 
 export const BUG_NAMES = [
@@ -171,10 +173,12 @@ export function bugsFor(bug: BugName | null): PlantedBugs | undefined {
 }
 
 function main(): number {
-  const flags = parseFlags(process.argv.slice(2));
   const out = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--cell') return cellMain(argv.slice(1), out);
+  const flags = parseFlags(argv);
   const started = process.hrtime.bigint();
   const summary = emptySummary();
 

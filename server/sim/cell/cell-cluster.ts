@@ -336,7 +336,7 @@ class CellCluster {
         const decoded = decodeFrame(command.payload);
         const value = decoded.ok ? (decoded.value as { type?: unknown; session?: unknown }) : null;
         if (value !== null && value.type === 'ExpireSession' && typeof value.session === 'number') {
-          checkers.onExpireProposed({ session: value.session, replica: node.id, atMs: this.#now, leaseMs: this.#sessionLeaseMs });
+          checkers.onExpireProposed({ session: value.session, replica: node.id, atMs: this.#now });
         }
         return replica.propose(command, at);
       },
@@ -455,6 +455,7 @@ class CellCluster {
         this.#checkers.onGrant({ replica: node.id, slot, atMs: this.#now, sequencer: result.sequencer, request });
       }
       if (c !== null && c.type === 'ExpireSession' && typeof c.session === 'number' && result?.type === 'session-expired') {
+        if (!this.#expired.has(c.session)) this.#checkers.onExpireApplied({ session: c.session, atMs: this.#now, leaseMs: this.#sessionLeaseMs });
         this.#expired.add(c.session);
       }
     });

@@ -10,9 +10,11 @@
 // - sequencer-order: on every replica, the grants of one path (from `acquired` results and
 //   `lock-granted` events, in slot order) carry lock generations that never go back, and an
 //   exclusive grant always starts a new generation.
-// - session-lease: no ExpireSession is proposed for a session less than leaseMs/(1+x) of global
-//   time after a master acknowledged its KeepAlive while holding a valid master lease (x: the
-//   clock-rate spread). Why that bound is sound: the ack set the session's expiry to t + leaseMs
+// - session-lease: no ExpireSession takes effect whose (latest) proposal came less than
+//   leaseMs/(1+x) of global time after a master acknowledged the session's KeepAlive while
+//   holding a valid master lease (x: the clock-rate spread). Judged when the expiry is first
+//   applied, not when proposed: a deposed master that still believes it is master may propose
+//   expiries that can never be chosen. Why that bound is sound: the ack set the session's expiry to t + leaseMs
 //   on the acking master's clock, which runs at most 1+x times global time; a later master can
 //   only serve after the acker's lease ran out (single master lease), hence after the ack, and
 //   it gives every session a full lease from its takeover.
@@ -45,6 +47,7 @@ export class CellCheckers {
   /** Per session: global time of the last KeepAlive ack sent by a master holding its lease. */
   readonly #leasedAckAt = new Map<number, number>();
   readonly #answered = new Set<string>();
+  readonly #expireProposed = new Map<number, { replica: number; atMs: number; ackAtMs: number | null }>();
   readonly #digestAt = new Map<number, { digest: string; replica: number }>();
   readonly #leaseFloorFactor: number;
   grantsChecked = 0;
@@ -133,17 +136,31 @@ export class CellCheckers {
     this.#leasedAckAt.set(options.session, options.atMs);
   }
 
-  onExpireProposed(options: { readonly session: number; readonly replica: number; readonly atMs: number; readonly leaseMs: number }): void {
+  /**
+   * A master proposed ExpireSession. Not judged yet: a deposed master that still thinks itself
+   * master may propose one that can never be chosen (its ballot is below every promise).
+   */
+  onExpireProposed(options: { readonly session: number; readonly replica: number; readonly atMs: number }): void {
+    this.#expireProposed.set(options.session, {
+      replica: options.replica,
+      atMs: options.atMs,
+      ackAtMs: this.#leasedAckAt.get(options.session) ?? null,
+    });
+  }
+
+  /** ExpireSession took effect (first apply anywhere); judged against its latest proposal. */
+  onExpireApplied(options: { readonly session: number; readonly atMs: number; readonly leaseMs: number }): void {
     this.expiriesChecked++;
-    const ackAt = this.#leasedAckAt.get(options.session);
-    if (ackAt === undefined) return;
-    // 1 ms of slack for the turn that generated the ack and the turn that proposes the expiry.
-    const floor = ackAt + options.leaseMs * this.#leaseFloorFactor - 1;
-    if (options.atMs < floor) {
+    const proposal = this.#expireProposed.get(options.session);
+    if (proposal === undefined || proposal.ackAtMs === null) return;
+    // The latest proposal is the one most favourable to the cell (an earlier one may be what was
+    // chosen), so flagging only it keeps the check sound. 1 ms of slack for turn timing.
+    const floor = proposal.ackAtMs + options.leaseMs * this.#leaseFloorFactor - 1;
+    if (proposal.atMs < floor) {
       this.#fail(
         'session-lease',
         options.atMs,
-        `replica ${options.replica} proposed ExpireSession ${options.session} ${(options.atMs - ackAt).toFixed(1)} ms after a leased KeepAlive ack (lease ${options.leaseMs} ms)`,
+        `session ${options.session} expired by replica ${proposal.replica}'s proposal ${(proposal.atMs - proposal.ackAtMs).toFixed(1)} ms after a leased KeepAlive ack (lease ${options.leaseMs} ms)`,
       );
     }
   }

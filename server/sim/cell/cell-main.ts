@@ -1,0 +1,76 @@
+// `pnpm sim --cell`: runs the cell simulation (cell-cluster.ts) over a range of seeds and prints
+// one summary line with its figures, every violation with its seed and a replay command.
+//
+//   pnpm sim --cell                     100 seeds
+//   pnpm sim --cell --seeds 2000        seeds 1..2000 (--first N shifts the range)
+//   pnpm sim --cell --seed 17           one seed, with its figures
+//   pnpm sim --cell --bug queuedIsHeld  a planted client bug the checkers must catch
+//   pnpm sim --cell --stop              stop at the first failing seed
+
+import { runCellSeed, type CellSeedResult } from './cell-cluster.ts';
+
+interface CellFlags {
+  first: number;
+  seeds: number;
+  isBugOn: boolean;
+  stopOnFailure: boolean;
+}
+
+function count(text: string | undefined, flag: string): number {
+  const n = Number(text);
+  if (text === undefined || !Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} takes a non-negative integer`);
+  return n;
+}
+
+function parseCellFlags(argv: readonly string[]): CellFlags {
+  const flags: CellFlags = { first: 1, seeds: 100, isBugOn: false, stopOnFailure: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    switch (arg) {
+      case '--seeds':
+        flags.seeds = count(argv[++i], arg);
+        break;
+      case '--first':
+        flags.first = count(argv[++i], arg);
+        break;
+      case '--seed':
+        flags.first = count(argv[++i], arg);
+        flags.seeds = 1;
+        break;
+      case '--stop':
+        flags.stopOnFailure = true;
+        break;
+      case '--bug':
+        if (argv[++i] !== 'queuedIsHeld') throw new Error('cell mode has one planted bug: queuedIsHeld');
+        flags.isBugOn = true;
+        break;
+      default:
+        throw new Error(`unknown cell-mode flag ${arg}; see server/sim/cell/cell-main.ts`);
+    }
+  }
+  return flags;
+}
+
+/** Runs the cell mode; returns the exit status (non-zero on any violation). */
+export function cellMain(argv: readonly string[], out: (line: string) => void): number {
+  const flags = parseCellFlags(argv);
+  const started = process.hrtime.bigint();
+  const totals = new Map<string, number>();
+  const failed: CellSeedResult[] = [];
+  for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
+    const result = runCellSeed({ seed, bugQueuedIsHeld: flags.isBugOn });
+    for (const [key, value] of Object.entries(result.stats)) totals.set(key, (totals.get(key) ?? 0) + value);
+    const first = result.violations[0];
+    if (first !== undefined) {
+      failed.push(result);
+      out(`VIOLATION seed ${seed}: ${first.invariant} at ${(first.atMs / 1000).toFixed(4)}s`);
+      out(`  ${first.detail}`);
+      out(`  replay: pnpm sim --cell --seed ${seed}${flags.isBugOn ? ' --bug queuedIsHeld' : ''}`);
+      if (flags.stopOnFailure) break;
+    }
+  }
+  const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const figures = [...totals].map(([key, value]) => `${key} ${key === 'simulatedMs' ? (value / 1000).toFixed(1) + ' s' : String(value)}`).join(', ');
+  out(`sim --cell: ${flags.seeds} seeds; ${figures}; violations: ${failed.length} (${(wallMs / 1000).toFixed(1)} s wall)`);
+  return failed.length === 0 ? 0 : 1;
+}
