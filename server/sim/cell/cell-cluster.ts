@@ -11,7 +11,15 @@
 // where that replay is empty), and the core restarts with `applied: machine.appliedIndex`. The
 // CellService (session table, pending requests) is memory and dies with the crash.
 
-import { decodeFrame, ErrorCode, type ClientFrame, type CommandResult, type LockMode, type MachineCommand, type ServerFrame } from '@paxlock/shared';
+import {
+  decodeFrame,
+  ErrorCode,
+  type ClientFrame,
+  type CommandResult,
+  type LockMode,
+  type MachineCommand,
+  type ServerFrame,
+} from '@paxlock/shared';
 import { StateMachine } from '../../src/machine/index.ts';
 import type { ChosenEntry, Command, Envelope } from '../../src/paxos/messages.ts';
 import { silentLogger, type Config, type ReplicaId } from '../../src/paxos/ports.ts';
@@ -57,8 +65,18 @@ export interface CellSeedResult {
 type SimEvent =
   | { readonly type: 'turn'; readonly id: ReplicaId }
   | { readonly type: 'tick'; readonly id: ReplicaId; readonly incarnation: number }
-  | { readonly type: 'peer'; readonly from: ReplicaId; readonly to: ReplicaId; readonly message: unknown }
-  | { readonly type: 'to-replica'; readonly to: ReplicaId; readonly client: number; readonly frame: ClientFrame }
+  | {
+      readonly type: 'peer';
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      readonly message: unknown;
+    }
+  | {
+      readonly type: 'to-replica';
+      readonly to: ReplicaId;
+      readonly client: number;
+      readonly frame: ClientFrame;
+    }
   | { readonly type: 'to-client'; readonly client: number; readonly frame: ServerFrame }
   | { readonly type: 'client-wake'; readonly client: number }
   | { readonly type: 'crash'; readonly id: ReplicaId }
@@ -163,7 +181,11 @@ class CellCluster {
     for (const id of REPLICAS) {
       const node: Node = {
         id,
-        clock: new SimClock({ globalNow: 0, localStart: r.range(0, 1e6), rate: 1 + r.range(-spread, spread) }),
+        clock: new SimClock({
+          globalNow: 0,
+          localStart: r.range(0, 1e6),
+          rate: 1 + r.range(-spread, spread),
+        }),
         store: new MemoryStore(),
         machine: StateMachine.createInMemory({ cell: CELL }),
         random: r.fork(id),
@@ -203,7 +225,12 @@ class CellCluster {
     // Faults, in the safety phase only: crashes (often of the master) and master isolations.
     for (let at = r.range(300, 1200); at < this.#safetyMs; at += r.range(500, 1500)) {
       if (r.chance(0.5)) this.#queue.push(at, { type: 'crash', id: r.pick(REPLICAS) });
-      else this.#queue.push(at, { type: 'partition', id: r.pick(REPLICAS), untilMs: Math.min(this.#safetyMs, at + r.range(200, 2.5 * leaseMs)) });
+      else
+        this.#queue.push(at, {
+          type: 'partition',
+          id: r.pick(REPLICAS),
+          untilMs: Math.min(this.#safetyMs, at + r.range(200, 2.5 * leaseMs)),
+        });
     }
   }
 
@@ -368,12 +395,20 @@ class CellCluster {
         requestTimeoutMs: 1000,
         digestEveryMs: 500,
         onDiverged: (detail) => {
-          checkers.fail('diverged', this.#now, `replica ${node.id} diverged at slot ${detail.slot}`);
+          checkers.fail(
+            'diverged',
+            this.#now,
+            `replica ${node.id} diverged at slot ${detail.slot}`,
+          );
         },
       },
       now,
     );
-    this.#queue.push(this.#now + this.#r.range(0, 10), { type: 'tick', id: node.id, incarnation: node.incarnation });
+    this.#queue.push(this.#now + this.#r.range(0, 10), {
+      type: 'tick',
+      id: node.id,
+      incarnation: node.incarnation,
+    });
   }
 
   #scheduleTurn(node: Node): void {
@@ -388,7 +423,10 @@ class CellCluster {
     if (replica === null || service === null) return;
     const now = this.#local(node);
     const proposals = service.takeProposals();
-    const inputs: TurnInput[] = [...node.inbox.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
+    const inputs: TurnInput[] = [
+      ...node.inbox.splice(0),
+      ...proposals.map((command): TurnInput => ({ type: 'propose', command })),
+    ];
     try {
       const wiring = {
         replica,
@@ -412,7 +450,11 @@ class CellCluster {
       for (let i = 0; i < 4 && replica.hasReady(); i++) runTurn(wiring, [], now);
     } catch (err: unknown) {
       // The sim reports a broken assertion in production code as a failure of the seed.
-      this.#checkers.fail('replica-assertion', this.#now, `replica ${node.id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.#checkers.fail(
+        'replica-assertion',
+        this.#now,
+        `replica ${node.id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
       return;
     }
     this.#drainOutbox(node);
@@ -426,7 +468,12 @@ class CellCluster {
     for (let i = 0; i < copies; i++) {
       // A deep copy: the receiver gets bytes' worth of data, never the sender's objects.
       const delay = this.#r.chance(0.03) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
-      this.#queue.push(this.#now + delay, { type: 'peer', from, to: envelope.to, message: structuredClone(envelope.message) });
+      this.#queue.push(this.#now + delay, {
+        type: 'peer',
+        from,
+        to: envelope.to,
+        message: structuredClone(envelope.message),
+      });
     }
   }
 
@@ -438,40 +485,83 @@ class CellCluster {
     for (const out of service.takeOutbox()) {
       if (out.frame.type === 'keep-alive-ack') {
         const session = this.#keepAliveSession.get(out.frame.id);
-        if (session !== undefined) this.#checkers.onKeepAliveAck({ session, atMs: this.#now, hasLease });
+        if (session !== undefined)
+          this.#checkers.onKeepAliveAck({ session, atMs: this.#now, hasLease });
       }
       if (this.#r.chance(0.01)) continue; // a lost client frame
-      this.#queue.push(this.#now + this.#r.range(0.5, 4), { type: 'to-client', client: out.to, frame: structuredClone(out.frame) });
+      this.#queue.push(this.#now + this.#r.range(0.5, 4), {
+        type: 'to-client',
+        client: out.to,
+        frame: structuredClone(out.frame),
+      });
     }
   }
 
-  #onApplied(node: Node, slot: number, commands: readonly unknown[], results: readonly CommandResult[], events: readonly { readonly type: string; readonly sequencer?: string }[]): void {
+  #onApplied(
+    node: Node,
+    slot: number,
+    commands: readonly unknown[],
+    results: readonly CommandResult[],
+    events: readonly { readonly type: string; readonly sequencer?: string }[],
+  ): void {
     this.#slotsApplied++;
     commands.forEach((command, i) => {
       const result = results[i];
       const c = command as { type?: unknown; session?: unknown; seq?: unknown } | null;
       if (result?.type === 'acquired') {
         const request = `${String(c?.session)}#${String(c?.seq)}`;
-        this.#checkers.onGrant({ replica: node.id, slot, atMs: this.#now, sequencer: result.sequencer, request });
+        this.#checkers.onGrant({
+          replica: node.id,
+          slot,
+          atMs: this.#now,
+          sequencer: result.sequencer,
+          request,
+        });
       }
-      if (c !== null && c.type === 'ExpireSession' && typeof c.session === 'number' && result?.type === 'session-expired') {
-        if (!this.#expired.has(c.session)) this.#checkers.onExpireApplied({ session: c.session, atMs: this.#now, leaseMs: this.#sessionLeaseMs });
+      if (
+        c !== null &&
+        c.type === 'ExpireSession' &&
+        typeof c.session === 'number' &&
+        result?.type === 'session-expired'
+      ) {
+        if (!this.#expired.has(c.session))
+          this.#checkers.onExpireApplied({
+            session: c.session,
+            atMs: this.#now,
+            leaseMs: this.#sessionLeaseMs,
+          });
         this.#expired.add(c.session);
       }
     });
     for (const event of events) {
       if (event.type === 'lock-granted' && event.sequencer !== undefined) {
-        this.#checkers.onGrant({ replica: node.id, slot, atMs: this.#now, sequencer: event.sequencer });
+        this.#checkers.onGrant({
+          replica: node.id,
+          slot,
+          atMs: this.#now,
+          sequencer: event.sequencer,
+        });
       }
     }
-    if (slot % 8 === 0) this.#checkers.onDigest({ replica: node.id, slot, atMs: this.#now, digest: node.machine.digest() });
+    if (slot % 8 === 0)
+      this.#checkers.onDigest({
+        replica: node.id,
+        slot,
+        atMs: this.#now,
+        digest: node.machine.digest(),
+      });
   }
 
   // --- clients -----------------------------------------------------------------------------------
 
   #send(client: Client, frame: ClientFrame): void {
     if (this.#r.chance(0.01)) return;
-    this.#queue.push(this.#now + this.#r.range(0.5, 4), { type: 'to-replica', to: client.target, client: client.index, frame: structuredClone(frame) });
+    this.#queue.push(this.#now + this.#r.range(0.5, 4), {
+      type: 'to-replica',
+      to: client.target,
+      client: client.index,
+      frame: structuredClone(frame),
+    });
   }
 
   #isVanished(client: Client): boolean {
@@ -496,7 +586,12 @@ class CellCluster {
     }
     if (client.session === null) {
       client.nonceCount++;
-      this.#issue(client, { type: 'CreateSession', clientName: `client-${client.index}`, leaseMs: this.#sessionLeaseMs, nonce: `c${client.index}n${client.nonceCount}` });
+      this.#issue(client, {
+        type: 'CreateSession',
+        clientName: `client-${client.index}`,
+        leaseMs: this.#sessionLeaseMs,
+        nonce: `c${client.index}n${client.nonceCount}`,
+      });
       return;
     }
     if (this.#now < client.phaseUntilMs) return;
@@ -505,7 +600,17 @@ class CellCluster {
       case 'none':
         client.path = `/ls/${CELL}/lock-${client.random.int(3)}`;
         client.phase = 'opening';
-        this.#issue(client, { type: 'Open', session, seq: ++client.seq, path: client.path, create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: client.lockDelayMs });
+        this.#issue(client, {
+          type: 'Open',
+          session,
+          seq: ++client.seq,
+          path: client.path,
+          create: 'may',
+          ephemeral: false,
+          directory: false,
+          eventMask: 0,
+          lockDelayMs: client.lockDelayMs,
+        });
         return;
       case 'waiting':
         // Waited long enough for lock-granted: give up the handle (Close cancels the wait).
@@ -571,7 +676,12 @@ class CellCluster {
         }
         return;
       case 'event':
-        if (frame.event.type === 'lock-granted' && client.phase === 'waiting' && frame.event.handle === client.handle && frame.session === client.session) {
+        if (
+          frame.event.type === 'lock-granted' &&
+          client.phase === 'waiting' &&
+          frame.event.handle === client.handle &&
+          frame.session === client.session
+        ) {
           client.phase = 'holding';
           client.phaseUntilMs = this.#now + client.random.range(20, 400);
         }
@@ -619,10 +729,20 @@ class CellCluster {
         client.handle = result.handle;
         client.mode = client.random.chance(0.7) ? 'exclusive' : 'shared';
         client.phase = 'acquiring';
-        this.#issue(client, { type: 'Acquire', session, seq: ++client.seq, handle: client.handle, mode: client.mode, wait: client.random.chance(0.5) });
+        this.#issue(client, {
+          type: 'Acquire',
+          session,
+          seq: ++client.seq,
+          handle: client.handle,
+          mode: client.mode,
+          wait: client.random.chance(0.5),
+        });
         return;
       case 'acquiring':
-        if (result.type === 'acquired' || (result.type === 'queued' && this.#o.bugQueuedIsHeld === true)) {
+        if (
+          result.type === 'acquired' ||
+          (result.type === 'queued' && this.#o.bugQueuedIsHeld === true)
+        ) {
           client.phase = 'holding';
           client.phaseUntilMs = this.#now + client.random.range(20, 400);
         } else if (result.type === 'queued') {
@@ -654,7 +774,12 @@ class CellCluster {
     for (const client of this.#clients) {
       if (client.session === null || this.#expired.has(client.session)) continue;
       if (client.phase !== 'holding') continue;
-      beliefs.push({ session: client.session, handle: client.handle, path: client.path, mode: client.mode });
+      beliefs.push({
+        session: client.session,
+        handle: client.handle,
+        path: client.path,
+        mode: client.mode,
+      });
     }
     if (beliefs.length > 1) this.#checkers.onBeliefs(this.#now, beliefs);
   }

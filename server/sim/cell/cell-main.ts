@@ -18,7 +18,8 @@ interface CellFlags {
 
 function count(text: string | undefined, flag: string): number {
   const n = Number(text);
-  if (text === undefined || !Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} takes a non-negative integer`);
+  if (text === undefined || !Number.isSafeInteger(n) || n < 0)
+    throw new Error(`${flag} takes a non-negative integer`);
   return n;
 }
 
@@ -41,7 +42,8 @@ function parseCellFlags(argv: readonly string[]): CellFlags {
         flags.stopOnFailure = true;
         break;
       case '--bug':
-        if (argv[++i] !== 'queuedIsHeld') throw new Error('cell mode has one planted bug: queuedIsHeld');
+        if (argv[++i] !== 'queuedIsHeld')
+          throw new Error('cell mode has one planted bug: queuedIsHeld');
         flags.isBugOn = true;
         break;
       default:
@@ -59,7 +61,8 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
   const failed: CellSeedResult[] = [];
   for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
     const result = runCellSeed({ seed, bugQueuedIsHeld: flags.isBugOn });
-    for (const [key, value] of Object.entries(result.stats)) totals.set(key, (totals.get(key) ?? 0) + value);
+    for (const [key, value] of Object.entries(result.stats))
+      totals.set(key, (totals.get(key) ?? 0) + value);
     const first = result.violations[0];
     if (first !== undefined) {
       failed.push(result);
@@ -70,7 +73,14 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
     }
   }
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
-  const figures = [...totals].map(([key, value]) => `${key} ${key === 'simulatedMs' ? (value / 1000).toFixed(1) + ' s' : String(value)}`).join(', ');
-  out(`sim --cell: ${flags.seeds} seeds; ${figures}; violations: ${failed.length} (${(wallMs / 1000).toFixed(1)} s wall)`);
+  const figures = [...totals]
+    .map(
+      ([key, value]) =>
+        `${key} ${key === 'simulatedMs' ? (value / 1000).toFixed(1) + ' s' : String(value)}`,
+    )
+    .join(', ');
+  out(
+    `sim --cell: ${flags.seeds} seeds; ${figures}; violations: ${failed.length} (${(wallMs / 1000).toFixed(1)} s wall)`,
+  );
   return failed.length === 0 ? 0 : 1;
 }

@@ -19,7 +19,10 @@ describe('cell simulation', () => {
       const result = runCellSeed({ seed });
       const first = result.violations[0];
       // The seed and the replay line come first so a failure names what to rerun.
-      expect(first, `seed ${seed}: ${first?.invariant ?? ''} ${first?.detail ?? ''} (replay: runCellSeed({ seed: ${seed} }))`).toBeUndefined();
+      expect(
+        first,
+        `seed ${seed}: ${first?.invariant ?? ''} ${first?.detail ?? ''} (replay: runCellSeed({ seed: ${seed} }))`,
+      ).toBeUndefined();
       grants += result.stats.grants;
       expiries += result.stats.sessionsExpired;
     }

@@ -23,7 +23,13 @@
 import { parseSequencer, type LockInfo, type LockMode } from '@paxlock/shared';
 
 export interface CellViolation {
-  readonly invariant: 'exclusive-lock' | 'sequencer-order' | 'session-lease' | 'digest' | 'diverged' | 'replica-assertion';
+  readonly invariant:
+    | 'exclusive-lock'
+    | 'sequencer-order'
+    | 'session-lease'
+    | 'digest'
+    | 'diverged'
+    | 'replica-assertion';
   readonly atMs: number;
   readonly detail: string;
 }
@@ -47,7 +53,10 @@ export class CellCheckers {
   /** Per session: global time of the last KeepAlive ack sent by a master holding its lease. */
   readonly #leasedAckAt = new Map<number, number>();
   readonly #answered = new Set<string>();
-  readonly #expireProposed = new Map<number, { replica: number; atMs: number; ackAtMs: number | null }>();
+  readonly #expireProposed = new Map<
+    number,
+    { replica: number; atMs: number; ackAtMs: number | null }
+  >();
   readonly #digestAt = new Map<number, { digest: string; replica: number }>();
   readonly #leaseFloorFactor: number;
   grantsChecked = 0;
@@ -81,7 +90,11 @@ export class CellCheckers {
         const b = beliefs[j];
         if (a === undefined || b === undefined) continue;
         if (a.path !== b.path || a.session === b.session || !conflicts(a.mode, b.mode)) continue;
-        this.#fail('exclusive-lock', atMs, `sessions ${a.session} (${a.mode}) and ${b.session} (${b.mode}) both believe they hold ${a.path}`);
+        this.#fail(
+          'exclusive-lock',
+          atMs,
+          `sessions ${a.session} (${a.mode}) and ${b.session} (${b.mode}) both believe they hold ${a.path}`,
+        );
       }
     }
   }
@@ -105,7 +118,11 @@ export class CellCheckers {
     this.grantsChecked++;
     const parsed = parseSequencer(options.sequencer);
     if (parsed === undefined) {
-      this.#fail('sequencer-order', options.atMs, `replica ${options.replica} slot ${options.slot}: malformed sequencer ${options.sequencer}`);
+      this.#fail(
+        'sequencer-order',
+        options.atMs,
+        `replica ${options.replica} slot ${options.slot}: malformed sequencer ${options.sequencer}`,
+      );
       return;
     }
     let perPath = this.#grants.get(options.replica);
@@ -116,8 +133,14 @@ export class CellCheckers {
     const last = perPath.get(parsed.path);
     if (last !== undefined) {
       // Shared holders join one generation; anything else must open a new one.
-      const isJoin = parsed.lockGeneration === last.generation && parsed.mode === 'shared' && last.mode === 'shared';
-      if (parsed.lockGeneration < last.generation || (parsed.lockGeneration === last.generation && !isJoin)) {
+      const isJoin =
+        parsed.lockGeneration === last.generation &&
+        parsed.mode === 'shared' &&
+        last.mode === 'shared';
+      if (
+        parsed.lockGeneration < last.generation ||
+        (parsed.lockGeneration === last.generation && !isJoin)
+      ) {
         this.#fail(
           'sequencer-order',
           options.atMs,
@@ -128,7 +151,11 @@ export class CellCheckers {
     perPath.set(parsed.path, { generation: parsed.lockGeneration, mode: parsed.mode });
   }
 
-  onKeepAliveAck(options: { readonly session: number; readonly atMs: number; readonly hasLease: boolean }): void {
+  onKeepAliveAck(options: {
+    readonly session: number;
+    readonly atMs: number;
+    readonly hasLease: boolean;
+  }): void {
     if (!options.hasLease) {
       this.unleasedAcks++;
       return;
@@ -140,7 +167,11 @@ export class CellCheckers {
    * A master proposed ExpireSession. Not judged yet: a deposed master that still thinks itself
    * master may propose one that can never be chosen (its ballot is below every promise).
    */
-  onExpireProposed(options: { readonly session: number; readonly replica: number; readonly atMs: number }): void {
+  onExpireProposed(options: {
+    readonly session: number;
+    readonly replica: number;
+    readonly atMs: number;
+  }): void {
     this.#expireProposed.set(options.session, {
       replica: options.replica,
       atMs: options.atMs,
@@ -149,7 +180,11 @@ export class CellCheckers {
   }
 
   /** ExpireSession took effect (first apply anywhere); judged against its latest proposal. */
-  onExpireApplied(options: { readonly session: number; readonly atMs: number; readonly leaseMs: number }): void {
+  onExpireApplied(options: {
+    readonly session: number;
+    readonly atMs: number;
+    readonly leaseMs: number;
+  }): void {
     this.expiriesChecked++;
     const proposal = this.#expireProposed.get(options.session);
     if (proposal === undefined || proposal.ackAtMs === null) return;
@@ -165,7 +200,12 @@ export class CellCheckers {
     }
   }
 
-  onDigest(options: { readonly replica: number; readonly slot: number; readonly atMs: number; readonly digest: string }): void {
+  onDigest(options: {
+    readonly replica: number;
+    readonly slot: number;
+    readonly atMs: number;
+    readonly digest: string;
+  }): void {
     const seen = this.#digestAt.get(options.slot);
     if (seen === undefined) {
       this.#digestAt.set(options.slot, { digest: options.digest, replica: options.replica });
@@ -173,7 +213,11 @@ export class CellCheckers {
     }
     this.digestsCompared++;
     if (seen.digest !== options.digest) {
-      this.#fail('digest', options.atMs, `slot ${options.slot}: replica ${options.replica} digest ${options.digest} != replica ${seen.replica} ${seen.digest}`);
+      this.#fail(
+        'digest',
+        options.atMs,
+        `slot ${options.slot}: replica ${options.replica} digest ${options.digest} != replica ${seen.replica} ${seen.digest}`,
+      );
     }
   }
 
