@@ -9,7 +9,8 @@
 //   canServeReads(now) holds (master, valid lease, own ballot's no-op applied).
 // - A non-master answers every request with a redirect (master's address, or null: no master).
 // - Session leases live in the SessionTable; a new master gives every session a full lease
-//   before it serves; ExpireSession and LockDelayEnd are proposed by the master only.
+//   before it serves; ExpireSession and LockDelayEnd are proposed by the master only, and only
+//   while its lease holds; KeepAlives are acknowledged only while its lease holds.
 // - Events go out after their entry is applied, in log order, numbered per session.
 // - Digest marks and checks (Paxos Made Live 5.6) ride in the log as runtime commands the
 //   state machine never sees (it gets a null, an invalid command, so results stay aligned).
@@ -186,6 +187,12 @@ export class CellService {
       this.#redirect(connection, frame.id);
       return;
     }
+    if (!this.#o.replica.canServeReads(now)) {
+      // A master whose lease has lapsed (cut off from its peers, say) may already be deposed:
+      // an ack from it would extend a lease no one else honours. The client retries elsewhere.
+      this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.NO_QUORUM, message: 'no quorum: the master cannot confirm its lease' });
+      return;
+    }
     const remaining = this.#sessions.keepAlive(frame.session, now);
     if (remaining === null) {
       this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.SESSION_EXPIRED, message: `session ${frame.session} has expired` });
@@ -339,7 +346,9 @@ export class CellService {
     this.#status = status;
     if (status.role !== 'master' && wasMaster) this.#onStepDown();
     if (status.role === 'master' && !this.#isServing && this.#o.replica.canServeReads(now)) this.#onMastership(now);
-    if (this.#isServing) this.#masterDuties(now);
+    // Duties only under a valid lease: a master cut off from its peers must not act on a session
+    // table that a new master may already have replaced (found by the cell simulator).
+    if (this.#isServing && this.#o.replica.canServeReads(now)) this.#masterDuties(now);
     this.#serveReads(now);
     this.#expireRequests(now);
   }

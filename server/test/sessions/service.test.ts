@@ -153,6 +153,20 @@ describe('CellService', () => {
     expect(decodeFrame(expiries()[0]!.payload)).toEqual({ ok: true, value: { type: 'ExpireSession', session } });
   });
 
+  it('neither acknowledges KeepAlives nor expires sessions while its lease has lapsed', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    const session = createSession(s, 0, 1_000);
+    s.replica.isLeaseValid = false;
+    s.service.onClientFrame(7, { type: 'keep-alive', id: 3, session, eventSeqSeen: 0 }, 100);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'error', id: 3, code: 'NO_QUORUM' });
+    s.service.afterTurn(5_000);
+    expect(s.replica.proposed.filter((c) => c.clientId.startsWith('expire:'))).toEqual([]);
+    s.replica.isLeaseValid = true;
+    s.service.afterTurn(5_001);
+    expect(s.replica.proposed.filter((c) => c.clientId.startsWith('expire:'))).toHaveLength(1);
+  });
+
   it('tells a KeepAlive whether events were missed', () => {
     const s = setup();
     becomeMaster(s, 0);
