@@ -57,7 +57,7 @@ export interface PlantedBugs {
   readonly ignoreLeaseForReads?: boolean;
 }
 
-/** Injected randomness: a seeded generator in the simulator, Math.random in the process. */
+/** Injected randomness: a seeded generator in the simulator, the platform generator in the process. */
 export interface Random {
   /** A number in [0, 1). */
   next(): number;
