@@ -48,6 +48,20 @@ export interface FaultCounts {
   clockDrift: number;
 }
 
+/** Every fault kind at zero: the start of a seed's count and of a run's summary. */
+export function zeroFaultCounts(): FaultCounts {
+  return {
+    drop: 0,
+    duplicate: 0,
+    delay: 0,
+    partition: 0,
+    oneWayPartition: 0,
+    crash: 0,
+    restart: 0,
+    clockDrift: 0,
+  };
+}
+
 export interface SeedResult {
   readonly seed: number;
   readonly plan: string;
@@ -195,16 +209,7 @@ class Simulation {
   readonly #simRandom: SimRandom;
   readonly #nodes = new Map<ReplicaId, SimNode>();
   readonly #clients: SimClient[] = [];
-  readonly #faults: FaultCounts = {
-    drop: 0,
-    duplicate: 0,
-    delay: 0,
-    partition: 0,
-    oneWayPartition: 0,
-    crash: 0,
-    restart: 0,
-    clockDrift: 0,
-  };
+  readonly #faults: FaultCounts = zeroFaultCounts();
   readonly #echoDebug: boolean;
   readonly #wireChecks: boolean;
   readonly #healAt: number;

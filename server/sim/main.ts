@@ -16,7 +16,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PlantedBugs } from '../src/paxos/ports.ts';
 import { cellMain } from './cell/cell-main.ts';
-import { runSeed, type FaultCounts, type SeedResult } from './cluster.ts';
+import { runSeed, zeroFaultCounts, type FaultCounts, type SeedResult } from './cluster.ts';
 
 export const BUG_NAMES = [
   'answerBeforePersist',
@@ -53,16 +53,7 @@ export function emptySummary(): Summary {
     seeds: 0,
     simulatedMs: 0,
     delivered: 0,
-    faults: {
-      drop: 0,
-      duplicate: 0,
-      delay: 0,
-      partition: 0,
-      oneWayPartition: 0,
-      crash: 0,
-      restart: 0,
-      clockDrift: 0,
-    },
+    faults: zeroFaultCounts(),
     violations: [],
     wallMs: 0,
   };

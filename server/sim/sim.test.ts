@@ -4,7 +4,7 @@
 // 3. the checkers bite: each planted bug (PlantedBugs in paxos/ports.ts) is caught within a fixed
 //    number of seeds. A bug that needs a rarer world gets a larger budget, stated beside it.
 import { describe, expect, it } from 'vitest';
-import { runSeed, type RunSeedOptions, type SeedResult } from './cluster.ts';
+import { runSeed, zeroFaultCounts, type RunSeedOptions, type SeedResult } from './cluster.ts';
 import { BUG_NAMES, bugsFor, formatFailure, type BugName } from './main.ts';
 
 const CLEAN_SEEDS = 300;
@@ -31,16 +31,7 @@ function firstViolation(options: {
 describe('deterministic simulator', () => {
   it(`runs ${CLEAN_SEEDS} seeds of faults against the real core with no violation`, () => {
     const failures: string[] = [];
-    const faultKinds = {
-      drop: 0,
-      duplicate: 0,
-      delay: 0,
-      partition: 0,
-      oneWayPartition: 0,
-      crash: 0,
-      restart: 0,
-      clockDrift: 0,
-    };
+    const faultKinds = zeroFaultCounts();
     for (let seed = 1; seed <= CLEAN_SEEDS; seed++) {
       const result = runSeed({ seed });
       if (result.violation !== null) failures.push(formatFailure(result, null));

@@ -12,7 +12,7 @@
 // address that is not the configured one, is refused: the link is closed with code 4403.
 
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { Packr } from 'msgpackr';
+import { decodeFrame, encodeFrame } from '@paxlock/shared';
 import type { Logger } from 'pino';
 import type { Envelope, Message } from '../paxos/messages.ts';
 import type { ReplicaId } from '../paxos/ports.ts';
@@ -24,7 +24,6 @@ const CLOSE_BAD_FRAME = 4400;
 /** Most messages in one paxos-batch frame; a turn never produces anywhere near this many. */
 const MAX_BATCH_MESSAGES = 100_000;
 
-const packr = new Packr({ useRecords: false });
 
 /** A frame on a peer link after the hello. Snapshot transfer adds its own frames later. */
 export type PeerFrame =
@@ -161,7 +160,7 @@ export class PeerTransport {
       this.#log.warn({ peer: to, bufferedBytes: link.socket.bufferedAmount }, 'peer link backed up, message dropped');
       return;
     }
-    link.socket.send(packr.pack(frame));
+    link.socket.send(encodeFrame(frame));
     this.stats.sent++;
   }
 
@@ -199,7 +198,7 @@ export class PeerTransport {
         from: this.#options.self.id,
         to: link.peer.id,
       };
-      socket.send(packr.pack(hello));
+      socket.send(encodeFrame(hello));
       link.isOpen = true;
       link.backoffMs = this.#backoffInitialMs();
       this.#log.info({ peer: link.peer.id }, 'peer link up');
@@ -231,7 +230,9 @@ export class PeerTransport {
       this.#log.debug({ peer: from, err }, 'inbound peer link error');
     });
     socket.on('message', (data: RawData, isBinary: boolean) => {
-      const raw = isBinary ? decodeFrame(data) : undefined;
+      const decoded = isBinary ? decodeFrame(rawBytes(data), this.#maxFrameBytes()) : null;
+      // Bytes that are not msgpack read as `undefined`: no hello, no frame, and so refused.
+      const raw = decoded?.ok === true ? decoded.value : undefined;
       if (from === null) {
         const verdict = checkHello(raw, {
           cell: this.#options.cell,
@@ -307,13 +308,6 @@ export class PeerTransport {
   }
 }
 
-function decodeFrame(data: RawData): unknown {
-  const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-  try {
-    return packr.unpack(bytes);
-  } catch (err: unknown) {
-    // msgpackr throws on truncated or malformed input; that is the bad-frame case, nothing else.
-    if (err instanceof Error) return undefined;
-    throw err;
-  }
+function rawBytes(data: RawData): Buffer {
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
 }

@@ -20,6 +20,7 @@ import { Packr } from 'msgpackr';
 import { assert } from '@paxlock/shared';
 import { compareBallots, ZERO_BALLOT, type Ballot } from '../paxos/ballot.ts';
 import type { SlotValue } from '../paxos/messages.ts';
+import { validateSlotValue } from '../paxos/validate.ts';
 import type { PersistBatch } from '../paxos/ready.ts';
 import { isPersistBatchEmpty, type AcceptorStore, type DurableEntry, type DurableState } from './store.ts';
 
@@ -203,20 +204,8 @@ export function encodeValue(value: SlotValue): Buffer {
 }
 
 export function decodeValue(bytes: Buffer): SlotValue {
-  const value: unknown = packr.unpack(bytes);
-  assert(isSlotValue(value), 'paxos.db: stored slot value is malformed');
+  // The same door as values from the network: what comes back from disk is checked too.
+  const value = validateSlotValue(packr.unpack(bytes));
+  assert(value !== null, 'paxos.db: stored slot value is malformed');
   return value;
-}
-
-function isSlotValue(value: unknown): value is SlotValue {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  if (typeof v['stampMs'] !== 'number') return false;
-  if (v['type'] === 'noop') return true;
-  if (v['type'] !== 'batch' || !Array.isArray(v['commands'])) return false;
-  return v['commands'].every((c: unknown) => {
-    if (typeof c !== 'object' || c === null) return false;
-    const command = c as Record<string, unknown>;
-    return typeof command['clientId'] === 'string' && typeof command['seq'] === 'number' && command['payload'] instanceof Uint8Array;
-  });
 }

@@ -18,6 +18,7 @@ import type { Config, Logger, PlantedBugs, Random, ReplicaId } from '../../src/p
 import { silentLogger } from '../../src/paxos/ports.ts';
 import type { PersistBatch, Ready } from '../../src/paxos/ready.ts';
 import { Replica } from '../../src/paxos/replica.ts';
+import { isPersistBatchEmpty } from '../../src/storage/store.ts';
 
 export function testConfig(id: ReplicaId, overrides: Partial<Config> = {}): Config {
   return {
@@ -209,7 +210,7 @@ export class Cell {
       if (this.isTracing) node.readies.push(ready);
       this.onReady(id, ready);
       for (const envelope of ready.sendEarly) this.#send(id, envelope, true);
-      if (this.isTracing && !isEmptyPersist(ready.persist))
+      if (this.isTracing && !isPersistBatchEmpty(ready.persist))
         this.trace.push({ kind: 'persist', replica: id, batch: ready.persist });
       node.disk.persist(ready.persist);
       for (const envelope of ready.send) this.#send(id, envelope, false);
@@ -327,16 +328,6 @@ export class Cell {
     node.isUp = true;
     this.flush(id);
   }
-}
-
-export function isEmptyPersist(batch: PersistBatch): boolean {
-  return (
-    batch.promised === null &&
-    batch.accepted.length === 0 &&
-    batch.chosen.length === 0 &&
-    batch.commit === null &&
-    batch.compactBelow === null
-  );
 }
 
 export function command(clientId: string, seq: number): Command {

@@ -2,16 +2,15 @@
 // loopback sockets, refuses links from unknown or misconfigured peers, closes a link that
 // sends garbage, drops (never queues) while a link is down, and redials after a peer restarts.
 import { createServer } from 'node:net';
-import { Packr } from 'msgpackr';
 import pino from 'pino';
 import { WebSocket } from 'ws';
+import { encodeFrame } from '@paxlock/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../../src/paxos/messages.ts';
 import type { ReplicaAddress } from '../../src/runtime/config.ts';
 import { checkHello, PeerTransport } from '../../src/runtime/peers.ts';
 
 const logger = pino({ level: 'silent' });
-const packr = new Packr({ useRecords: false });
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -143,7 +142,7 @@ describe('PeerTransport', () => {
     await b.start();
     const rogue = new WebSocket(`ws://${replicas[1]!.peer}/peer`);
     const closed = new Promise<number>((resolve) => rogue.on('close', (code) => resolve(code)));
-    rogue.on('open', () => rogue.send(packr.pack({ type: 'hello', version: 1, cell: 'test', from: 7, to: 2 })));
+    rogue.on('open', () => rogue.send(encodeFrame({ type: 'hello', version: 1, cell: 'test', from: 7, to: 2 })));
     expect(await closed).toBe(4403);
     const junk = new WebSocket(`ws://${replicas[1]!.peer}/peer`);
     const junkClosed = new Promise<number>((resolve) => junk.on('close', (code) => resolve(code)));
