@@ -89,7 +89,7 @@ export function useCell(name: string, serverArgs: readonly string[] = []): () =>
 export async function statusOf(address: string): Promise<ReplicaStatus | undefined> {
   const connection = await Connection.open(address, 1_000);
   try {
-    const reply = await connection.request({ type: 'status' }, 2_000);
+    const reply = await connection.request({ type: 'status', digest: true }, 2_000);
     return reply.type === 'status' ? reply.status : undefined;
   } finally {
     connection.close();

@@ -50,6 +50,11 @@ export interface KeepAliveFrame {
 export interface StatusFrame {
   readonly type: 'status';
   readonly id: number;
+  /**
+   * Also compute the state digest (costly on a large state: ~0.7 s per 100k nodes, once per
+   * applied slot). Finding the master does not need it; operators and tests ask for it.
+   */
+  readonly digest?: boolean;
 }
 
 export type ClientFrame = CommandFrame | QueryFrame | KeepAliveFrame | StatusFrame;
@@ -87,6 +92,8 @@ export interface KeepAliveReply {
 }
 export interface ReplicaStatus {
   readonly id: number;
+  /** The cell's name: its files are under `/ls/<cell>/`. */
+  readonly cell: string;
   readonly role: 'master' | 'follower' | 'candidate';
   readonly epoch: Epoch;
   readonly masterId: number | null;
@@ -96,7 +103,7 @@ export interface ReplicaStatus {
   readonly applied: number;
   /** Remaining master lease at this replica, in ms (0 unless master). */
   readonly leaseRemainingMs: number;
-  /** The state digest at `digestSlot`, if computed. */
+  /** The state digest at `digestSlot`, if the request asked for it (StatusFrame.digest). */
   readonly digest: string | null;
   readonly digestSlot: number;
 }

@@ -75,9 +75,11 @@ export function validateClientFrame(raw: unknown): ClientFrame | FrameError {
       return { type, id, session, eventSeqSeen };
     }
     case 'status': {
-      const extra = hasOnly(record, ['type', 'id']);
+      const extra = hasOnly(record, ['type', 'id', 'digest']);
       if (extra !== null) return bad(`unknown field "${extra}"`);
-      return { type, id };
+      const digest = record['digest'];
+      if (digest !== undefined && typeof digest !== 'boolean') return bad('digest must be a boolean');
+      return digest === undefined ? { type, id } : { type, id, digest };
     }
     default:
       return bad('unknown frame type');
@@ -123,7 +125,7 @@ export function validateServerFrame(raw: unknown): ServerFrame | FrameError {
       return raw as ServerFrame;
     case 'status': {
       const s = asRecord(r['status']);
-      if (id === null || s === null || !isPositiveId(s['id']) || !isEpoch(s['epoch']) || !isAddressOrNull(s['master']) ||
+      if (id === null || s === null || !isPositiveId(s['id']) || typeof s['cell'] !== 'string' || !isEpoch(s['epoch']) || !isAddressOrNull(s['master']) ||
           !isId(s['commit']) || !isId(s['applied']) || !['master', 'follower', 'candidate'].includes(s['role'] as string)) {
         return bad('malformed status');
       }

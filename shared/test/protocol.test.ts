@@ -18,6 +18,7 @@ function roundTrip(frame: unknown): unknown {
 describe('client frames', () => {
   const good: ClientFrame[] = [
     { type: 'status', id: 1 },
+    { type: 'status', id: 6, digest: true },
     { type: 'keep-alive', id: 2, session: 7, eventSeqSeen: 0 },
     { type: 'command', id: 3, command: { type: 'CreateSession', clientName: 'c', leaseMs: 12_000 } },
     { type: 'command', id: 4, command: { type: 'SetContents', session: 1, seq: 2, handle: 3, contents: new Uint8Array([1, 2, 3]) } },
@@ -47,6 +48,7 @@ describe('client frames', () => {
   it('answers a bad frame with its id when the id is readable', () => {
     expect(validateClientFrame({ type: 'nope', id: 4 })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
     expect(validateClientFrame({ type: 'status', id: 4, extra: 1 })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
+    expect(validateClientFrame({ type: 'status', id: 4, digest: 'yes' })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
     expect(validateClientFrame({ type: 'keep-alive', id: 4, session: 0, eventSeqSeen: 0 })).toMatchObject({ id: 4 });
     expect(validateClientFrame({ type: 'keep-alive', id: 4, session: 1, eventSeqSeen: 'x' })).toMatchObject({ id: 4 });
   });

@@ -170,6 +170,7 @@ export class ReplicaNode {
     this.#service = new CellService(
       {
         id: options.id,
+        cell: options.cell.cell,
         clientAddresses: new Map(options.cell.replicas.map((r) => [r.id, r.client])),
         replica: this.#replica,
         machine: () => this.#machine,

@@ -40,6 +40,8 @@ export type ConnectionId = number;
 
 export interface ServiceOptions {
   readonly id: ReplicaId;
+  /** The cell's name, for status replies (the simulator leaves it out). */
+  readonly cell?: string;
   /** Client address of every replica, for redirects. */
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
   readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
@@ -133,7 +135,7 @@ export class CellService {
     this.#connections.add(connection);
     switch (frame.type) {
       case 'status':
-        this.#send(connection, { type: 'status', id: frame.id, status: this.status(now) });
+        this.#send(connection, { type: 'status', id: frame.id, status: this.status(now, frame.digest === true) });
         return;
       case 'keep-alive':
         this.#onKeepAlive(connection, frame, now);
@@ -157,11 +159,12 @@ export class CellService {
     for (const [session, stream] of this.#eventStream) if (stream === connection) this.#eventStream.delete(session);
   }
 
-  status(now: number): ReplicaStatus {
+  status(now: number, withDigest = true): ReplicaStatus {
     const status = this.#o.replica.status(now);
     const machine = this.#o.machine();
     return {
       id: this.#o.id,
+      cell: this.#o.cell ?? '',
       role: status.role,
       epoch: status.ballot,
       masterId: status.masterId,
@@ -169,7 +172,7 @@ export class CellService {
       commit: status.commit,
       applied: machine.appliedIndex,
       leaseRemainingMs: status.leaseUntil === null ? 0 : Math.max(0, status.leaseUntil - now),
-      digest: this.#digestOf(machine),
+      digest: withDigest ? this.#digestOf(machine) : null,
       digestSlot: machine.appliedIndex,
     };
   }
