@@ -105,8 +105,9 @@ describe('a five-replica cell under faults', () => {
   });
 
   it('serves with two replicas down, fails writes with NO_QUORUM with three down, and loses no acknowledged write', async () => {
-    // A short search for a master, so the failure with three down comes within a bounded time.
-    const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'quorum', findMasterTimeoutMs: 10_000 });
+    // Calls give up after 10 s, so the failure with three down comes within a bounded time
+    // (by default a call waits through jeopardy until the session is safe or expired).
+    const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'quorum', findMasterTimeoutMs: 10_000, callTimeoutMs: 10_000 });
     const file = await client.command(openFile('/ls/local/quorum'));
     if (file.type !== 'opened') throw new Error('open failed');
     const master = await currentMaster(cell);

@@ -14,20 +14,13 @@ import {
   type ClientFrame,
   type ServerFrame,
 } from '@paxlock/shared';
+import { PaxlockError } from './errors.ts';
 
 /** A request frame before the connection gives it an id. */
 export type Request = ClientFrame extends infer F ? (F extends ClientFrame ? Omit<F, 'id'> : never) : never;
 export type Push = Extract<ServerFrame, { type: 'event' | 'master-failover' }>;
 export type Reply = Exclude<ServerFrame, Push>;
 
-export class ConnectionError extends Error {
-  override name = 'ConnectionError';
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 export class Connection {
   readonly address: string;
@@ -66,7 +59,7 @@ export class Connection {
           reject(new Error(`this process is out of file descriptors (${err.code}) connecting to ${address}`));
           return;
         }
-        reject(new ConnectionError(ErrorCode.NO_MASTER, `cannot reach ${address}: ${err.message}`));
+        reject(new PaxlockError(ErrorCode.NO_MASTER, `cannot reach ${address}: ${err.message}`));
       });
     });
     return new Connection(address, socket);
@@ -86,13 +79,13 @@ export class Connection {
 
   /** Sends a request and resolves with its reply, or rejects after `timeoutMs` with TIMEOUT. */
   async request(request: Request, timeoutMs: number): Promise<Reply> {
-    if (this.#isClosed) throw new ConnectionError(ErrorCode.NO_MASTER, `connection to ${this.address} is closed`);
+    if (this.#isClosed) throw new PaxlockError(ErrorCode.NO_MASTER, `connection to ${this.address} is closed`);
     const id = this.#nextId++;
     const frame = { ...request, id } as ClientFrame;
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id);
-        reject(new ConnectionError(ErrorCode.TIMEOUT, `no reply from ${this.address} within ${timeoutMs} ms`));
+        reject(new PaxlockError(ErrorCode.TIMEOUT, `no reply from ${this.address} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#waiting.set(id, {
         resolve: (reply) => {
@@ -136,7 +129,7 @@ export class Connection {
   #closed(reason: string, code: ErrorCode = ErrorCode.NO_MASTER): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
-    for (const waiter of this.#waiting.values()) waiter.reject(new ConnectionError(code, `${this.address}: ${reason}`));
+    for (const waiter of this.#waiting.values()) waiter.reject(new PaxlockError(code, `${this.address}: ${reason}`));
     this.#waiting.clear();
     this.#onClose?.();
   }
