@@ -4,7 +4,13 @@
 // fail-overs) are in client-faults.test.ts.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FencingGuard, isPaxlockError, PaxlockClient, PaxlockError, type HandleEvent } from '@paxlock/client';
+import {
+  FencingGuard,
+  isPaxlockError,
+  PaxlockClient,
+  PaxlockError,
+  type HandleEvent,
+} from '@paxlock/client';
 import type { LocalCell } from '../scripts/cell.ts';
 import { useCell } from './helpers.ts';
 
@@ -13,7 +19,8 @@ async function rejection(promise: Promise<unknown>): Promise<PaxlockError> {
     () => null,
     (e: unknown) => e,
   );
-  if (!(err instanceof PaxlockError)) throw new Error(`expected a PaxlockError, got ${String(err)}`);
+  if (!(err instanceof PaxlockError))
+    throw new Error(`expected a PaxlockError, got ${String(err)}`);
   return err;
 }
 
@@ -24,8 +31,16 @@ describe('the client library', () => {
   let b: PaxlockClient;
   beforeAll(async () => {
     cell = theCell();
-    a = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'a', findMasterTimeoutMs: 60_000 });
-    b = await PaxlockClient.connect({ cell: cell.clientAddresses.join(','), name: 'b', findMasterTimeoutMs: 60_000 });
+    a = await PaxlockClient.connect({
+      cell: cell.clientAddresses,
+      name: 'a',
+      findMasterTimeoutMs: 60_000,
+    });
+    b = await PaxlockClient.connect({
+      cell: cell.clientAddresses.join(','),
+      name: 'b',
+      findMasterTimeoutMs: 60_000,
+    });
   });
   afterAll(async () => {
     await a.close();
@@ -53,7 +68,12 @@ describe('the client library', () => {
     expect(again.contentGeneration).toBe(2);
     expect([...(await b.readFile('t1/deep/f'))]).toEqual([0, 1, 2, 255]);
     const stat = await a.stat('t1/deep/f');
-    expect(stat).toMatchObject({ path: '/ls/local/t1/deep/f', isDirectory: false, contentGeneration: 2, sizeBytes: 4 });
+    expect(stat).toMatchObject({
+      path: '/ls/local/t1/deep/f',
+      isDirectory: false,
+      contentGeneration: 2,
+      sizeBytes: 4,
+    });
     expect((await a.stat('t1/deep')).isDirectory).toBe(true);
     expect((await a.readdir('t1/deep')).map((e) => [e.name, e.isDirectory])).toEqual([
       ['er', true],
@@ -72,20 +92,29 @@ describe('the client library', () => {
     expect(first.contentGeneration).toBe(1);
     expect((await rejection(a.writeFile('cas', 'again', { ifGeneration: 0 }))).code).toBe('EXISTS');
     await a.writeFile('cas', 'v2', { ifGeneration: 1 });
-    expect((await rejection(b.writeFile('cas', 'late', { ifGeneration: 1 }))).code).toBe('CAS_MISMATCH');
+    expect((await rejection(b.writeFile('cas', 'late', { ifGeneration: 1 }))).code).toBe(
+      'CAS_MISMATCH',
+    );
     expect((await a.readFile('cas')).toString()).toBe('v2');
-    expect((await rejection(a.writeFile('cas-missing', 'x', { ifGeneration: 3 }))).code).toBe('NOT_FOUND');
+    expect((await rejection(a.writeFile('cas-missing', 'x', { ifGeneration: 3 }))).code).toBe(
+      'NOT_FOUND',
+    );
   });
 
   it('rejects a file over 256 KiB with TOO_LARGE and keeps the old contents', async () => {
     await a.writeFile('big', Buffer.alloc(256 * 1024, 7));
-    expect((await rejection(a.writeFile('big', Buffer.alloc(256 * 1024 + 1)))).code).toBe('TOO_LARGE');
+    expect((await rejection(a.writeFile('big', Buffer.alloc(256 * 1024 + 1)))).code).toBe(
+      'TOO_LARGE',
+    );
     expect((await a.readFile('big')).length).toBe(256 * 1024);
   });
 
   it('delivers handle events to an emitter and an async iterator, and handle-invalid on delete', async () => {
     await a.mkdir('watched', { parents: true });
-    const dir = await a.open('watched', { directory: true, events: ['child-added', 'child-removed'] });
+    const dir = await a.open('watched', {
+      directory: true,
+      events: ['child-added', 'child-removed'],
+    });
     const seen: HandleEvent[] = [];
     dir.on('event', (e) => seen.push(e));
     const file = await a.open('watched/f', { create: true, events: 'all' });
@@ -101,11 +130,21 @@ describe('the client library', () => {
     await b.remove('watched/g');
     await b.remove('watched/f');
     await iterating;
-    expect(iterated.map((e) => e.type).filter((t) => t !== 'reread')).toEqual(['contents-modified', 'handle-invalid']);
+    expect(iterated.map((e) => e.type).filter((t) => t !== 'reread')).toEqual([
+      'contents-modified',
+      'handle-invalid',
+    ]);
     expect(file.isValid).toBe(false);
-    const dirEvents = seen.filter((e) => e.type !== 'reread').map((e) => `${e.type}:${'child' in e ? e.child : ''}`);
+    const dirEvents = seen
+      .filter((e) => e.type !== 'reread')
+      .map((e) => `${e.type}:${'child' in e ? e.child : ''}`);
     // The file's own creation (by another handle) is an event for the directory too.
-    expect(dirEvents).toEqual(['child-added:f', 'child-added:g', 'child-removed:g', 'child-removed:f']);
+    expect(dirEvents).toEqual([
+      'child-added:f',
+      'child-added:g',
+      'child-removed:g',
+      'child-removed:f',
+    ]);
     await dir.close();
   });
 
@@ -120,7 +159,9 @@ describe('the client library', () => {
     expect(await a.checkSequencer(la.sequencer)).toBe(true);
     expect(await hb.tryAcquire()).toBeNull();
     const waiting = hb.acquire();
-    await expect.poll(async () => (await a.listLocks('locks/l1'))[0]?.waiters.map((w) => w.session)).toEqual([b.session]);
+    await expect
+      .poll(async () => (await a.listLocks('locks/l1'))[0]?.waiters.map((w) => w.session))
+      .toEqual([b.session]);
     expect((await a.listLocks('locks/l1'))[0]?.holders.map((h) => h.session)).toEqual([a.session]);
     await la.release();
     expect(la.signal.aborted).toBe(true);
@@ -198,7 +239,8 @@ describe('the client library', () => {
     const observed: (string | null)[] = [];
     const stop = new AbortController();
     const observing = (async () => {
-      for await (const leader of ea.observe({ signal: stop.signal })) observed.push(leader?.value ?? null);
+      for await (const leader of ea.observe({ signal: stop.signal }))
+        observed.push(leader?.value ?? null);
     })();
     const la = await ea.campaign('alpha');
     expect(ea.isLeader).toBe(true);
@@ -220,7 +262,9 @@ describe('the client library', () => {
   it('fails calls after close with CLIENT_CLOSED and reports bad names with BAD_PATH', async () => {
     const c = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'short-lived' });
     const sessions = await c.listSessions();
-    expect(sessions.some((s) => s.session === c.session && s.clientName === 'short-lived')).toBe(true);
+    expect(sessions.some((s) => s.session === c.session && s.clientName === 'short-lived')).toBe(
+      true,
+    );
     await c.close();
     expect(c.state).toBe('closed');
     const err = await rejection(c.readFile('x'));

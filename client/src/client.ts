@@ -69,14 +69,21 @@ export type SessionCommandInput = MachineCommand extends infer C
   : never;
 
 /** The client addresses of the local cell that `pnpm start` runs. */
-export const LOCAL_CELL: readonly string[] = ['127.0.0.1:7201', '127.0.0.1:7202', '127.0.0.1:7203', '127.0.0.1:7204', '127.0.0.1:7205'];
+export const LOCAL_CELL: readonly string[] = [
+  '127.0.0.1:7201',
+  '127.0.0.1:7202',
+  '127.0.0.1:7203',
+  '127.0.0.1:7204',
+  '127.0.0.1:7205',
+];
 
 const addressPattern = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/;
 
 /** Parses a cell list, `host:port` separated by commas or spaces. */
 export function parseCellList(text: string): string[] {
   const addresses = text.split(/[\s,]+/).filter((a) => a !== '');
-  if (addresses.length === 0) throw new PaxlockError(ErrorCode.BAD_REQUEST, 'the cell list is empty');
+  if (addresses.length === 0)
+    throw new PaxlockError(ErrorCode.BAD_REQUEST, 'the cell list is empty');
   for (const address of addresses) {
     const port = Number(address.slice(address.lastIndexOf(':') + 1));
     if (!addressPattern.test(address) || port < 1 || port > 65_535) {
@@ -167,7 +174,11 @@ async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Finds the master: asks each replica its status and follows what they say. */
-export async function findMaster(cell: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<{ address: string; status: ReplicaStatus }> {
+export async function findMaster(
+  cell: readonly string[],
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ address: string; status: ReplicaStatus }> {
   const deadline = Date.now() + timeoutMs;
   let lastError = 'no replica answered';
   let reachable: number;
@@ -180,7 +191,11 @@ export async function findMaster(cell: readonly string[], timeoutMs: number, sig
         try {
           const reply = await connection.request({ type: 'status' }, 1_000);
           reachable++;
-          if (reply.type === 'status' && reply.status.role === 'master' && reply.status.leaseRemainingMs > 0) {
+          if (
+            reply.type === 'status' &&
+            reply.status.role === 'master' &&
+            reply.status.leaseRemainingMs > 0
+          ) {
             return { address, status: reply.status };
           }
           lastError = `${address} is ${reply.type === 'status' ? reply.status.role : reply.type}`;
@@ -198,9 +213,15 @@ export async function findMaster(cell: readonly string[], timeoutMs: number, sig
   }
   const majority = Math.floor(cell.length / 2) + 1;
   if (reachable < majority) {
-    throw new PaxlockError(ErrorCode.NO_QUORUM, `no quorum: ${reachable} of ${cell.length} replicas reachable, ${majority} needed (${lastError})`);
+    throw new PaxlockError(
+      ErrorCode.NO_QUORUM,
+      `no quorum: ${reachable} of ${cell.length} replicas reachable, ${majority} needed (${lastError})`,
+    );
   }
-  throw new PaxlockError(ErrorCode.NO_MASTER, `no master found within ${timeoutMs} ms (${lastError})`);
+  throw new PaxlockError(
+    ErrorCode.NO_MASTER,
+    `no master found within ${timeoutMs} ms (${lastError})`,
+  );
 }
 
 interface SendOptions extends CallOptions {
@@ -239,9 +260,18 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   private constructor(options: ClientOptions) {
     super();
-    this.#cell = options.cell === undefined ? defaultCell() : typeof options.cell === 'string' ? parseCellList(options.cell) : [...options.cell];
-    if (this.#cell.length === 0) throw new PaxlockError(ErrorCode.BAD_REQUEST, 'the cell list is empty');
-    this.#name = (options.name ?? `${hostname()}:${process.pid}`).slice(0, LIMITS.clientNameMaxChars);
+    this.#cell =
+      options.cell === undefined
+        ? defaultCell()
+        : typeof options.cell === 'string'
+          ? parseCellList(options.cell)
+          : [...options.cell];
+    if (this.#cell.length === 0)
+      throw new PaxlockError(ErrorCode.BAD_REQUEST, 'the cell list is empty');
+    this.#name = (options.name ?? `${hostname()}:${process.pid}`).slice(
+      0,
+      LIMITS.clientNameMaxChars,
+    );
     this.#leaseMs = options.leaseMs ?? LIMITS.sessionLeaseDefaultMs;
     this.#graceMs = options.graceMs ?? LIMITS.graceDefaultMs;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 3_000;
@@ -256,12 +286,35 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     // the first attempt created, not a second one.
     const nonce = randomBytes(16).toString('base64url');
     const sentAt = now();
-    const callOptions: SendOptions = { isSessionless: true, timeoutMs: client.#findMasterTimeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) };
+    const callOptions: SendOptions = {
+      isSessionless: true,
+      timeoutMs: client.#findMasterTimeoutMs,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    };
     try {
-      const reply = await client.#send({ type: 'command', command: { type: 'CreateSession', clientName: client.#name, leaseMs: client.#leaseMs, nonce } }, callOptions);
+      const reply = await client.#send(
+        {
+          type: 'command',
+          command: {
+            type: 'CreateSession',
+            clientName: client.#name,
+            leaseMs: client.#leaseMs,
+            nonce,
+          },
+        },
+        callOptions,
+      );
       if (reply.type !== 'result' || reply.result.type !== 'session-created') {
-        const detail = reply.type === 'result' && reply.result.type === 'error' ? reply.result.message : reply.type;
-        throw new PaxlockError(reply.type === 'result' && reply.result.type === 'error' ? reply.result.code : ErrorCode.BAD_REQUEST, `CreateSession failed: ${detail}`);
+        const detail =
+          reply.type === 'result' && reply.result.type === 'error'
+            ? reply.result.message
+            : reply.type;
+        throw new PaxlockError(
+          reply.type === 'result' && reply.result.type === 'error'
+            ? reply.result.code
+            : ErrorCode.BAD_REQUEST,
+          `CreateSession failed: ${detail}`,
+        );
       }
       client.#session = reply.result.session;
       client.#lease = new SessionLease(sentAt, client.#leaseMs, client.#graceMs);
@@ -315,8 +368,15 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
    * relative to this cell's root (`config/x` and `/config/x` both mean `/ls/<cell>/config/x`).
    */
   resolve(path: string): string {
-    const full = path.startsWith('/ls/') || path === '/ls' ? path : `${cellRoot(this.#cellName)}${path === '' || path === '/' ? '' : `/${path.replace(/^\/+/, '')}`}`;
-    if (!isValidPath(full)) throw new PaxlockError(ErrorCode.BAD_PATH, `bad name "${path}": ${pathError(full) ?? 'invalid'}`);
+    const full =
+      path.startsWith('/ls/') || path === '/ls'
+        ? path
+        : `${cellRoot(this.#cellName)}${path === '' || path === '/' ? '' : `/${path.replace(/^\/+/, '')}`}`;
+    if (!isValidPath(full))
+      throw new PaxlockError(
+        ErrorCode.BAD_PATH,
+        `bad name "${path}": ${pathError(full) ?? 'invalid'}`,
+      );
     return full;
   }
 
@@ -330,8 +390,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       const seq = ++this.#seq;
       const command = { ...input, session: this.#session, seq } as MachineCommand;
       const reply = await this.#send({ type: 'command', command }, options);
-      if (reply.type !== 'result') throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
-      if (reply.result.type === 'error' && reply.result.code === ErrorCode.SESSION_EXPIRED) this.#onExpired();
+      if (reply.type !== 'result')
+        throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+      if (reply.result.type === 'error' && reply.result.code === ErrorCode.SESSION_EXPIRED)
+        this.#onExpired();
       return reply.result;
     });
     this.#queue = run.catch(() => undefined);
@@ -341,19 +403,35 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** Runs a read-only query at the master (under its lease); may return a typed error result. */
   async query(query: Query, options: CallOptions = {}): Promise<QueryResult> {
     const needsSession = 'session' in query;
-    const reply = await this.#send({ type: 'query', query }, needsSession ? options : { ...options, isSessionless: true });
-    if (reply.type !== 'query-result') throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
-    if (reply.result.type === 'error' && reply.result.code === ErrorCode.SESSION_EXPIRED && needsSession) this.#onExpired();
+    const reply = await this.#send(
+      { type: 'query', query },
+      needsSession ? options : { ...options, isSessionless: true },
+    );
+    if (reply.type !== 'query-result')
+      throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+    if (
+      reply.result.type === 'error' &&
+      reply.result.code === ErrorCode.SESSION_EXPIRED &&
+      needsSession
+    )
+      this.#onExpired();
     return reply.result;
   }
 
   /** Asks one replica for its own status (any replica, master or not). */
-  async replicaStatus(address: string, options: { timeoutMs?: number; digest?: boolean } = {}): Promise<ReplicaStatus> {
+  async replicaStatus(
+    address: string,
+    options: { timeoutMs?: number; digest?: boolean } = {},
+  ): Promise<ReplicaStatus> {
     const timeoutMs = options.timeoutMs ?? this.#requestTimeoutMs;
     const connection = await Connection.open(address, timeoutMs);
     try {
-      const reply = await connection.request(options.digest === true ? { type: 'status', digest: true } : { type: 'status' }, timeoutMs);
-      if (reply.type !== 'status') throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+      const reply = await connection.request(
+        options.digest === true ? { type: 'status', digest: true } : { type: 'status' },
+        timeoutMs,
+      );
+      if (reply.type !== 'status')
+        throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
       return reply.status;
     } finally {
       connection.close();
@@ -369,8 +447,12 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   async keepAlive(options: CallOptions = {}): Promise<number> {
     const sentAt = now();
     const eventSeqSeen = sameEpoch(this.#eventEpoch, this.#epoch) ? this.#eventSeq : 0;
-    const reply = await this.#send({ type: 'keep-alive', session: this.#session, eventSeqSeen }, { ...options, inJeopardy: true });
-    if (reply.type !== 'keep-alive-ack') throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+    const reply = await this.#send(
+      { type: 'keep-alive', session: this.#session, eventSeqSeen },
+      { ...options, inJeopardy: true },
+    );
+    if (reply.type !== 'keep-alive-ack')
+      throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
     if (this.#lease !== null) this.#apply(this.#lease.onAck(sentAt, reply.leaseRemainingMs, now()));
     if (reply.isEventGap) this.#onGap('event-gap');
     this.#eventEpoch = reply.epoch;
@@ -385,7 +467,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       const state = this.state;
       if (state === 'connected' || state === 'jeopardy') {
         // Bounded: if no master answers, the session simply expires on its own.
-        await this.command({ type: 'CloseSession' }, { timeoutMs: 5_000, ...options }).catch(() => undefined);
+        await this.command({ type: 'CloseSession' }, { timeoutMs: 5_000, ...options }).catch(
+          () => undefined,
+        );
       }
     } finally {
       this.#shutdown();
@@ -408,7 +492,11 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     return readFile(this, path, options);
   }
 
-  async writeFile(path: string, data: Uint8Array | string, options: WriteFileOptions = {}): Promise<{ contentGeneration: number; checksum: string }> {
+  async writeFile(
+    path: string,
+    data: Uint8Array | string,
+    options: WriteFileOptions = {},
+  ): Promise<{ contentGeneration: number; checksum: string }> {
     return writeFile(this, path, data, options);
   }
 
@@ -435,7 +523,11 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   }
 
   /** Runs `fn` holding the lock on `path` (locks.ts); `fn`'s signal fires if the lock is lost. */
-  async withLock<T>(path: string, fn: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: WithLockOptions = {}): Promise<T> {
+  async withLock<T>(
+    path: string,
+    fn: (signal: AbortSignal, lock: Lock) => Promise<T> | T,
+    options: WithLockOptions = {},
+  ): Promise<T> {
     return withLock(this, path, fn, options);
   }
 
@@ -451,12 +543,17 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   }
 
   async listSessions(options: CallOptions = {}): Promise<readonly SessionInfo[]> {
-    return expectResult(await this.query({ type: 'ListSessions' }, options), 'sessions', 'list sessions').sessions;
+    return expectResult(
+      await this.query({ type: 'ListSessions' }, options),
+      'sessions',
+      'list sessions',
+    ).sessions;
   }
 
   /** Locks with a holder, a waiter or a lock-delay; or just the lock of `path`. */
   async listLocks(path?: string, options: CallOptions = {}): Promise<readonly LockInfo[]> {
-    const query: Query = path === undefined ? { type: 'ListLocks' } : { type: 'ListLocks', path: this.resolve(path) };
+    const query: Query =
+      path === undefined ? { type: 'ListLocks' } : { type: 'ListLocks', path: this.resolve(path) };
     return expectResult(await this.query(query, options), 'locks', 'list locks').locks;
   }
 
@@ -481,8 +578,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   #checkUsable(): void {
     const state = this.state;
-    if (state === 'expired') throw new PaxlockError(ErrorCode.SESSION_EXPIRED, `session ${this.#session} has expired`);
-    if (state === 'closed' || this.#isClosed) throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
+    if (state === 'expired')
+      throw new PaxlockError(ErrorCode.SESSION_EXPIRED, `session ${this.#session} has expired`);
+    if (state === 'closed' || this.#isClosed)
+      throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
   }
 
   /** Moves the lease on to now; called before the state is read. */
@@ -501,7 +600,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       this.#notifyState('connected');
       this.emit('safe');
     } else {
-      this.#endSession(new PaxlockError(ErrorCode.SESSION_EXPIRED, `session ${this.#session} has expired`));
+      this.#endSession(
+        new PaxlockError(ErrorCode.SESSION_EXPIRED, `session ${this.#session} has expired`),
+      );
       this.#notifyState('expired');
       this.emit('expired');
     }
@@ -531,11 +632,19 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     this.#leaseTimer = null;
     const lease = this.#lease;
     if (lease === null || this.#isClosed) return;
-    const at = lease.state === 'connected' ? lease.leaseEnd : lease.state === 'jeopardy' ? lease.graceEnd : null;
+    const at =
+      lease.state === 'connected'
+        ? lease.leaseEnd
+        : lease.state === 'jeopardy'
+          ? lease.graceEnd
+          : null;
     if (at === null) return;
-    this.#leaseTimer = setTimeout(() => {
-      this.#advance();
-    }, Math.max(0, Math.ceil(at - now())));
+    this.#leaseTimer = setTimeout(
+      () => {
+        this.#advance();
+      },
+      Math.max(0, Math.ceil(at - now())),
+    );
   }
 
   async #keepAliveLoop(): Promise<void> {
@@ -571,7 +680,11 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     }
     if (sameEpoch(this.#epoch, epoch)) return;
     // Replies can come from a master that has since been deposed; only a newer epoch counts.
-    if (epoch.round < this.#epoch.round || (epoch.round === this.#epoch.round && epoch.replica < this.#epoch.replica)) return;
+    if (
+      epoch.round < this.#epoch.round ||
+      (epoch.round === this.#epoch.round && epoch.replica < this.#epoch.replica)
+    )
+      return;
     this.#epoch = epoch;
     this.emit('master-failover', epoch);
     this.#onGap('master-failover');
@@ -605,25 +718,40 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       if (options.isSessionless !== true) this.#checkUsable();
       else if (this.#isClosed) throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
       const left = deadline - now();
-      if (left <= 0) throw lastError ?? new PaxlockError(ErrorCode.TIMEOUT, `no answer within ${timeoutMs ?? 0} ms`);
-      if (options.isSessionless !== true && options.inJeopardy !== true && this.state === 'jeopardy') {
+      if (left <= 0)
+        throw (
+          lastError ?? new PaxlockError(ErrorCode.TIMEOUT, `no answer within ${timeoutMs ?? 0} ms`)
+        );
+      if (
+        options.isSessionless !== true &&
+        options.inJeopardy !== true &&
+        this.state === 'jeopardy'
+      ) {
         await this.#waitForStateChange(left, signal);
         continue;
       }
       try {
         const connection = await this.#master(Math.min(left, 2_000), signal);
-        const reply = await connection.request(request, Math.min(this.#requestTimeoutMs, Math.max(1, left)));
+        const reply = await connection.request(
+          request,
+          Math.min(this.#requestTimeoutMs, Math.max(1, left)),
+        );
         if (reply.type === 'redirect') {
           this.#dropConnection();
           if (reply.master !== null) this.#hint = reply.master;
-          lastError = new PaxlockError(ErrorCode.NOT_MASTER, `redirected (master ${reply.master ?? 'unknown'})`);
-          if (reply.master === null || attempt > 3) await sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500), signal);
+          lastError = new PaxlockError(
+            ErrorCode.NOT_MASTER,
+            `redirected (master ${reply.master ?? 'unknown'})`,
+          );
+          if (reply.master === null || attempt > 3)
+            await sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500), signal);
           continue;
         }
         if (reply.type === 'error') {
           const error = new PaxlockError(reply.code, reply.message);
           if (!isRetryable(reply.code)) {
-            if (reply.code === ErrorCode.SESSION_EXPIRED && options.isSessionless !== true) this.#onExpired();
+            if (reply.code === ErrorCode.SESSION_EXPIRED && options.isSessionless !== true)
+              this.#onExpired();
             throw error;
           }
           lastError = error;
@@ -678,7 +806,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     });
     this.#connection = connection;
     if (this.#cellName === '') {
-      const reply = await connection.request({ type: 'status' }, this.#requestTimeoutMs).catch(() => null);
+      const reply = await connection
+        .request({ type: 'status' }, this.#requestTimeoutMs)
+        .catch(() => null);
       if (reply?.type === 'status') this.#cellName = reply.status.cell;
     }
     // Attach this connection as the session's event stream right away.

@@ -17,15 +17,21 @@ import {
 import { PaxlockError } from './errors.ts';
 
 /** A request frame before the connection gives it an id. */
-export type Request = ClientFrame extends infer F ? (F extends ClientFrame ? Omit<F, 'id'> : never) : never;
+export type Request = ClientFrame extends infer F
+  ? F extends ClientFrame
+    ? Omit<F, 'id'>
+    : never
+  : never;
 export type Push = Extract<ServerFrame, { type: 'event' | 'master-failover' }>;
 export type Reply = Exclude<ServerFrame, Push>;
-
 
 export class Connection {
   readonly address: string;
   readonly #socket: WebSocket;
-  readonly #waiting = new Map<number, { resolve: (reply: Reply) => void; reject: (err: Error) => void }>();
+  readonly #waiting = new Map<
+    number,
+    { resolve: (reply: Reply) => void; reject: (err: Error) => void }
+  >();
   #nextId = 1;
   #onPush: ((push: Push) => void) | null = null;
   #onClose: (() => void) | null = null;
@@ -47,7 +53,11 @@ export class Connection {
 
   /** Opens a connection, failing with UNAVAILABLE-style errors within `timeoutMs`. */
   static async open(address: string, timeoutMs = 2_000): Promise<Connection> {
-    const socket = new WebSocket(`ws://${address}/`, { maxPayload: LIMITS.frameMaxBytes * 2, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    const socket = new WebSocket(`ws://${address}/`, {
+      maxPayload: LIMITS.frameMaxBytes * 2,
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => {
         resolve();
@@ -56,7 +66,11 @@ export class Connection {
         // Out of file descriptors is this process's problem, not the cell's: do not let it
         // read as "replica unreachable" (and so as "no quorum").
         if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-          reject(new Error(`this process is out of file descriptors (${err.code}) connecting to ${address}`));
+          reject(
+            new Error(
+              `this process is out of file descriptors (${err.code}) connecting to ${address}`,
+            ),
+          );
           return;
         }
         reject(new PaxlockError(ErrorCode.NO_MASTER, `cannot reach ${address}: ${err.message}`));
@@ -79,13 +93,19 @@ export class Connection {
 
   /** Sends a request and resolves with its reply, or rejects after `timeoutMs` with TIMEOUT. */
   async request(request: Request, timeoutMs: number): Promise<Reply> {
-    if (this.#isClosed) throw new PaxlockError(ErrorCode.NO_MASTER, `connection to ${this.address} is closed`);
+    if (this.#isClosed)
+      throw new PaxlockError(ErrorCode.NO_MASTER, `connection to ${this.address} is closed`);
     const id = this.#nextId++;
     const frame = { ...request, id } as ClientFrame;
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id);
-        reject(new PaxlockError(ErrorCode.TIMEOUT, `no reply from ${this.address} within ${timeoutMs} ms`));
+        reject(
+          new PaxlockError(
+            ErrorCode.TIMEOUT,
+            `no reply from ${this.address} within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       this.#waiting.set(id, {
         resolve: (reply) => {
@@ -129,7 +149,8 @@ export class Connection {
   #closed(reason: string, code: ErrorCode = ErrorCode.NO_MASTER): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
-    for (const waiter of this.#waiting.values()) waiter.reject(new PaxlockError(code, `${this.address}: ${reason}`));
+    for (const waiter of this.#waiting.values())
+      waiter.reject(new PaxlockError(code, `${this.address}: ${reason}`));
     this.#waiting.clear();
     this.#onClose?.();
   }

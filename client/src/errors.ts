@@ -26,7 +26,12 @@ export class PaxlockError extends Error {
 
 /** True for the failures a call retries (elsewhere, later) rather than reports. */
 export function isRetryable(code: PaxlockErrorCode): boolean {
-  return code === ErrorCode.NO_MASTER || code === ErrorCode.NOT_MASTER || code === ErrorCode.NO_QUORUM || code === ErrorCode.TIMEOUT;
+  return (
+    code === ErrorCode.NO_MASTER ||
+    code === ErrorCode.NOT_MASTER ||
+    code === ErrorCode.NO_QUORUM ||
+    code === ErrorCode.TIMEOUT
+  );
 }
 
 export function isPaxlockError(err: unknown, code?: PaxlockErrorCode): err is PaxlockError {

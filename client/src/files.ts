@@ -25,7 +25,13 @@ import { PaxlockError } from './errors.ts';
 import { acquireOn, type AcquireOptions, type Lock, type LockState } from './locks.ts';
 
 /** The events a handle can ask for at Open. */
-export type WatchableEvent = 'contents-modified' | 'child-added' | 'child-removed' | 'child-modified' | 'lock-acquired' | 'conflicting-lock-request';
+export type WatchableEvent =
+  | 'contents-modified'
+  | 'child-added'
+  | 'child-removed'
+  | 'child-modified'
+  | 'lock-acquired'
+  | 'conflicting-lock-request';
 
 const eventBits: Readonly<Record<WatchableEvent, number>> = {
   'contents-modified': EventMask.contentsModified,
@@ -98,16 +104,24 @@ export function expectResult<T extends (CommandResult | QueryResult)['type']>(
   what: string,
 ): Extract<CommandResult | QueryResult, { type: T }> {
   if (result.type === 'error') throw new PaxlockError(result.code, `${what}: ${result.message}`);
-  if (result.type !== type) throw new PaxlockError(ErrorCode.BAD_FRAME, `${what}: unexpected result ${result.type}`);
+  if (result.type !== type)
+    throw new PaxlockError(ErrorCode.BAD_FRAME, `${what}: unexpected result ${result.type}`);
   return result as Extract<CommandResult | QueryResult, { type: T }>;
 }
 
 /** Opens `path` (resolved against the cell root) and returns a live handle. */
-export async function openHandle(client: PaxlockClient, path: string, options: OpenOptions = {}): Promise<Handle> {
+export async function openHandle(
+  client: PaxlockClient,
+  path: string,
+  options: OpenOptions = {},
+): Promise<Handle> {
   const full = client.resolve(path);
   const lockDelayMs = options.lockDelayMs ?? DEFAULT_LOCK_DELAY_MS;
   if (!Number.isInteger(lockDelayMs) || lockDelayMs < 0 || lockDelayMs > LIMITS.lockDelayMaxMs) {
-    throw new PaxlockError(ErrorCode.BAD_REQUEST, `lockDelayMs must be an integer from 0 to ${LIMITS.lockDelayMaxMs}`);
+    throw new PaxlockError(
+      ErrorCode.BAD_REQUEST,
+      `lockDelayMs must be an integer from 0 to ${LIMITS.lockDelayMaxMs}`,
+    );
   }
   const result = await client.command(
     {
@@ -128,7 +142,10 @@ export async function openHandle(client: PaxlockClient, path: string, options: O
   return handle;
 }
 
-export class Handle extends EventEmitter<HandleEvents> implements HandleSink, AsyncIterable<HandleEvent> {
+export class Handle
+  extends EventEmitter<HandleEvents>
+  implements HandleSink, AsyncIterable<HandleEvent>
+{
   readonly client: PaxlockClient;
   /** The node's full name. */
   readonly path: string;
@@ -164,29 +181,46 @@ export class Handle extends EventEmitter<HandleEvents> implements HandleSink, As
 
   async readWithStat(options: CallOptions = {}): Promise<{ contents: Buffer; stat: NodeStat }> {
     this.#check();
-    const result = await this.client.query({ type: 'GetContentsAndStat', session: this.client.session, handle: this.id }, options);
+    const result = await this.client.query(
+      { type: 'GetContentsAndStat', session: this.client.session, handle: this.id },
+      options,
+    );
     const got = expectResult(result, 'contents-and-stat', `read ${this.path}`);
     return { contents: Buffer.from(got.contents), stat: got.stat };
   }
 
   async stat(options: CallOptions = {}): Promise<NodeStat> {
     this.#check();
-    const result = await this.client.query({ type: 'GetStat', session: this.client.session, handle: this.id }, options);
+    const result = await this.client.query(
+      { type: 'GetStat', session: this.client.session, handle: this.id },
+      options,
+    );
     return expectResult(result, 'stat', `stat ${this.path}`).stat;
   }
 
   async readdir(options: CallOptions = {}): Promise<readonly DirEntry[]> {
     this.#check();
-    const result = await this.client.query({ type: 'ReadDir', session: this.client.session, handle: this.id }, options);
+    const result = await this.client.query(
+      { type: 'ReadDir', session: this.client.session, handle: this.id },
+      options,
+    );
     return expectResult(result, 'dir', `readdir ${this.path}`).entries;
   }
 
   /** Replaces the file's contents (whole); with ifGeneration, only if nobody wrote in between. */
-  async write(data: Uint8Array | string, options: WriteOptions = {}): Promise<{ contentGeneration: number; checksum: string }> {
+  async write(
+    data: Uint8Array | string,
+    options: WriteOptions = {},
+  ): Promise<{ contentGeneration: number; checksum: string }> {
     this.#check();
     const contents = toBytes(data);
     const result = await this.client.command(
-      { type: 'SetContents', handle: this.id, contents, ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }) },
+      {
+        type: 'SetContents',
+        handle: this.id,
+        contents,
+        ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }),
+      },
       options,
     );
     const set = expectResult(result, 'contents-set', `write ${this.path}`);
@@ -204,7 +238,11 @@ export class Handle extends EventEmitter<HandleEvents> implements HandleSink, As
   async close(options: CallOptions = {}): Promise<void> {
     if (this.#error !== null) return;
     const result = await this.client.command({ type: 'Close', handle: this.id }, options);
-    if (result.type === 'error' && result.code !== ErrorCode.BAD_HANDLE && result.code !== ErrorCode.SESSION_EXPIRED) {
+    if (
+      result.type === 'error' &&
+      result.code !== ErrorCode.BAD_HANDLE &&
+      result.code !== ErrorCode.SESSION_EXPIRED
+    ) {
       throw new PaxlockError(result.code, `close ${this.path}: ${result.message}`);
     }
     this.#invalidate(new PaxlockError(ErrorCode.BAD_HANDLE, `${this.path}: the handle is closed`));
@@ -234,7 +272,8 @@ export class Handle extends EventEmitter<HandleEvents> implements HandleSink, As
   /** Releases the lock this handle holds. */
   async release(options: CallOptions = {}): Promise<void> {
     const lock = this.lock;
-    if (lock === null) throw new PaxlockError(ErrorCode.LOCK_NOT_HELD, `${this.path}: this handle holds no lock`);
+    if (lock === null)
+      throw new PaxlockError(ErrorCode.LOCK_NOT_HELD, `${this.path}: this handle holds no lock`);
     await lock.release(options);
   }
 
@@ -294,7 +333,8 @@ export class Handle extends EventEmitter<HandleEvents> implements HandleSink, As
       return;
     }
     this.#deliver(event);
-    if (event.type === 'handle-invalid') this.#invalidate(new PaxlockError(ErrorCode.BAD_HANDLE, `${this.path} was deleted`));
+    if (event.type === 'handle-invalid')
+      this.#invalidate(new PaxlockError(ErrorCode.BAD_HANDLE, `${this.path} was deleted`));
   }
 
   /** @internal */
@@ -336,7 +376,12 @@ export class Handle extends EventEmitter<HandleEvents> implements HandleSink, As
 
 // --- whole-file helpers: open, act, close ------------------------------------------------------
 
-async function withHandle<T>(client: PaxlockClient, path: string, options: OpenOptions, fn: (handle: Handle) => Promise<T>): Promise<T> {
+async function withHandle<T>(
+  client: PaxlockClient,
+  path: string,
+  options: OpenOptions,
+  fn: (handle: Handle) => Promise<T>,
+): Promise<T> {
   const handle = await openHandle(client, path, options);
   try {
     return await fn(handle);
@@ -346,11 +391,20 @@ async function withHandle<T>(client: PaxlockClient, path: string, options: OpenO
 }
 
 function callOptions(options: CallOptions): CallOptions {
-  return { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) };
+  return {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  };
 }
 
-export async function readFile(client: PaxlockClient, path: string, options: CallOptions = {}): Promise<Buffer> {
-  return withHandle(client, path, callOptions(options), async (handle) => handle.read(callOptions(options)));
+export async function readFile(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions = {},
+): Promise<Buffer> {
+  return withHandle(client, path, callOptions(options), async (handle) =>
+    handle.read(callOptions(options)),
+  );
 }
 
 export interface WriteFileOptions extends WriteOptions {
@@ -362,24 +416,48 @@ export interface WriteFileOptions extends WriteOptions {
  * Writes a whole file, creating it if needed. `ifGeneration: 0` means "only if it does not
  * exist yet"; any other generation means "only if nobody wrote since" (CAS_MISMATCH otherwise).
  */
-export async function writeFile(client: PaxlockClient, path: string, data: Uint8Array | string, options: WriteFileOptions = {}): Promise<{ contentGeneration: number; checksum: string }> {
+export async function writeFile(
+  client: PaxlockClient,
+  path: string,
+  data: Uint8Array | string,
+  options: WriteFileOptions = {},
+): Promise<{ contentGeneration: number; checksum: string }> {
   const call = callOptions(options);
   const contents = toBytes(data);
   if (options.ifGeneration === 0) {
     const handle = await openHandle(client, path, { ...call, create: 'must', contents });
     await handle.close(call).catch(() => undefined);
-    return { contentGeneration: handle.openStat.contentGeneration, checksum: handle.openStat.checksum };
+    return {
+      contentGeneration: handle.openStat.contentGeneration,
+      checksum: handle.openStat.checksum,
+    };
   }
   const create = options.ifGeneration === undefined && options.create !== false;
   // (An ephemeral file lives only while a handle is open on it: use open() for those.)
-  return withHandle(client, path, { ...call, create, ...(create ? { contents } : {}) }, async (handle) => {
-    if (handle.created) return { contentGeneration: handle.openStat.contentGeneration, checksum: handle.openStat.checksum };
-    return handle.write(contents, { ...call, ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }) });
-  });
+  return withHandle(
+    client,
+    path,
+    { ...call, create, ...(create ? { contents } : {}) },
+    async (handle) => {
+      if (handle.created)
+        return {
+          contentGeneration: handle.openStat.contentGeneration,
+          checksum: handle.openStat.checksum,
+        };
+      return handle.write(contents, {
+        ...call,
+        ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }),
+      });
+    },
+  );
 }
 
 /** Opens an existing node whatever its kind (a file first, then a directory). */
-export async function openExisting(client: PaxlockClient, path: string, options: OpenOptions = {}): Promise<Handle> {
+export async function openExisting(
+  client: PaxlockClient,
+  path: string,
+  options: OpenOptions = {},
+): Promise<Handle> {
   try {
     return await openHandle(client, path, { ...options, create: false, directory: false });
   } catch (err: unknown) {
@@ -388,7 +466,11 @@ export async function openExisting(client: PaxlockClient, path: string, options:
   }
 }
 
-export async function statPath(client: PaxlockClient, path: string, options: CallOptions = {}): Promise<NodeStat> {
+export async function statPath(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions = {},
+): Promise<NodeStat> {
   const handle = await openExisting(client, path, callOptions(options));
   try {
     return handle.openStat;
@@ -397,11 +479,21 @@ export async function statPath(client: PaxlockClient, path: string, options: Cal
   }
 }
 
-export async function readDir(client: PaxlockClient, path: string, options: CallOptions = {}): Promise<readonly DirEntry[]> {
-  return withHandle(client, path, { ...callOptions(options), directory: true }, async (handle) => handle.readdir(callOptions(options)));
+export async function readDir(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions = {},
+): Promise<readonly DirEntry[]> {
+  return withHandle(client, path, { ...callOptions(options), directory: true }, async (handle) =>
+    handle.readdir(callOptions(options)),
+  );
 }
 
-export async function exists(client: PaxlockClient, path: string, options: CallOptions = {}): Promise<boolean> {
+export async function exists(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions = {},
+): Promise<boolean> {
   try {
     await statPath(client, path, options);
     return true;
@@ -412,28 +504,44 @@ export async function exists(client: PaxlockClient, path: string, options: CallO
 }
 
 /** Creates a directory; with `parents`, also its missing ancestors, and no error if it exists. */
-export async function mkdir(client: PaxlockClient, path: string, options: CallOptions & { parents?: boolean } = {}): Promise<void> {
+export async function mkdir(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions & { parents?: boolean } = {},
+): Promise<void> {
   const full = client.resolve(path);
   const call = callOptions(options);
   if (options.parents !== true) {
-    await withHandle(client, full, { ...call, create: 'must', directory: true }, async () => Promise.resolve());
+    await withHandle(client, full, { ...call, create: 'must', directory: true }, async () =>
+      Promise.resolve(),
+    );
     return;
   }
   const root = `/ls/${client.cellName}`;
   const parts = full.slice(root.length + 1).split('/');
   for (let i = 1; i <= parts.length; i++) {
-    await withHandle(client, `${root}/${parts.slice(0, i).join('/')}`, { ...call, create: true, directory: true }, async () => Promise.resolve());
+    await withHandle(
+      client,
+      `${root}/${parts.slice(0, i).join('/')}`,
+      { ...call, create: true, directory: true },
+      async () => Promise.resolve(),
+    );
   }
 }
 
 /** Deletes a node; with `recursive`, a directory and everything below it. */
-export async function remove(client: PaxlockClient, path: string, options: CallOptions & { recursive?: boolean } = {}): Promise<void> {
+export async function remove(
+  client: PaxlockClient,
+  path: string,
+  options: CallOptions & { recursive?: boolean } = {},
+): Promise<void> {
   const full = client.resolve(path);
   const call = callOptions(options);
   const handle = await openExisting(client, full, call);
   try {
     if (options.recursive === true && handle.openStat.isDirectory) {
-      for (const entry of await handle.readdir(call)) await remove(client, `${full}/${entry.name}`, options);
+      for (const entry of await handle.readdir(call))
+        await remove(client, `${full}/${entry.name}`, options);
     }
     await handle.delete(call);
   } finally {

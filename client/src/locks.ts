@@ -57,11 +57,18 @@ export class Lock {
   /** Releases the lock (no lock-delay: it was released, not lost). */
   async release(options: CallOptions = {}): Promise<void> {
     if (this.#isReleased) return;
-    const result = await this.handle.client.command({ type: 'Release', handle: this.handle.id }, options);
+    const result = await this.handle.client.command(
+      { type: 'Release', handle: this.handle.id },
+      options,
+    );
     this.#isReleased = true;
     this.#lose('released');
     if (this.handle.lockState?.lock === this) this.handle.lockState.lock = null;
-    if (result.type === 'error' && result.code !== ErrorCode.LOCK_NOT_HELD && result.code !== ErrorCode.BAD_HANDLE) {
+    if (
+      result.type === 'error' &&
+      result.code !== ErrorCode.LOCK_NOT_HELD &&
+      result.code !== ErrorCode.BAD_HANDLE
+    ) {
       throw new PaxlockError(result.code, `release ${this.path}: ${result.message}`);
     }
   }
@@ -78,7 +85,10 @@ export class Lock {
   }
 
   #lose(why: string): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(new PaxlockError(ClientErrorCode.LOCK_LOST, `lock ${this.path}: ${why}`));
+    if (!this.#controller.signal.aborted)
+      this.#controller.abort(
+        new PaxlockError(ClientErrorCode.LOCK_LOST, `lock ${this.path}: ${why}`),
+      );
   }
 }
 
@@ -86,7 +96,12 @@ export class Lock {
 export class LockState {
   readonly #handle: Handle;
   lock: Lock | null = null;
-  #waiter: { mode: LockMode; resolve: (sequencer: string) => void; reject: (err: Error) => void; recheck: () => void } | null = null;
+  #waiter: {
+    mode: LockMode;
+    resolve: (sequencer: string) => void;
+    reject: (err: Error) => void;
+    recheck: () => void;
+  } | null = null;
 
   constructor(handle: Handle) {
     this.#handle = handle;
@@ -124,12 +139,21 @@ export class LockState {
       const onAbort = (): void => {
         finish();
         const reason: unknown = signal?.reason;
-        reject(reason instanceof Error ? reason : new PaxlockError(ErrorCode.TIMEOUT, `waiting for ${this.#handle.path} was aborted`));
+        reject(
+          reason instanceof Error
+            ? reason
+            : new PaxlockError(ErrorCode.TIMEOUT, `waiting for ${this.#handle.path} was aborted`),
+        );
       };
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
           finish();
-          reject(new PaxlockError(ErrorCode.TIMEOUT, `lock ${this.#handle.path} not granted within ${timeoutMs} ms`));
+          reject(
+            new PaxlockError(
+              ErrorCode.TIMEOUT,
+              `lock ${this.#handle.path} not granted within ${timeoutMs} ms`,
+            ),
+          );
         }, timeoutMs);
       }
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -158,25 +182,53 @@ export class LockState {
 }
 
 /** The sequencer of the lock `handle` holds at the master, or null if it holds none. */
-export async function heldSequencer(client: PaxlockClient, handle: Handle, options: CallOptions = {}): Promise<string | null> {
+export async function heldSequencer(
+  client: PaxlockClient,
+  handle: Handle,
+  options: CallOptions = {},
+): Promise<string | null> {
   const result = await client.query({ type: 'ListLocks', path: handle.path }, options);
   const locks = expectResult(result, 'locks', `list locks of ${handle.path}`).locks;
   const info = locks[0];
   if (info?.instance === undefined || info.lockGeneration === undefined) return null;
   const holder = info.holders.find((h) => h.session === client.session && h.handle === handle.id);
   if (holder === undefined) return null;
-  return encodeSequencer({ path: handle.path, mode: holder.mode, lockGeneration: info.lockGeneration, instance: info.instance });
+  return encodeSequencer({
+    path: handle.path,
+    mode: holder.mode,
+    lockGeneration: info.lockGeneration,
+    instance: info.instance,
+  });
 }
 
 /** Acquire on a handle; with wait=false null means "held by someone else now". */
-export async function acquireOn(handle: Handle, options: AcquireOptions & { wait: boolean }): Promise<Lock | null> {
+export async function acquireOn(
+  handle: Handle,
+  options: AcquireOptions & { wait: boolean },
+): Promise<Lock | null> {
   const client = handle.client;
   const mode = options.mode ?? 'exclusive';
   const state = (handle.lockState ??= new LockState(handle));
-  if (state.lock !== null) throw new PaxlockError(ErrorCode.LOCK_ALREADY_OWNED, `${handle.path}: this handle already holds the lock`);
-  const result = await client.command({ type: 'Acquire', handle: handle.id, mode, wait: options.wait }, options);
-  if (result.type === 'error' && !options.wait && (result.code === ErrorCode.LOCK_HELD || result.code === ErrorCode.LOCK_DELAYED)) return null;
-  const answer = expectResult(result, result.type === 'queued' ? 'queued' : 'acquired', `acquire ${handle.path}`);
+  if (state.lock !== null)
+    throw new PaxlockError(
+      ErrorCode.LOCK_ALREADY_OWNED,
+      `${handle.path}: this handle already holds the lock`,
+    );
+  const result = await client.command(
+    { type: 'Acquire', handle: handle.id, mode, wait: options.wait },
+    options,
+  );
+  if (
+    result.type === 'error' &&
+    !options.wait &&
+    (result.code === ErrorCode.LOCK_HELD || result.code === ErrorCode.LOCK_DELAYED)
+  )
+    return null;
+  const answer = expectResult(
+    result,
+    result.type === 'queued' ? 'queued' : 'acquired',
+    `acquire ${handle.path}`,
+  );
   let sequencer: string;
   if (answer.type === 'acquired') {
     sequencer = answer.sequencer;
@@ -216,7 +268,12 @@ export interface WithLockOptions extends AcquireOptions {
  * Runs `fn` holding the lock on `path`: `fn` gets a signal that fires the moment the lock can no
  * longer be relied on (it must stop then), and the lock is released when `fn` returns or throws.
  */
-export async function withLock<T>(client: PaxlockClient, path: string, fn: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: WithLockOptions = {}): Promise<T> {
+export async function withLock<T>(
+  client: PaxlockClient,
+  path: string,
+  fn: (signal: AbortSignal, lock: Lock) => Promise<T> | T,
+  options: WithLockOptions = {},
+): Promise<T> {
   const openOptions: OpenOptions = {
     create: options.create ?? true,
     ...(options.lockDelayMs === undefined ? {} : { lockDelayMs: options.lockDelayMs }),
@@ -229,7 +286,8 @@ export async function withLock<T>(client: PaxlockClient, path: string, fn: (sign
       return await fn(lock.signal, lock);
     } finally {
       const state = client.state;
-      if (state === 'connected' || state === 'jeopardy') await lock.release().catch(() => undefined);
+      if (state === 'connected' || state === 'jeopardy')
+        await lock.release().catch(() => undefined);
     }
   } finally {
     await handle.close().catch(() => undefined);
@@ -250,16 +308,28 @@ export class FencingGuard {
     const newest = this.#newest.get(parsed.path);
     if (newest !== undefined) {
       if (parsed.instance < newest.instance) return false;
-      if (parsed.instance === newest.instance && parsed.lockGeneration < newest.lockGeneration) return false;
+      if (parsed.instance === newest.instance && parsed.lockGeneration < newest.lockGeneration)
+        return false;
     }
-    this.#newest.set(parsed.path, { instance: parsed.instance, lockGeneration: parsed.lockGeneration });
+    this.#newest.set(parsed.path, {
+      instance: parsed.instance,
+      lockGeneration: parsed.lockGeneration,
+    });
     return true;
   }
 
   /** Like admit, but throws a PaxlockError (LOCK_LOST) for a stale or malformed sequencer. */
   check(sequencer: string): void {
-    if (parseSequencer(sequencer) === undefined) throw new PaxlockError(ClientErrorCode.BAD_SEQUENCER, `not a sequencer: ${sequencer.slice(0, 80)}`);
-    if (!this.admit(sequencer)) throw new PaxlockError(ClientErrorCode.LOCK_LOST, `stale sequencer ${sequencer}: a newer holder of the lock has been seen`);
+    if (parseSequencer(sequencer) === undefined)
+      throw new PaxlockError(
+        ClientErrorCode.BAD_SEQUENCER,
+        `not a sequencer: ${sequencer.slice(0, 80)}`,
+      );
+    if (!this.admit(sequencer))
+      throw new PaxlockError(
+        ClientErrorCode.LOCK_LOST,
+        `stale sequencer ${sequencer}: a newer holder of the lock has been seen`,
+      );
   }
 
   /** The newest (instance, lock generation) seen for a lock path. */
