@@ -80,7 +80,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/test/**/*.ts', 'server/sim/**/*.ts', 'scripts/**/*.ts'],
+    files: ['**/test/**/*.ts', 'server/sim/**/*.ts', 'scripts/**/*.ts', 'examples/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
