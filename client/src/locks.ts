@@ -33,11 +33,31 @@ export class Lock {
   readonly sequencer: string;
   readonly #controller = new AbortController();
   #isReleased = false;
+  /** Whether the signal has fired (kept here: reading `signal.aborted` runs the getter below). */
+  #hasFired = false;
 
   constructor(handle: Handle, mode: LockMode, sequencer: string) {
     this.handle = handle;
     this.mode = mode;
     this.sequencer = sequencer;
+    // A process that was frozen (SIGSTOP, a long pause, a suspended VM) runs the timers and
+    // I/O that fell due while it slept before the lease timer when it resumes: an application
+    // checking `signal.aborted` from its own timer or on a request would act on a lock whose
+    // lease ran out long ago. So reading `aborted` first moves the session's lease on to now
+    // (client.state does, synchronously), and the signal fires at the first look.
+    const signal = this.#controller.signal;
+    Object.defineProperty(signal, 'aborted', {
+      get: (): boolean => {
+        if (!this.#hasFired) {
+          const state = handle.client.state;
+          if (state !== 'connected') this.#lose(`the session is ${state}`);
+        }
+        return this.#hasFired;
+      },
+    });
+    signal.throwIfAborted = (): void => {
+      if (signal.aborted) throw signal.reason;
+    };
   }
 
   get path(): string {
@@ -85,10 +105,11 @@ export class Lock {
   }
 
   #lose(why: string): void {
-    if (!this.#controller.signal.aborted)
-      this.#controller.abort(
-        new PaxlockError(ClientErrorCode.LOCK_LOST, `lock ${this.path}: ${why}`),
-      );
+    if (this.#hasFired) return;
+    this.#hasFired = true;
+    this.#controller.abort(
+      new PaxlockError(ClientErrorCode.LOCK_LOST, `lock ${this.path}: ${why}`),
+    );
   }
 }
 

@@ -1,0 +1,61 @@
+// The lock's signal after the process was frozen (locks.ts): when a process resumes, timers and
+// I/O that fell due while it was stopped run before the client's lease timer, so the signal must
+// fire at the first read of `aborted`, not when the lease timer gets its turn.
+
+import { describe, expect, it } from 'vitest';
+import type { PaxlockClient } from '../src/client.ts';
+import type { Handle } from '../src/files.ts';
+import { Lock } from '../src/locks.ts';
+
+/** A handle whose client reports `state`, the way PaxlockClient does: moved on to now. */
+function fakeHandle(client: { readonly state: string }): Handle {
+  return {
+    client: client as unknown as PaxlockClient,
+    path: '/ls/local/l',
+    isValid: true,
+  } as unknown as Handle;
+}
+
+describe('Lock', () => {
+  it('fires its signal at the first read of aborted once the lease has run out, before any timer', () => {
+    let leaseRanOut = false;
+    const lock: Lock = new Lock(
+      fakeHandle({
+        get state() {
+          return leaseRanOut ? 'jeopardy' : 'connected';
+        },
+      }),
+      'exclusive',
+      'S1:x:1:1:/ls/local/l',
+    );
+    const fired: string[] = [];
+    lock.signal.addEventListener('abort', () => fired.push('abort'));
+    expect(lock.signal.aborted).toBe(false);
+    leaseRanOut = true; // the process slept through its lease; no timer has run yet
+    expect(lock.signal.aborted).toBe(true);
+    expect(fired).toEqual(['abort']);
+    expect(String(lock.signal.reason)).toMatch(/LOCK_LOST|the session is jeopardy/);
+    expect(() => {
+      lock.signal.throwIfAborted();
+    }).toThrow(/the session is jeopardy/);
+    expect(lock.isHeld).toBe(false);
+  });
+
+  it('keeps one reason when reading the state fires the signal itself', () => {
+    let lock: Lock | null = null;
+    let leaseRanOut = false;
+    const client = {
+      get state() {
+        // As PaxlockClient: the read moves the lease on and loses the lock synchronously.
+        if (leaseRanOut) lock?.lose('the session is in jeopardy');
+        return leaseRanOut ? 'jeopardy' : 'connected';
+      },
+    };
+    lock = new Lock(fakeHandle(client), 'exclusive', 'S1:x:1:1:/ls/local/l');
+    leaseRanOut = true;
+    expect(lock.signal.aborted).toBe(true);
+    expect((lock.signal.reason as Error).message).toBe(
+      'lock /ls/local/l: the session is in jeopardy',
+    );
+  });
+});
