@@ -27,3 +27,6 @@ export { FencingGuard, Lock } from './locks.ts';
 export type { AcquireOptions, WithLockOptions } from './locks.ts';
 export { DEFAULT_ELECTION_LOCK_DELAY_MS, Election } from './election.ts';
 export type { ElectionOptions, LeaderInfo, Leadership } from './election.ts';
+// From @paxlock/shared, so applications need only this package.
+export { encodeSequencer, ErrorCode, LIMITS, parseSequencer } from '@paxlock/shared';
+export type { DirEntry, LockInfo, LockMode, NodeStat, Sequencer, SessionInfo, ReplicaStatus, Epoch } from '@paxlock/shared';
