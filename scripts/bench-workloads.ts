@@ -1,0 +1,296 @@
+// The workloads of the cell benchmark (issue 4), written once against a small driver interface
+// so that `pnpm bench` (paxlock, scripts/bench.ts) and `pnpm bench:etcd` (scripts/bench-etcd.ts)
+// run exactly the same loops and print the same JSON line shape. `pnpm bench:compare` runs both.
+//
+//   sequential-writes   1 client, one write of 100 bytes at a time
+//   concurrent-writes   64 clients, one write each in flight (64 in flight), each its own key
+//   reads               the same 64 clients, one linearizable read each in flight
+//   lock-uncontended    32 workers, each acquire+release on its own lock; latency is the cycle
+//   lock-contended      16 workers queueing on one lock; grants/s, latency is acquire-to-grant
+//   sessions            N sessions held with KeepAlives for a while; server CPU, expiries
+//
+// Flags: --seconds S (per workload, default 5), --sessions N (default 2000), --hold S (default 20),
+// --only NAME[,NAME], --cpu (each timed workload's line also gets the CPU this benchmark process
+// and all server processes used during it, in percent of one core; `pnpm bench:compare` sets it).
+
+import { readFileSync } from 'node:fs';
+
+export const WORKLOADS = [
+  'sequential-writes',
+  'concurrent-writes',
+  'reads',
+  'lock-uncontended',
+  'lock-contended',
+  'sessions',
+] as const;
+
+export interface BenchOptions {
+  readonly seconds: number;
+  readonly sessionCount: number;
+  readonly holdSeconds: number;
+  readonly only: readonly string[];
+  readonly cpu: boolean;
+}
+
+export function flag(
+  name: string,
+  fallback: string,
+  argv: readonly string[] = process.argv,
+): string {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? (argv[i + 1] ?? fallback) : fallback;
+}
+
+export function benchOptions(argv: readonly string[] = process.argv): BenchOptions {
+  const only = flag('only', '', argv).split(',').filter(Boolean);
+  for (const name of only) {
+    if (!(WORKLOADS as readonly string[]).includes(name))
+      throw new Error(`--only: unknown workload ${name} (one of ${WORKLOADS.join(', ')})`);
+  }
+  return {
+    seconds: Number(flag('seconds', '5', argv)),
+    sessionCount: Number(flag('sessions', '2000', argv)),
+    holdSeconds: Number(flag('hold', '20', argv)),
+    only,
+    cpu: argv.includes('--cpu'),
+  };
+}
+
+/** One client of the key workloads: it owns one key (paxlock: a file it has open). */
+export interface KeyClient {
+  write(payload: Buffer): Promise<void>;
+  /** A linearizable read of the client's own key. */
+  read(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One lock worker: its own session (paxlock) or lease (etcd) on a named lock. */
+export interface Locker {
+  /** Resolves when the lock is held (waiting in the queue if it must). */
+  acquire(): Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Sessions being kept alive by the driver until abandon(). */
+export interface HeldSessions {
+  /** Sessions the driver was told have expired (their KeepAlive was refused). */
+  expiries(): number;
+  /** Sessions the cell still lists, asked of the cell. */
+  liveAtEnd(): Promise<number | null>;
+  /** Stop keeping them alive without closing them, as crashed clients would. */
+  abandon(): void;
+}
+
+export interface Driver {
+  /** One client per key name, each connected and ready. */
+  keyClients(keys: readonly string[]): Promise<KeyClient[]>;
+  /** One worker per entry; equal names are one lock. `contended`: workers will queue. */
+  lockers(locks: readonly string[], contended: boolean): Promise<Locker[]>;
+  holdSessions(count: number): Promise<HeldSessions>;
+  /** Every server process, and the master's (leader's). */
+  serverPids(): number[];
+  masterPid(): Promise<number>;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function report(
+  name: string,
+  ops: number,
+  elapsedMs: number,
+  latencies: number[],
+  extra: Record<string, unknown> = {},
+): void {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const round = (x: number): number => Math.round(x * 100) / 100;
+  console.log(
+    JSON.stringify({
+      workload: name,
+      ops,
+      seconds: round(elapsedMs / 1000),
+      opsPerSecond: Math.round((ops / elapsedMs) * 1000),
+      latencyMsP50: round(percentile(sorted, 50)),
+      latencyMsP99: round(percentile(sorted, 99)),
+      ...extra,
+    }),
+  );
+}
+
+/** CPU seconds (user+system) a process has used, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100;
+}
+
+/** Runs `worker` in `n` parallel loops for `ms`, timing each call. */
+export async function timedLoops(
+  n: number,
+  ms: number,
+  worker: (i: number) => Promise<void>,
+): Promise<{ ops: number; elapsedMs: number; latencies: number[] }> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + ms;
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await worker(i);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  return { ops: latencies.length, elapsedMs: performance.now() - start, latencies };
+}
+
+/** Runs the selected workloads against `driver`, one JSON line each. */
+export async function runWorkloads(
+  driver: Driver,
+  options: BenchOptions,
+  keyPrefix: string,
+): Promise<void> {
+  const shouldRun = (name: string): boolean =>
+    options.only.length === 0 || options.only.includes(name);
+  const ms = options.seconds * 1000;
+  // With --cpu: CPU of this process and of the servers while a workload ran, as extra fields.
+  let cpuMark = { at: 0, client: 0, server: 0 };
+  const serverCpu = (): number =>
+    driver.serverPids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const markCpu = (): void => {
+    if (!options.cpu) return;
+    const usage = process.cpuUsage();
+    cpuMark = {
+      at: performance.now(),
+      client: (usage.user + usage.system) / 1e6,
+      server: serverCpu(),
+    };
+  };
+  const cpuSince = (): Record<string, number> => {
+    if (!options.cpu) return {};
+    const usage = process.cpuUsage();
+    const seconds = (performance.now() - cpuMark.at) / 1000;
+    return {
+      clientCpuPercentOfOneCore: Math.round(
+        (((usage.user + usage.system) / 1e6 - cpuMark.client) / seconds) * 100,
+      ),
+      serverCpuPercentOfOneCore: Math.round(((serverCpu() - cpuMark.server) / seconds) * 100),
+    };
+  };
+
+  if (shouldRun('sequential-writes')) {
+    const [c] = await driver.keyClients([`${keyPrefix}bench-seq`]);
+    const payload = Buffer.alloc(100, 7);
+    markCpu();
+    const r = await timedLoops(1, ms, () => c!.write(payload));
+    report('sequential-writes', r.ops, r.elapsedMs, r.latencies, cpuSince());
+    await c!.close();
+  }
+
+  if (shouldRun('concurrent-writes') || shouldRun('reads')) {
+    const pool = await driver.keyClients(
+      Array.from({ length: 64 }, (_, i) => `${keyPrefix}bench-${i}`),
+    );
+    if (shouldRun('concurrent-writes')) {
+      const payload = Buffer.alloc(100, 9);
+      markCpu();
+      const r = await timedLoops(64, ms, (i) => pool[i]!.write(payload));
+      report('concurrent-writes', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...cpuSince() });
+    }
+    if (shouldRun('reads')) {
+      markCpu();
+      const r = await timedLoops(64, ms, (i) => pool[i]!.read());
+      report('reads', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...cpuSince() });
+    }
+    await Promise.all(pool.map((c) => c.close()));
+  }
+
+  if (shouldRun('lock-uncontended')) {
+    const workers = await driver.lockers(
+      Array.from({ length: 32 }, (_, i) => `${keyPrefix}lock-${i}`),
+      false,
+    );
+    markCpu();
+    const r = await timedLoops(32, ms, async (i) => {
+      await workers[i]!.acquire();
+      await workers[i]!.release();
+    });
+    report('lock-uncontended', r.ops, r.elapsedMs, r.latencies, {
+      workers: 32,
+      unit: 'acquire+release cycles',
+      ...cpuSince(),
+    });
+    await Promise.all(workers.map((c) => c.close()));
+  }
+
+  if (shouldRun('lock-contended')) {
+    const workers = await driver.lockers(
+      Array.from({ length: 16 }, () => `${keyPrefix}the-lock`),
+      true,
+    );
+    markCpu();
+    let grants = 0;
+    const waitLatencies: number[] = [];
+    const start = performance.now();
+    const end = start + ms;
+    await Promise.all(
+      workers.map(async (w) => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          await w.acquire();
+          grants++;
+          waitLatencies.push(performance.now() - t);
+          await w.release();
+        }
+      }),
+    );
+    report('lock-contended', grants, performance.now() - start, waitLatencies, {
+      workers: 16,
+      unit: 'grants (latency: acquire to grant)',
+      ...cpuSince(),
+    });
+    await Promise.all(workers.map((c) => c.close()));
+  }
+
+  if (shouldRun('sessions')) {
+    const pids = driver.serverPids();
+    const masterPid = await driver.masterPid();
+    const held = await driver.holdSessions(options.sessionCount);
+    const cpuBefore = pids.map(cpuSeconds);
+    const masterBefore = cpuSeconds(masterPid);
+    const clientBefore = process.cpuUsage();
+    const t = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, options.holdSeconds * 1000));
+    const elapsed = (performance.now() - t) / 1000;
+    const cpuAfter = pids.map(cpuSeconds);
+    const serverCpu = cpuAfter.reduce((sum, v, i) => sum + v - cpuBefore[i]!, 0) / elapsed;
+    const masterCpu = (cpuSeconds(masterPid) - masterBefore) / elapsed;
+    const clientUsage = process.cpuUsage(clientBefore);
+    const clientCpu = options.cpu
+      ? {
+          clientCpuPercentOfOneCore: Math.round(
+            ((clientUsage.user + clientUsage.system) / 1e6 / elapsed) * 100,
+          ),
+        }
+      : {};
+    const live = await held.liveAtEnd();
+    console.log(
+      JSON.stringify({
+        workload: 'sessions',
+        sessions: options.sessionCount,
+        heldSeconds: Math.round(elapsed),
+        sessionsLiveAtEnd: live,
+        expiries: held.expiries(),
+        serverCpuPercentOfOneCore: Math.round(serverCpu * 100),
+        serverCpuPercentOfMachine: Math.round((serverCpu * 100) / 2),
+        masterCpuPercentOfOneCore: Math.round(masterCpu * 100),
+        ...clientCpu,
+      }),
+    );
+    held.abandon();
+  }
+}
