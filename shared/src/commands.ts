@@ -327,6 +327,23 @@ export interface ReadDir {
   readonly session: number;
   readonly handle: number;
 }
+/**
+ * Reads by name, without a session or handle: one round trip instead of Open, read and Close.
+ * They are what a follower answers for a stale read (any replica has the whole tree), and what
+ * the CLI uses. (When ACLs are enforced these will need the asking session.)
+ */
+export interface ReadPath {
+  readonly type: 'ReadPath';
+  readonly path: string;
+}
+export interface StatPath {
+  readonly type: 'StatPath';
+  readonly path: string;
+}
+export interface ListPath {
+  readonly type: 'ListPath';
+  readonly path: string;
+}
 export interface CheckSequencer {
   readonly type: 'CheckSequencer';
   readonly sequencer: string;
@@ -343,7 +360,15 @@ export interface ListLocks {
 }
 
 export type Query =
-  GetContentsAndStat | GetStat | ReadDir | CheckSequencer | ListSessions | ListLocks;
+  | GetContentsAndStat
+  | GetStat
+  | ReadDir
+  | ReadPath
+  | StatPath
+  | ListPath
+  | CheckSequencer
+  | ListSessions
+  | ListLocks;
 export type QueryType = Query['type'];
 
 export interface DirEntry {

@@ -34,6 +34,8 @@ export const LIMITS = {
   handlesPerSessionMax: 10_000,
   /** Commands in one log entry; a batch larger than this is a bug in the master. */
   commandsPerEntryMax: 10_000,
+  /** The largest staleness a stale read may ask for (an hour). */
+  staleReadMaxMs: 3_600_000,
   /** A sequencer string, in bytes: path plus a few numbers. */
   sequencerMaxBytes: 1024 + 64,
 } as const;

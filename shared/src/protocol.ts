@@ -9,7 +9,13 @@
 // that caused them is applied, in log order, numbered per session (eventSeq) so a client that
 // reconnects can tell whether it missed any.
 
-import type { CommandResult, MachineCommand, MachineEvent, Query, QueryResult } from './commands.ts';
+import type {
+  CommandResult,
+  MachineCommand,
+  MachineEvent,
+  Query,
+  QueryResult,
+} from './commands.ts';
 import type { ErrorCode } from './errors.ts';
 
 export const CLIENT_PROTOCOL_VERSION = 1;
@@ -29,11 +35,16 @@ export interface CommandFrame {
   readonly id: number;
   readonly command: MachineCommand;
 }
-/** A read: answered by the master from its own state while its lease holds. */
+/**
+ * A read: answered by the master from its own state while its lease holds. With
+ * `maxStalenessMs` the client accepts a stale read: any replica may answer from its own
+ * applied state if it can promise the state is at most that old (else it redirects).
+ */
 export interface QueryFrame {
   readonly type: 'query';
   readonly id: number;
   readonly query: Query;
+  readonly maxStalenessMs?: number;
 }
 /**
  * Keeps the session alive and (re)attaches this connection as the session's event stream.
@@ -78,6 +89,13 @@ export interface QueryReply {
   /** The slot the answering state reflects. */
   readonly slot: number;
   readonly result: QueryResult;
+  /**
+   * For a stale read: an upper bound, in ms, on how long before the reply the answering state
+   * stopped being current (0 when the master answered under its lease). Absent otherwise.
+   */
+  readonly stalenessMs?: number;
+  /** For a stale read: the replica that answered. */
+  readonly replica?: number;
 }
 export interface KeepAliveReply {
   readonly type: 'keep-alive-ack';

@@ -249,6 +249,12 @@ function queryOf(value: unknown): Query {
       const r = fields(value, ['type', 'session', 'handle']);
       return { type, session: id(r, 'session'), handle: id(r, 'handle') };
     }
+    case 'ReadPath':
+    case 'StatPath':
+    case 'ListPath': {
+      const r = fields(value, ['type', 'path']);
+      return { type, path: path(r, 'path') };
+    }
     case 'CheckSequencer': {
       const r = fields(value, ['type', 'sequencer']);
       const sequencer = r['sequencer'];

@@ -5,6 +5,7 @@
 // request id, so the replica can answer it and keep the connection.
 
 import { ErrorCode, isErrorCode } from './errors.ts';
+import { LIMITS } from './limits.ts';
 import { isValidationError, validateCommand, validateQuery } from './validate-commands.ts';
 import type { ClientFrame, Epoch, ServerFrame } from './protocol.ts';
 
@@ -22,7 +23,13 @@ export function isFrameError(value: ClientFrame | ServerFrame | FrameError): val
 type Fields = Readonly<Record<string, unknown>>;
 
 function asRecord(value: unknown): Fields | null {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return null;
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    value instanceof Uint8Array
+  )
+    return null;
   return value as Fields;
 }
 
@@ -41,10 +48,20 @@ function hasOnly(record: Fields, allowed: readonly string[]): string | null {
 
 export function validateClientFrame(raw: unknown): ClientFrame | FrameError {
   const record = asRecord(raw);
-  if (record === null) return { error: ErrorCode.BAD_FRAME, message: 'frame is not an object', id: null };
+  if (record === null)
+    return { error: ErrorCode.BAD_FRAME, message: 'frame is not an object', id: null };
   const id = record['id'];
-  if (!isId(id)) return { error: ErrorCode.BAD_FRAME, message: 'id must be a non-negative safe integer', id: null };
-  const bad = (message: string, error: ErrorCode = ErrorCode.BAD_FRAME): FrameError => ({ error, message, id });
+  if (!isId(id))
+    return {
+      error: ErrorCode.BAD_FRAME,
+      message: 'id must be a non-negative safe integer',
+      id: null,
+    };
+  const bad = (message: string, error: ErrorCode = ErrorCode.BAD_FRAME): FrameError => ({
+    error,
+    message,
+    id,
+  });
   const type = record['type'];
   switch (type) {
     case 'command': {
@@ -59,11 +76,21 @@ export function validateClientFrame(raw: unknown): ClientFrame | FrameError {
       return { type, id, command };
     }
     case 'query': {
-      const extra = hasOnly(record, ['type', 'id', 'query']);
+      const extra = hasOnly(record, ['type', 'id', 'query', 'maxStalenessMs']);
       if (extra !== null) return bad(`unknown field "${extra}"`);
       const query = validateQuery(record['query']);
       if (isValidationError(query)) return bad(query.message, query.error);
-      return { type, id, query };
+      const maxStalenessMs = record['maxStalenessMs'];
+      if (maxStalenessMs === undefined) return { type, id, query };
+      if (
+        typeof maxStalenessMs !== 'number' ||
+        !Number.isSafeInteger(maxStalenessMs) ||
+        maxStalenessMs < 0 ||
+        maxStalenessMs > LIMITS.staleReadMaxMs
+      ) {
+        return bad(`maxStalenessMs must be an integer from 0 to ${LIMITS.staleReadMaxMs}`);
+      }
+      return { type, id, query, maxStalenessMs };
     }
     case 'keep-alive': {
       const extra = hasOnly(record, ['type', 'id', 'session', 'eventSeqSeen']);
@@ -78,7 +105,8 @@ export function validateClientFrame(raw: unknown): ClientFrame | FrameError {
       const extra = hasOnly(record, ['type', 'id', 'digest']);
       if (extra !== null) return bad(`unknown field "${extra}"`);
       const digest = record['digest'];
-      if (digest !== undefined && typeof digest !== 'boolean') return bad('digest must be a boolean');
+      if (digest !== undefined && typeof digest !== 'boolean')
+        return bad('digest must be a boolean');
       return digest === undefined ? { type, id } : { type, id, digest };
     }
     default:
@@ -107,38 +135,70 @@ function isAddressOrNull(value: unknown): value is string | null {
  */
 export function validateServerFrame(raw: unknown): ServerFrame | FrameError {
   const r = asRecord(raw);
-  if (r === null) return { error: ErrorCode.BAD_FRAME, message: 'frame is not an object', id: null };
+  if (r === null)
+    return { error: ErrorCode.BAD_FRAME, message: 'frame is not an object', id: null };
   const id = isId(r['id']) ? r['id'] : null;
   const bad = (message: string): FrameError => ({ error: ErrorCode.BAD_FRAME, message, id });
   const epoch = r['epoch'];
   switch (r['type']) {
     case 'result':
-      if (id === null || !isEpoch(epoch) || !isId(r['slot']) || !isTypedObject(r['result'])) return bad('malformed result');
+      if (id === null || !isEpoch(epoch) || !isId(r['slot']) || !isTypedObject(r['result']))
+        return bad('malformed result');
       return raw as ServerFrame;
     case 'query-result':
-      if (id === null || !isEpoch(epoch) || !isId(r['slot']) || !isTypedObject(r['result'])) return bad('malformed query result');
+      if (id === null || !isEpoch(epoch) || !isId(r['slot']) || !isTypedObject(r['result']))
+        return bad('malformed query result');
+      if (
+        (r['stalenessMs'] !== undefined && !isId(r['stalenessMs'])) ||
+        (r['replica'] !== undefined && !isPositiveId(r['replica']))
+      ) {
+        return bad('malformed query result');
+      }
       return raw as ServerFrame;
     case 'keep-alive-ack':
-      if (id === null || !isEpoch(epoch) || typeof r['leaseRemainingMs'] !== 'number' || !isId(r['eventSeq']) || typeof r['isEventGap'] !== 'boolean') {
+      if (
+        id === null ||
+        !isEpoch(epoch) ||
+        typeof r['leaseRemainingMs'] !== 'number' ||
+        !isId(r['eventSeq']) ||
+        typeof r['isEventGap'] !== 'boolean'
+      ) {
         return bad('malformed keep-alive-ack');
       }
       return raw as ServerFrame;
     case 'status': {
       const s = asRecord(r['status']);
-      if (id === null || s === null || !isPositiveId(s['id']) || typeof s['cell'] !== 'string' || !isEpoch(s['epoch']) || !isAddressOrNull(s['master']) ||
-          !isId(s['commit']) || !isId(s['applied']) || !['master', 'follower', 'candidate'].includes(s['role'] as string)) {
+      if (
+        id === null ||
+        s === null ||
+        !isPositiveId(s['id']) ||
+        typeof s['cell'] !== 'string' ||
+        !isEpoch(s['epoch']) ||
+        !isAddressOrNull(s['master']) ||
+        !isId(s['commit']) ||
+        !isId(s['applied']) ||
+        !['master', 'follower', 'candidate'].includes(s['role'] as string)
+      ) {
         return bad('malformed status');
       }
       return raw as ServerFrame;
     }
     case 'redirect':
-      if (id === null || !isAddressOrNull(r['master']) || !isEpoch(epoch)) return bad('malformed redirect');
+      if (id === null || !isAddressOrNull(r['master']) || !isEpoch(epoch))
+        return bad('malformed redirect');
       return raw as ServerFrame;
     case 'error':
-      if (!isErrorCode(r['code']) || typeof r['message'] !== 'string') return bad('malformed error');
+      if (!isErrorCode(r['code']) || typeof r['message'] !== 'string')
+        return bad('malformed error');
       return raw as ServerFrame;
     case 'event':
-      if (!isPositiveId(r['session']) || !isPositiveId(r['eventSeq']) || !isEpoch(epoch) || !isTypedObject(r['event'])) return bad('malformed event');
+      if (
+        !isPositiveId(r['session']) ||
+        !isPositiveId(r['eventSeq']) ||
+        !isEpoch(epoch) ||
+        !isTypedObject(r['event'])
+      )
+        return bad('malformed event');
       return raw as ServerFrame;
     case 'master-failover':
       if (!isEpoch(epoch)) return bad('malformed master-failover');

@@ -23,6 +23,7 @@ describe('client frames', () => {
     { type: 'command', id: 3, command: { type: 'CreateSession', clientName: 'c', leaseMs: 12_000 } },
     { type: 'command', id: 4, command: { type: 'SetContents', session: 1, seq: 2, handle: 3, contents: new Uint8Array([1, 2, 3]) } },
     { type: 'query', id: 5, query: { type: 'GetStat', session: 1, handle: 3 } },
+    { type: 'query', id: 7, query: { type: 'ReadPath', path: '/ls/c/f' }, maxStalenessMs: 500 },
   ];
 
   it.each(good)('accepts a well-formed $type frame after a codec round trip', (frame) => {
@@ -49,6 +50,10 @@ describe('client frames', () => {
     expect(validateClientFrame({ type: 'nope', id: 4 })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
     expect(validateClientFrame({ type: 'status', id: 4, extra: 1 })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
     expect(validateClientFrame({ type: 'status', id: 4, digest: 'yes' })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
+    for (const maxStalenessMs of [-1, 1.5, '10', 3_600_001]) {
+      expect(validateClientFrame({ type: 'query', id: 4, query: { type: 'StatPath', path: '/ls/c/f' }, maxStalenessMs })).toMatchObject({ error: ErrorCode.BAD_FRAME, id: 4 });
+    }
+    expect(validateClientFrame({ type: 'query', id: 4, query: { type: 'ListPath', path: 'no-ls' } })).toMatchObject({ error: ErrorCode.BAD_PATH, id: 4 });
     expect(validateClientFrame({ type: 'keep-alive', id: 4, session: 0, eventSeqSeen: 0 })).toMatchObject({ id: 4 });
     expect(validateClientFrame({ type: 'keep-alive', id: 4, session: 1, eventSeqSeen: 'x' })).toMatchObject({ id: 4 });
   });

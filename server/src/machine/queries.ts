@@ -41,27 +41,43 @@ function lockInfo(t: Tables, path: string, nowMs: number): LockInfo {
   };
 }
 
+type NodeRow = NonNullable<ReturnType<Tables['node']>>;
+
+function nodeAt(t: Tables, path: string): NodeRow {
+  const node = t.node(path);
+  if (node === undefined) fail(ErrorCode.NOT_FOUND, `${path} does not exist`);
+  return node;
+}
+
+function contentsOf(t: Tables, node: NodeRow): QueryResult {
+  if (node.is_directory === 1) fail(ErrorCode.IS_A_DIRECTORY, `${node.path} is a directory`);
+  return { type: 'contents-and-stat', contents: t.contents(node.path), stat: nodeStat(node) };
+}
+
+function listingOf(t: Tables, node: NodeRow): QueryResult {
+  if (node.is_directory === 0) fail(ErrorCode.NOT_A_DIRECTORY, `${node.path} is a file`);
+  const entries = t.children(node.path).map((child) => ({
+    name: child.path.slice(node.path.length + 1),
+    isDirectory: child.is_directory === 1,
+    isEphemeral: child.is_ephemeral === 1,
+  }));
+  return { type: 'dir', entries };
+}
+
 function answer(t: Tables, query: Query, timeMs: number): QueryResult {
   switch (query.type) {
-    case 'GetContentsAndStat': {
-      const { node } = sessionHandle(t, query.session, query.handle);
-      if (node.is_directory === 1) fail(ErrorCode.IS_A_DIRECTORY, `${node.path} is a directory`);
-      return { type: 'contents-and-stat', contents: t.contents(node.path), stat: nodeStat(node) };
-    }
-    case 'GetStat': {
-      const { node } = sessionHandle(t, query.session, query.handle);
-      return { type: 'stat', stat: nodeStat(node) };
-    }
-    case 'ReadDir': {
-      const { node } = sessionHandle(t, query.session, query.handle);
-      if (node.is_directory === 0) fail(ErrorCode.NOT_A_DIRECTORY, `${node.path} is a file`);
-      const entries = t.children(node.path).map((child) => ({
-        name: child.path.slice(node.path.length + 1),
-        isDirectory: child.is_directory === 1,
-        isEphemeral: child.is_ephemeral === 1,
-      }));
-      return { type: 'dir', entries };
-    }
+    case 'GetContentsAndStat':
+      return contentsOf(t, sessionHandle(t, query.session, query.handle).node);
+    case 'GetStat':
+      return { type: 'stat', stat: nodeStat(sessionHandle(t, query.session, query.handle).node) };
+    case 'ReadDir':
+      return listingOf(t, sessionHandle(t, query.session, query.handle).node);
+    case 'ReadPath':
+      return contentsOf(t, nodeAt(t, query.path));
+    case 'StatPath':
+      return { type: 'stat', stat: nodeStat(nodeAt(t, query.path)) };
+    case 'ListPath':
+      return listingOf(t, nodeAt(t, query.path));
     case 'CheckSequencer': {
       const sequencer = parseSequencer(query.sequencer);
       if (sequencer === undefined) fail(ErrorCode.BAD_REQUEST, 'not a sequencer');

@@ -362,3 +362,22 @@ describe('ReadDir', () => {
     expect(errorCode(h.query({ type: 'ReadDir', session: s, handle: f }))).toBe('NOT_A_DIRECTORY');
   });
 });
+
+describe('ReadPath, StatPath and ListPath', () => {
+  test('read, stat and list by name with no session, with the same answers as through a handle', () => {
+    const h = new Harness();
+    const s = h.session();
+    const f = h.handle(s, `${ROOT}/f`);
+    h.send('SetContents', s, { handle: f, contents: bytes('by name') });
+    h.handle(s, `${ROOT}/d`, { directory: true });
+    const read = h.query({ type: 'ReadPath', path: `${ROOT}/f` });
+    expect(read).toEqual(h.query({ type: 'GetContentsAndStat', session: s, handle: f }));
+    expect(read.type === 'contents-and-stat' && Buffer.from(read.contents).toString()).toBe('by name');
+    expect(h.query({ type: 'StatPath', path: `${ROOT}/f` })).toEqual(h.query({ type: 'GetStat', session: s, handle: f }));
+    expect(h.query({ type: 'ListPath', path: ROOT })).toMatchObject({ type: 'dir', entries: [{ name: 'd' }, { name: 'f' }] });
+    expect(errorCode(h.query({ type: 'ReadPath', path: `${ROOT}/missing` }))).toBe('NOT_FOUND');
+    expect(errorCode(h.query({ type: 'ReadPath', path: `${ROOT}/d` }))).toBe('IS_A_DIRECTORY');
+    expect(errorCode(h.query({ type: 'ListPath', path: `${ROOT}/f` }))).toBe('NOT_A_DIRECTORY');
+    expect(errorCode(h.query({ type: 'StatPath', path: '/ls/othercell/f' }))).toBe('NOT_FOUND');
+  });
+});
