@@ -270,7 +270,8 @@ export class ReplicaNode {
     const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
     // Messages are gathered per peer and written as one frame each: before every persist (so
-    // the master's early Accepts still leave before its fsync) and at the end of the turn.
+    // the master's early Accepts still leave before its fsync), before the first entry is
+    // applied (the answers are durable by then) and at the end of the turn.
     const outgoing = new Map<number, Message[]>();
     const flushPeers = (): void => {
       for (const [to, messages] of outgoing) this.#peers.sendBatch(to, messages);
@@ -293,6 +294,9 @@ export class ReplicaNode {
           else queue.push(envelope.message);
         },
         apply: (entry) => {
+          // The Ready's answers (Accepted, promises) are durable already: let them go before
+          // the state machine runs, so an acceptor's reply does not wait for its own apply.
+          flushPeers();
           this.#service.apply(entry, now);
         },
         snapshotFor: (to, slot) => {
@@ -307,6 +311,8 @@ export class ReplicaNode {
       const command = proposals[i];
       if (command !== undefined) this.#service.onProposed(command, outcome);
     });
+    // Replies to applied writes leave now, not after the master duties and snapshot check.
+    this.#flush();
     this.#maybeSnapshot();
     this.#service.afterTurn(now);
     this.#flush();
