@@ -216,6 +216,7 @@ export class Tables {
   readonly #delays: Database.Statement<[], DelayRow>;
   readonly #extendDelay: Database.Statement<[string, number]>;
   readonly #deleteDelay: Database.Statement<[string]>;
+  #delaysCache: readonly DelayRow[] | null = null;
   readonly #lockPaths: Database.Statement<[], { path: string }>;
 
   constructor(db: Database.Database) {
@@ -526,14 +527,22 @@ export class Tables {
   delay(path: string): DelayRow | undefined {
     return this.#delay.get(path);
   }
-  delays(): DelayRow[] {
-    return this.#delays.all();
+  /**
+   * Every pending lock-delay, earliest end first. The master asks after every turn, and the
+   * table changes only through extendDelay and deleteDelay, so the rows are read again only
+   * after one of those ran (a rolled-back change just costs one more read).
+   */
+  delays(): readonly DelayRow[] {
+    this.#delaysCache ??= this.#delays.all();
+    return this.#delaysCache;
   }
   /** Sets a lock-delay on a path, never shortening one already pending. */
   extendDelay(path: string, endsMs: number): void {
+    this.#delaysCache = null;
     this.#extendDelay.run(path, endsMs);
   }
   deleteDelay(path: string): void {
+    this.#delaysCache = null;
     this.#deleteDelay.run(path);
   }
   /** Paths with a holder, a waiter or a lock-delay, sorted. */
