@@ -20,24 +20,34 @@ interface Lease {
 
 export class SessionTable {
   readonly #leases = new Map<number, Lease>();
+  /**
+   * No lease that is not being expired ends before this: takeExpired, which the master runs after
+   * every turn, walks the table only once the earliest lease may have run out (a KeepAlive only
+   * pushes an end later, so the bound stays true until a lease is added or re-armed).
+   */
+  #earliestEndMs = Infinity;
 
   /** The replica became master at `now`: every session recorded in the state gets a full lease. */
   onMastership(sessions: readonly { readonly session: number; readonly leaseMs: number }[], now: number): void {
     this.#leases.clear();
+    this.#earliestEndMs = Infinity;
     for (const { session, leaseMs } of sessions) {
       this.#leases.set(session, { leaseMs, expiresAt: now + leaseMs, isExpiring: false });
+      this.#earliestEndMs = Math.min(this.#earliestEndMs, now + leaseMs);
     }
   }
 
   /** The replica is no longer master: its memory of leases means nothing to the next one. */
   onStepDown(): void {
     this.#leases.clear();
+    this.#earliestEndMs = Infinity;
   }
 
   /** A CreateSession was applied. */
   onCreated(session: number, leaseMs: number, now: number): void {
     assert(leaseMs > 0, 'session lease must be positive');
     this.#leases.set(session, { leaseMs, expiresAt: now + leaseMs, isExpiring: false });
+    this.#earliestEndMs = Math.min(this.#earliestEndMs, now + leaseMs);
   }
 
   /** A CloseSession or ExpireSession was applied. */
@@ -73,20 +83,28 @@ export class SessionTable {
    * reported once: the caller proposes ExpireSession for it.
    */
   takeExpired(now: number): number[] {
+    if (now < this.#earliestEndMs) return [];
     const expired: number[] = [];
+    let earliestEndMs = Infinity;
     for (const [session, lease] of this.#leases) {
-      if (!lease.isExpiring && lease.expiresAt <= now) {
+      if (lease.isExpiring) continue;
+      if (lease.expiresAt <= now) {
         lease.isExpiring = true;
         expired.push(session);
+      } else if (lease.expiresAt < earliestEndMs) {
+        earliestEndMs = lease.expiresAt;
       }
     }
+    this.#earliestEndMs = earliestEndMs;
     return expired.sort((a, b) => a - b);
   }
 
   /** An ExpireSession proposal was lost (fail-over, timeout): allow it to be reported again. */
   retryExpiry(session: number): void {
     const lease = this.#leases.get(session);
-    if (lease !== undefined) lease.isExpiring = false;
+    if (lease === undefined) return;
+    lease.isExpiring = false;
+    this.#earliestEndMs = Math.min(this.#earliestEndMs, lease.expiresAt);
   }
 
   get size(): number {

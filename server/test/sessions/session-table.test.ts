@@ -1,5 +1,6 @@
 // The master's lease table expires a session only after a full lease without KeepAlives,
 // reports each expiry once, and a new master gives every recorded session a full lease.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SessionTable } from '../../src/sessions/session-table.ts';
 
@@ -49,5 +50,60 @@ describe('SessionTable', () => {
     table.onStepDown();
     expect(table.size).toBe(0);
     expect(table.keepAlive(1, 10)).toBeNull();
+  });
+
+  it('reports the same expiries as a full scan, although it scans only once the earliest lease may end', () => {
+    // A model with no shortcut: every lease, walked on every takeExpired.
+    const op = fc.oneof(
+      fc.record({ type: fc.constant('create' as const), session: fc.integer({ min: 1, max: 6 }), leaseMs: fc.integer({ min: 1, max: 300 }) }),
+      fc.record({ type: fc.constant('keepAlive' as const), session: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ type: fc.constant('remove' as const), session: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ type: fc.constant('retry' as const), session: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ type: fc.constant('take' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(op, fc.integer({ min: 0, max: 200 })), { maxLength: 60 }), (steps) => {
+        const table = new SessionTable();
+        const model = new Map<number, { leaseMs: number; expiresAt: number; isExpiring: boolean }>();
+        let now = 0;
+        for (const [step, advanceMs] of steps) {
+          now += advanceMs;
+          switch (step.type) {
+            case 'create':
+              table.onCreated(step.session, step.leaseMs, now);
+              model.set(step.session, { leaseMs: step.leaseMs, expiresAt: now + step.leaseMs, isExpiring: false });
+              break;
+            case 'keepAlive': {
+              const lease = model.get(step.session);
+              const isAlive = lease !== undefined && !lease.isExpiring && lease.expiresAt > now;
+              if (isAlive) lease.expiresAt = now + lease.leaseMs;
+              expect(table.keepAlive(step.session, now)).toBe(isAlive ? lease.leaseMs : null);
+              break;
+            }
+            case 'remove':
+              table.onRemoved(step.session);
+              model.delete(step.session);
+              break;
+            case 'retry': {
+              table.retryExpiry(step.session);
+              const lease = model.get(step.session);
+              if (lease !== undefined) lease.isExpiring = false;
+              break;
+            }
+            case 'take': {
+              const expected = [...model]
+                .filter(([, lease]) => !lease.isExpiring && lease.expiresAt <= now)
+                .map(([session, lease]) => {
+                  lease.isExpiring = true;
+                  return session;
+                })
+                .sort((a, b) => a - b);
+              expect(table.takeExpired(now)).toEqual(expected);
+              break;
+            }
+          }
+        }
+      }),
+    );
   });
 });
