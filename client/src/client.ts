@@ -128,6 +128,28 @@ export interface CallOptions {
   readonly timeoutMs?: number;
 }
 
+export interface ReadOptions extends CallOptions {
+  /**
+   * 'linearizable' (default): the master answers under its lease, seeing every acknowledged
+   * write. 'stale': any replica may answer from its own state if it can promise that state is
+   * at most `maxStalenessMs` old; the client spreads such reads over the replicas.
+   */
+  readonly consistency?: 'linearizable' | 'stale';
+  /** For stale reads: the oldest state acceptable, in ms (default 1 000). */
+  readonly maxStalenessMs?: number;
+}
+
+/** A read's answer with where it came from. */
+export interface ReadAnswer<T> {
+  readonly result: T;
+  /** The slot the answering state reflects. */
+  readonly slot: number;
+  /** For a stale read: the answering replica's bound on the state's age (0 from the master). */
+  readonly stalenessMs: number | null;
+  /** For a stale read: the replica that answered. */
+  readonly replica: number | null;
+}
+
 export interface ClientEvents {
   /** The local lease ran out: locks can no longer be relied on; calls wait. */
   jeopardy: [];
@@ -253,6 +275,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** Commands of a session go one at a time, in seq order. */
   #queue: Promise<unknown> = Promise.resolve();
   readonly #handles = new Map<number, HandleSink>();
+  /** Connections to each replica for stale reads, and the next replica to ask. */
+  readonly #staleConnections = new Map<string, Connection>();
+  #staleNext = Math.floor(Math.random() * 5);
   /** Wakes the KeepAlive loop early (a new connection to attach, the client closing). */
   #wakeKeepAlive = new AbortController();
   /** Resolved on every change of session state, for calls waiting out jeopardy. */
@@ -418,6 +443,89 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     return reply.result;
   }
 
+  /**
+   * Reads a file by name in one round trip (no handle): linearizable at the master by default,
+   * or stale from any replica within `maxStalenessMs`.
+   */
+  async read(
+    path: string,
+    options: ReadOptions = {},
+  ): Promise<{ contents: Buffer; stat: NodeStat } & Omit<ReadAnswer<unknown>, 'result'>> {
+    const full = this.resolve(path);
+    const answer = await this.readQuery({ type: 'ReadPath', path: full }, options);
+    const got = expectResult(answer.result, 'contents-and-stat', `read ${full}`);
+    return {
+      contents: Buffer.from(got.contents),
+      stat: got.stat,
+      slot: answer.slot,
+      stalenessMs: answer.stalenessMs,
+      replica: answer.replica,
+    };
+  }
+
+  /** Runs a query with the read's consistency (see ReadOptions); error results are returned. */
+  async readQuery(query: Query, options: ReadOptions = {}): Promise<ReadAnswer<QueryResult>> {
+    if (options.consistency !== 'stale') {
+      const reply = await this.#send(
+        { type: 'query', query },
+        'session' in query ? options : { ...options, isSessionless: true },
+      );
+      if (reply.type !== 'query-result')
+        throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+      return { result: reply.result, slot: reply.slot, stalenessMs: null, replica: null };
+    }
+    const maxStalenessMs = options.maxStalenessMs ?? 1_000;
+    // Round-robin over the replicas; one that cannot promise the bound redirects, and the read
+    // goes on to the next, then to the master.
+    for (let tried = 0; tried < this.#cell.length; tried++) {
+      if (options.signal?.aborted === true) throw options.signal.reason;
+      const address = this.#cell[this.#staleNext++ % this.#cell.length];
+      if (address === undefined) continue;
+      const connection = await this.#staleConnection(address);
+      if (connection === null) continue;
+      const reply = await connection
+        .request({ type: 'query', query, maxStalenessMs }, this.#requestTimeoutMs)
+        .catch(() => null);
+      if (reply?.type === 'query-result') {
+        this.#observeEpoch(reply.epoch);
+        return {
+          result: reply.result,
+          slot: reply.slot,
+          stalenessMs: reply.stalenessMs ?? 0,
+          replica: reply.replica ?? null,
+        };
+      }
+    }
+    const reply = await this.#send(
+      { type: 'query', query, maxStalenessMs },
+      'session' in query ? options : { ...options, isSessionless: true },
+    );
+    if (reply.type !== 'query-result')
+      throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+    return {
+      result: reply.result,
+      slot: reply.slot,
+      stalenessMs: reply.stalenessMs ?? 0,
+      replica: reply.replica ?? null,
+    };
+  }
+
+  async #staleConnection(address: string): Promise<Connection | null> {
+    const open = this.#staleConnections.get(address);
+    if (open?.isOpen === true) return open;
+    const connection = await Connection.open(
+      address,
+      Math.min(this.#requestTimeoutMs, 1_000),
+    ).catch(() => null);
+    if (connection === null) return null;
+    if (this.#isClosed) {
+      connection.close();
+      return null;
+    }
+    this.#staleConnections.set(address, connection);
+    return connection;
+  }
+
   /** Asks one replica for its own status (any replica, master or not). */
   async replicaStatus(
     address: string,
@@ -488,7 +596,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     return openHandle(this, path, options);
   }
 
-  async readFile(path: string, options: CallOptions = {}): Promise<Buffer> {
+  async readFile(path: string, options: ReadOptions = {}): Promise<Buffer> {
     return readFile(this, path, options);
   }
 
@@ -500,15 +608,15 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     return writeFile(this, path, data, options);
   }
 
-  async stat(path: string, options: CallOptions = {}): Promise<NodeStat> {
+  async stat(path: string, options: ReadOptions = {}): Promise<NodeStat> {
     return statPath(this, path, options);
   }
 
-  async readdir(path: string, options: CallOptions = {}): Promise<readonly DirEntry[]> {
+  async readdir(path: string, options: ReadOptions = {}): Promise<readonly DirEntry[]> {
     return readDir(this, path, options);
   }
 
-  async exists(path: string, options: CallOptions = {}): Promise<boolean> {
+  async exists(path: string, options: ReadOptions = {}): Promise<boolean> {
     return exists(this, path, options);
   }
 
@@ -793,6 +901,12 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       connection.close();
       throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
     }
+    if (this.#connection?.isOpen === true) {
+      // Another call found the master while this one was looking (after a fail-over every
+      // waiting call looks): use its connection rather than leave this one open and unused.
+      connection.close();
+      return this.#connection;
+    }
     connection.onPush((push) => {
       if (push.type === 'event') this.#onPush(push);
       else this.#observeEpoch(push.epoch);
@@ -828,6 +942,8 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     this.#lease?.onClosed();
     this.#endSession(new PaxlockError('CLIENT_CLOSED', 'the client is closed'));
     this.#dropConnection();
+    for (const connection of this.#staleConnections.values()) connection.close();
+    this.#staleConnections.clear();
     this.#notifyState('closed');
     this.emit('closed');
   }

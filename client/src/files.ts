@@ -20,7 +20,7 @@ import {
   type NodeStat,
   type QueryResult,
 } from '@paxlock/shared';
-import type { CallOptions, HandleSink, PaxlockClient } from './client.ts';
+import type { CallOptions, HandleSink, PaxlockClient, ReadOptions } from './client.ts';
 import { PaxlockError } from './errors.ts';
 import { acquireOn, type AcquireOptions, type Lock, type LockState } from './locks.ts';
 
@@ -400,11 +400,9 @@ function callOptions(options: CallOptions): CallOptions {
 export async function readFile(
   client: PaxlockClient,
   path: string,
-  options: CallOptions = {},
+  options: ReadOptions = {},
 ): Promise<Buffer> {
-  return withHandle(client, path, callOptions(options), async (handle) =>
-    handle.read(callOptions(options)),
-  );
+  return (await client.read(path, options)).contents;
 }
 
 export interface WriteFileOptions extends WriteOptions {
@@ -469,24 +467,25 @@ export async function openExisting(
 export async function statPath(
   client: PaxlockClient,
   path: string,
-  options: CallOptions = {},
+  options: ReadOptions = {},
 ): Promise<NodeStat> {
-  const handle = await openExisting(client, path, callOptions(options));
-  try {
-    return handle.openStat;
-  } finally {
-    await handle.close(callOptions(options)).catch(() => undefined);
-  }
+  const { result } = await client.readQuery(
+    { type: 'StatPath', path: client.resolve(path) },
+    options,
+  );
+  return expectResult(result, 'stat', `stat ${client.resolve(path)}`).stat;
 }
 
 export async function readDir(
   client: PaxlockClient,
   path: string,
-  options: CallOptions = {},
+  options: ReadOptions = {},
 ): Promise<readonly DirEntry[]> {
-  return withHandle(client, path, { ...callOptions(options), directory: true }, async (handle) =>
-    handle.readdir(callOptions(options)),
+  const { result } = await client.readQuery(
+    { type: 'ListPath', path: client.resolve(path) },
+    options,
   );
+  return expectResult(result, 'dir', `readdir ${client.resolve(path)}`).entries;
 }
 
 export async function exists(

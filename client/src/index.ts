@@ -3,7 +3,7 @@
 export { Connection } from './connection.ts';
 export type { Push, Reply, Request } from './connection.ts';
 export { defaultCell, findMaster, LOCAL_CELL, parseCellList, PaxlockClient } from './client.ts';
-export type { CallOptions, ClientEvents, ClientOptions, SessionCommandInput } from './client.ts';
+export type { CallOptions, ClientEvents, ClientOptions, ReadAnswer, ReadOptions, SessionCommandInput } from './client.ts';
 export {
   ClientErrorCode,
   isPaxlockError,
