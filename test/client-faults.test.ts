@@ -14,7 +14,9 @@
 // Figures are printed, not asserted against the wall clock.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -213,6 +215,45 @@ describe('the client library under faults', () => {
     await data.close();
     await client.close();
     await restart(killed.id);
+  });
+
+  it('ends up with one connection to the new master however many calls wait through a fail-over', async () => {
+    const client = await PaxlockClient.connect({
+      cell: cell.clientAddresses,
+      name: 'many-calls',
+      findMasterTimeoutMs: 60_000,
+    });
+    const handle = await client.open('faults/many-calls', { create: true, contents: 'x' });
+    // Every TCP socket this process opens from here on: status probes, and the connections to
+    // the new master of this client and of the observer (whose KeepAlives reconnect too).
+    const sockets: Socket[] = [];
+    const onSocket = (message: unknown): void => {
+      sockets.push((message as { socket: Socket }).socket);
+    };
+    subscribe('net.client.socket', onSocket);
+    let killedId: number;
+    try {
+      killedId = (await killMaster()).id;
+      // Reads go out concurrently (commands go one at a time): each finds the master anew.
+      const reads = await Promise.all(Array.from({ length: 8 }, async () => handle.read()));
+      expect(reads.map((r) => r.toString())).toEqual(Array.from({ length: 8 }, () => 'x'));
+      const openNow = (): number => sockets.filter((s) => !s.destroyed).length;
+      await eventually(
+        () => (openNow() <= 2 ? true : undefined),
+        'all but two sockets to close',
+        15_000,
+      ).catch(() => undefined);
+      console.log(
+        `[figure] ${sockets.length} sockets opened through the fail-over, ${openNow()} still open`,
+      );
+      // The probes are closed, and so is every connection but the one each client uses.
+      expect(openNow()).toBe(2);
+    } finally {
+      unsubscribe('net.client.socket', onSocket);
+    }
+    await handle.close();
+    await client.close();
+    await restart(killedId);
   });
 
   it('hands the lock of a holder frozen past its lease and grace to a waiter only after expiry plus lock-delay, and fences the old holder', async () => {

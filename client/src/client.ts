@@ -901,11 +901,13 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       connection.close();
       throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
     }
-    if (this.#connection?.isOpen === true) {
-      // Another call found the master while this one was looking (after a fail-over every
-      // waiting call looks): use its connection rather than leave this one open and unused.
+    // Another call may have found the master while this one was looking (after a fail-over
+    // every waiting call looks): use its connection rather than leave this one open and unused.
+    // (Read into a local: the compiler does not see the change the awaits above let in.)
+    const current: Connection | null = this.#connection;
+    if (current?.isOpen === true) {
       connection.close();
-      return this.#connection;
+      return current;
     }
     connection.onPush((push) => {
       if (push.type === 'event') this.#onPush(push);
