@@ -57,6 +57,25 @@ export const DEFAULT_TIMING: Timing = {
   digestEveryMs: 30_000,
 };
 
+/** How often a follower asks the master for its commit index, for stale reads (freshness.ts). */
+const FRESHNESS_PROBE_MS = 100;
+
+/** A follower's freshness probe and the master's answer (aux frames). */
+type FreshnessProbe =
+  | { readonly kind: 'commit-probe'; readonly sentAt: number }
+  | { readonly kind: 'commit-answer'; readonly sentAt: number; readonly commit: number };
+
+function validateFreshnessProbe(raw: unknown): FreshnessProbe | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const r = raw as Record<string, unknown>;
+  if (typeof r['sentAt'] !== 'number' || !Number.isFinite(r['sentAt'])) return null;
+  if (r['kind'] === 'commit-probe') return { kind: 'commit-probe', sentAt: r['sentAt'] };
+  if (r['kind'] === 'commit-answer' && typeof r['commit'] === 'number' && Number.isSafeInteger(r['commit']) && r['commit'] >= 0) {
+    return { kind: 'commit-answer', sentAt: r['sentAt'], commit: r['commit'] };
+  }
+  return null;
+}
+
 /** Snapshot transfer: the state database in chunks over the peer link (aux frames). */
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** A peer that asked for a snapshot is not sent another for this long. */
@@ -126,6 +145,7 @@ export class ReplicaNode {
   readonly #connections = new Map<number, FrontConnection>();
   #isTurnScheduled = false;
   #ticker: NodeJS.Timeout | null = null;
+  #prober: NodeJS.Timeout | null = null;
   readonly #bootNonce: string;
   #isStopped = false;
 
@@ -229,6 +249,9 @@ export class ReplicaNode {
       this.#enqueue({ type: 'tick' });
     }, this.#timing.tickMs);
     this.#enqueue({ type: 'tick' });
+    this.#prober = setInterval(() => {
+      this.#probeFreshness();
+    }, FRESHNESS_PROBE_MS);
     this.#log.info({ peer: this.#self.peer, client: this.#self.client }, 'replica listening');
   }
 
@@ -245,6 +268,7 @@ export class ReplicaNode {
     if (this.#isStopped) return;
     this.#isStopped = true;
     if (this.#ticker !== null) clearInterval(this.#ticker);
+    if (this.#prober !== null) clearInterval(this.#prober);
     await this.#front.close();
     await this.#peers.close();
     this.#store.close();
@@ -374,7 +398,33 @@ export class ReplicaNode {
     }
   }
 
+  /** A follower asks the master it knows for its commit index (for stale reads). */
+  #probeFreshness(): void {
+    if (this.#isStopped || this.#service.isServing) return;
+    const masterId = this.#replica.status(this.#clock.now()).masterId;
+    if (masterId === null || masterId === this.#options.id) return;
+    const probe: FreshnessProbe = { kind: 'commit-probe', sentAt: this.#clock.now() };
+    this.#peers.sendFrame(masterId, { type: 'aux', body: probe });
+  }
+
+  #onFreshnessProbe(from: number, probe: FreshnessProbe): void {
+    const now = this.#clock.now();
+    if (probe.kind === 'commit-answer') {
+      this.#service.onMasterCommit(probe.sentAt, probe.commit);
+      return;
+    }
+    // Only a master that holds its lease answers: then nothing can be committed without it.
+    if (!this.#service.isServing || !this.#replica.canServeReads(now)) return;
+    const answer: FreshnessProbe = { kind: 'commit-answer', sentAt: probe.sentAt, commit: this.#replica.status(now).commit };
+    this.#peers.sendFrame(from, { type: 'aux', body: answer });
+  }
+
   #onAux(from: number, body: unknown): void {
+    const probe = validateFreshnessProbe(body);
+    if (probe !== null) {
+      this.#onFreshnessProbe(from, probe);
+      return;
+    }
     const chunk = validateSnapshotChunk(body);
     if (chunk === null) {
       this.#log.warn({ peer: from }, 'invalid aux frame dropped');

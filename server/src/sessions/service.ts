@@ -34,6 +34,7 @@ import type { ChosenEntry, Command } from '../paxos/messages.ts';
 import type { Logger, ReplicaId } from '../paxos/ports.ts';
 import type { ProposeResult, Replica } from '../paxos/replica.ts';
 import type { Status } from '../paxos/ready.ts';
+import { Freshness } from './freshness.ts';
 import { SessionTable } from './session-table.ts';
 
 export type ConnectionId = number;
@@ -89,6 +90,7 @@ function isRuntimeCommand(command: Command): boolean {
 export class CellService {
   readonly #o: ServiceOptions;
   readonly #sessions = new SessionTable();
+  readonly #freshness = new Freshness();
   readonly #pending = new Map<string, PendingRequest>();
   readonly #reads: PendingRead[] = [];
   readonly #outbox: Outgoing[] = [];
@@ -142,7 +144,8 @@ export class CellService {
         return;
       case 'query':
         if (!this.#isServing) {
-          this.#redirect(connection, frame.id);
+          if (frame.maxStalenessMs !== undefined) this.#onStaleRead(connection, frame, now);
+          else this.#redirect(connection, frame.id);
           return;
         }
         this.#reads.push({ connection, frame, deadline: now + this.#o.requestTimeoutMs });
@@ -152,6 +155,26 @@ export class CellService {
         this.#onCommand(connection, frame, now);
         return;
     }
+  }
+
+  /**
+   * The leased master answered a freshness probe this replica sent at `sentAt` (its clock) with
+   * its commit index: the basis of this replica's promise for stale reads (freshness.ts).
+   */
+  onMasterCommit(sentAt: number, commit: number): void {
+    this.#freshness.onMasterCommit(sentAt, commit);
+  }
+
+  /** A stale read at a follower: answered from this replica's state if it can promise the bound. */
+  #onStaleRead(connection: ConnectionId, frame: Extract<ClientFrame, { type: 'query' }>, now: number): void {
+    const machine = this.#o.machine();
+    const bound = this.#freshness.bound(now, machine.appliedIndex);
+    if (bound === null || bound > (frame.maxStalenessMs ?? 0)) {
+      this.#redirect(connection, frame.id);
+      return;
+    }
+    const result = machine.query(frame.query);
+    this.#send(connection, { type: 'query-result', id: frame.id, epoch: this.#epoch(), slot: machine.appliedIndex, result, stalenessMs: Math.ceil(bound), replica: this.#o.id });
   }
 
   onClientClosed(connection: ConnectionId): void {
@@ -408,7 +431,9 @@ export class CellService {
     const machine = this.#o.machine();
     for (const read of this.#reads.splice(0)) {
       const result: QueryResult = machine.query(read.frame.query);
-      this.#send(read.connection, { type: 'query-result', id: read.frame.id, epoch, slot: machine.appliedIndex, result });
+      // A stale read that reached the master is answered as a fresh one: staleness 0.
+      const stale = read.frame.maxStalenessMs === undefined ? {} : { stalenessMs: 0, replica: this.#o.id };
+      this.#send(read.connection, { type: 'query-result', id: read.frame.id, epoch, slot: machine.appliedIndex, result, ...stale });
     }
   }
 
