@@ -1,0 +1,436 @@
+// The CLI's commands over the public client library (client.ts, files.ts, locks.ts,
+// election.ts): each takes its parsed arguments and the Invocation, prints its result (as text,
+// or JSON with --json) and returns the exit code. Failures are thrown as PaxlockErrors; invoke()
+// turns them into one line and an exit code.
+
+import { ErrorCode, LIMITS, type DirEntry, type NodeStat } from '@paxlock/shared';
+import { Connection } from '../connection.ts';
+import type { PaxlockClient } from '../client.ts';
+import { ClientErrorCode, PaxlockError } from '../errors.ts';
+import type { Handle, OpenOptions } from '../files.ts';
+import type { LeaderInfo } from '../election.ts';
+import type { Lock } from '../locks.ts';
+import { runChild } from './child.ts';
+import { ExitCode, usageError } from './exit.ts';
+import {
+  entryName,
+  eventLine,
+  eventRecord,
+  locksTable,
+  longRow,
+  sessionsTable,
+  statLines,
+  statusTable,
+  table,
+  type StatusRow,
+} from './format.ts';
+import { writeJson, writeOut, type Invocation } from './invocation.ts';
+
+function isCode(err: unknown, code: string): err is PaxlockError {
+  return err instanceof PaxlockError && err.code === code;
+}
+
+/** Resolves `path` against the cell root and names it in the command's error lines. */
+function resolvePath(run: Invocation, client: PaxlockClient, path: string): string {
+  const full = client.resolve(path);
+  run.what = `${run.command} ${full}`;
+  return full;
+}
+
+/** Opens an existing node, file or directory, with `options` (events, say). */
+async function openAny(client: PaxlockClient, path: string, options: OpenOptions): Promise<Handle> {
+  try {
+    return await client.open(path, { ...options, create: false, directory: false });
+  } catch (err: unknown) {
+    if (!isCode(err, ErrorCode.IS_A_DIRECTORY)) throw err;
+    return client.open(path, { ...options, create: false, directory: true });
+  }
+}
+
+// --- ls ----------------------------------------------------------------------------------------
+
+export interface LsArgs {
+  readonly path: string;
+  readonly long: boolean;
+  readonly recursive: boolean;
+}
+
+interface Listed {
+  readonly path: string;
+  readonly name: string;
+  readonly isDirectory: boolean;
+  readonly isEphemeral: boolean;
+  readonly stat?: NodeStat;
+}
+
+export async function ls(run: Invocation, args: LsArgs): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const listed: Listed[] = [];
+  const visit = async (dir: string): Promise<void> => {
+    const entries: readonly DirEntry[] = await client.readdir(dir, run.call);
+    for (const entry of entries) {
+      const path = `${dir}/${entry.name}`;
+      const stat = args.long ? await client.stat(path, run.call) : undefined;
+      listed.push({
+        path,
+        name: args.recursive ? path : entryName(entry),
+        isDirectory: entry.isDirectory,
+        isEphemeral: entry.isEphemeral,
+        ...(stat === undefined ? {} : { stat }),
+      });
+      if (args.recursive && entry.isDirectory) await visit(path);
+    }
+  };
+  try {
+    await visit(full);
+  } catch (err: unknown) {
+    // `ls FILE` lists the file itself, as ls(1) does.
+    if (!isCode(err, ErrorCode.NOT_A_DIRECTORY) || listed.length > 0) throw err;
+    const stat = await client.stat(full, run.call);
+    listed.push({
+      path: full,
+      name: full,
+      isDirectory: false,
+      isEphemeral: stat.isEphemeral,
+      ...(args.long ? { stat } : {}),
+    });
+  }
+  if (run.isJson) {
+    await writeJson(
+      listed.map(({ name: _name, ...rest }) => ({
+        ...rest,
+        name: rest.path.slice(rest.path.lastIndexOf('/') + 1),
+      })),
+    );
+  } else if (listed.length > 0) {
+    const text = args.long
+      ? table(listed.map((e) => (e.stat === undefined ? [e.name] : longRow(e.stat, e.name))))
+      : listed.map((e) => e.name).join('\n');
+    await writeOut(`${text}\n`);
+  }
+  return ExitCode.OK;
+}
+
+// --- cat, put ----------------------------------------------------------------------------------
+
+export async function cat(run: Invocation, args: { readonly path: string }): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const { contents, stat: got } = await client.read(full, run.call);
+  if (run.isJson)
+    await writeJson({ path: full, contentsBase64: contents.toString('base64'), stat: got });
+  else await writeOut(contents);
+  return ExitCode.OK;
+}
+
+async function readStdin(maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    const bytes = chunk as Buffer;
+    chunks.push(bytes);
+    size += bytes.length;
+    // Stop reading well past the limit: the size is all the error needs.
+    if (size > maxBytes * 4) break;
+  }
+  return Buffer.concat(chunks);
+}
+
+export interface PutArgs {
+  readonly path: string;
+  readonly value?: string | undefined;
+  readonly ifGeneration?: number | undefined;
+}
+
+export async function put(run: Invocation, args: PutArgs): Promise<number> {
+  if (
+    args.ifGeneration !== undefined &&
+    (!Number.isSafeInteger(args.ifGeneration) || args.ifGeneration < 0)
+  )
+    throw usageError(
+      `--if-generation must be a whole number (0: create only), not ${args.ifGeneration}`,
+    );
+  // The input is read before connecting: a slow producer holds no session, and a value over the
+  // limit is refused without asking the cell.
+  const data =
+    args.value === undefined
+      ? await readStdin(LIMITS.fileContentsMaxBytes)
+      : Buffer.from(args.value, 'utf8');
+  if (data.length > LIMITS.fileContentsMaxBytes)
+    throw new PaxlockError(
+      ErrorCode.TOO_LARGE,
+      `${data.length > LIMITS.fileContentsMaxBytes * 4 ? 'over ' : ''}${data.length} bytes; a file holds at most ${LIMITS.fileContentsMaxBytes} bytes`,
+    );
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const written = await client.writeFile(full, data, {
+    ...run.call,
+    ...(args.ifGeneration === undefined ? {} : { ifGeneration: args.ifGeneration }),
+  });
+  if (run.isJson) await writeJson({ path: full, ...written });
+  return ExitCode.OK;
+}
+
+// --- rm, mkdir, stat ---------------------------------------------------------------------------
+
+export async function rm(
+  run: Invocation,
+  args: { readonly path: string; readonly recursive: boolean },
+): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  if (full === client.resolve('/'))
+    throw usageError('refusing to remove the cell root (remove what is below it instead)');
+  await client.remove(full, { ...run.call, recursive: args.recursive });
+  return ExitCode.OK;
+}
+
+export async function mkdir(
+  run: Invocation,
+  args: { readonly path: string; readonly parents: boolean },
+): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  await client.mkdir(full, { ...run.call, parents: args.parents });
+  return ExitCode.OK;
+}
+
+export async function stat(run: Invocation, args: { readonly path: string }): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const got = await client.stat(full, run.call);
+  if (run.isJson) await writeJson(got);
+  else await writeOut(`${statLines(got)}\n`);
+  return ExitCode.OK;
+}
+
+// --- watch -------------------------------------------------------------------------------------
+
+export async function watch(run: Invocation, args: { readonly path: string }): Promise<number> {
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const handle = await openAny(client, full, { ...run.call, events: 'all' });
+  // From here on the watch runs until Ctrl-C (or SIGTERM), the node is deleted, or the session
+  // ends; the deadline only bounded getting here.
+  run.stopDeadline();
+  const stop = new AbortController();
+  run.onInterrupt(() => {
+    stop.abort();
+  });
+  let ended: PaxlockError | null = null;
+  handle.once('invalid', (err) => {
+    ended = err;
+  });
+  if (process.stderr.isTTY) process.stderr.write(`paxlock: watching ${full} (Ctrl-C to stop)\n`);
+  for await (const event of handle.events({ signal: stop.signal })) {
+    if (run.isJson) await writeJson(eventRecord(event), true);
+    else await writeOut(`${eventLine(event)}\n`);
+  }
+  run.onInterrupt(null);
+  const why = ended as PaxlockError | null;
+  // The node was deleted (a handle-invalid line was printed): the watch is over, and fine.
+  if (why !== null && why.code !== ErrorCode.BAD_HANDLE) throw why;
+  await handle.close(run.call).catch(() => undefined);
+  return ExitCode.OK;
+}
+
+// --- lock --------------------------------------------------------------------------------------
+
+export interface LockArgs {
+  readonly path: string;
+  readonly command: readonly string[];
+  readonly shared: boolean;
+  readonly killAfterMs: number;
+}
+
+export async function lock(run: Invocation, args: LockArgs): Promise<number> {
+  if (args.command.length === 0)
+    throw usageError('lock needs a command to run: paxlock lock PATH -- CMD [ARG...]');
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const handle = await client.open(full, { ...run.call, create: true });
+  const mode = args.shared ? 'shared' : 'exclusive';
+  // Without --timeout, wait for the lock as long as it takes (Ctrl-C stops waiting).
+  if (run.explicitTimeoutMs === undefined) run.stopDeadline();
+  let held: Lock | null;
+  if (run.explicitTimeoutMs === 0) {
+    held = await handle.tryAcquire({ signal: run.signal, mode });
+    if (held === null) throw new PaxlockError(ErrorCode.LOCK_HELD, `${full} is held`);
+  } else {
+    held = await handle.acquire({ signal: run.signal, mode });
+  }
+  run.stopDeadline();
+  const outcome = await runChild(run, {
+    argv: args.command,
+    env: {
+      ...process.env,
+      PAXLOCK_SEQUENCER: held.sequencer,
+      PAXLOCK_LOCK: full,
+      PAXLOCK_CELL: run.cell.join(','),
+    },
+    lost: held.signal,
+    onLost: (reason) => {
+      const message = reason instanceof Error ? reason.message : 'the lock was lost';
+      process.stderr.write(
+        `paxlock: ${run.what}: ${ClientErrorCode.LOCK_LOST}: ${message}; stopping the command\n`,
+      );
+    },
+    killAfterMs: args.killAfterMs,
+  });
+  if (outcome.spawnError !== undefined)
+    process.stderr.write(`paxlock: ${run.what}: ${outcome.spawnError}\n`);
+  // Release before exiting so that the next waiter is granted the lock at once (a lock lost to
+  // jeopardy is released too, if the session comes back: nobody is using it any more).
+  const state = client.state;
+  if (state === 'connected' || state === 'jeopardy')
+    await held.release({ timeoutMs: run.timeoutMs }).catch(() => undefined);
+  await handle.close({ timeoutMs: run.timeoutMs }).catch(() => undefined);
+  return outcome.isLost ? ExitCode.LOST : outcome.status;
+}
+
+// --- elect -------------------------------------------------------------------------------------
+
+export interface ElectArgs {
+  readonly path: string;
+  readonly value?: string | undefined;
+  readonly observe: boolean;
+}
+
+function leaderRecord(path: string, leader: LeaderInfo | null): Record<string, unknown> {
+  return leader === null
+    ? { type: 'no-leader', path }
+    : {
+        type: 'leader',
+        path,
+        value: leader.value,
+        sequencer: leader.sequencer,
+        session: leader.session,
+        name: leader.name,
+      };
+}
+
+async function printLeader(
+  run: Invocation,
+  path: string,
+  leader: LeaderInfo | null,
+): Promise<void> {
+  if (run.isJson) await writeJson(leaderRecord(path, leader), true);
+  else await writeOut(leader === null ? `no-leader ${path}\n` : `leader ${path} ${leader.value}\n`);
+}
+
+export async function elect(run: Invocation, args: ElectArgs): Promise<number> {
+  if (!args.observe && args.value === undefined)
+    throw usageError('elect needs a VALUE to campaign with (or --observe to watch the leader)');
+  const client = await run.connect();
+  const full = resolvePath(run, client, args.path);
+  const election = client.election(full);
+  // Without --timeout, campaign as long as it takes; the deadline only bounded connecting.
+  if (run.explicitTimeoutMs === undefined) run.stopDeadline();
+  const stop = new AbortController();
+  if (args.observe) {
+    run.stopDeadline();
+    run.onInterrupt(() => {
+      stop.abort();
+    });
+    for await (const leader of election.observe({ signal: stop.signal }))
+      await printLeader(run, full, leader);
+    run.onInterrupt(null);
+    if (!stop.signal.aborted) client.checkUsable();
+    return ExitCode.OK;
+  }
+  const value = args.value ?? '';
+  const leadership = await election.campaign(value, { signal: run.signal });
+  run.stopDeadline();
+  run.onInterrupt(() => {
+    stop.abort();
+  });
+  await printLeader(run, full, {
+    value,
+    sequencer: leadership.sequencer,
+    session: client.session,
+    name: client.clientName,
+  });
+  // Lead until told to stop, or until leadership can no longer be relied on.
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      resolve();
+    };
+    stop.signal.addEventListener('abort', done, { once: true });
+    leadership.signal.addEventListener('abort', done, { once: true });
+  });
+  run.onInterrupt(null);
+  if (!stop.signal.aborted) {
+    const reason: unknown = leadership.signal.reason;
+    const message = reason instanceof Error ? reason.message : 'leadership lost';
+    throw new PaxlockError(ClientErrorCode.LOCK_LOST, `no longer the leader: ${message}`);
+  }
+  // Resign (not just disconnect) so the next campaigner takes over at once, with no lock-delay.
+  await leadership.resign({ timeoutMs: run.timeoutMs });
+  return ExitCode.OK;
+}
+
+// --- sessions, locks, status -------------------------------------------------------------------
+
+export async function sessions(run: Invocation): Promise<number> {
+  const client = await run.connect();
+  const list = await client.listSessions(run.call);
+  if (run.isJson) await writeJson(list);
+  else await writeOut(`${sessionsTable(list, Date.now())}\n`);
+  return ExitCode.OK;
+}
+
+export async function locks(
+  run: Invocation,
+  args: { readonly path?: string | undefined },
+): Promise<number> {
+  const client = await run.connect();
+  const full = args.path === undefined ? undefined : resolvePath(run, client, args.path);
+  const list = await client.listLocks(full, run.call);
+  if (run.isJson) await writeJson(list);
+  else await writeOut(`${locksTable(list)}\n`);
+  return ExitCode.OK;
+}
+
+/** Asks one replica for its own status (no session: works with no master too). */
+async function replicaStatus(address: string, timeoutMs: number): Promise<StatusRow> {
+  try {
+    const connection = await Connection.open(address, timeoutMs);
+    try {
+      const reply = await connection.request({ type: 'status', digest: true }, timeoutMs);
+      if (reply.type !== 'status')
+        return { address, reachable: false, error: `unexpected reply ${reply.type}` };
+      return { address, reachable: true, ...reply.status };
+    } finally {
+      connection.close();
+    }
+  } catch (err: unknown) {
+    if (!(err instanceof PaxlockError)) throw err;
+    return { address, reachable: false, error: `${err.code}: ${err.message}` };
+  }
+}
+
+export async function status(run: Invocation): Promise<number> {
+  run.startDeadline(run.timeoutMs);
+  const perReplicaMs = Math.max(100, run.timeoutMs - 500);
+  const rows = await Promise.all(
+    run.cell.map(async (address) => replicaStatus(address, perReplicaMs)),
+  );
+  if (run.isJson) {
+    await writeJson(
+      rows.map((row) => {
+        if (!row.reachable)
+          return { id: null, role: 'unreachable', address: row.address, error: row.error };
+        const { reachable: _reachable, address, id, role, ...rest } = row;
+        return { id, role, address, ...rest };
+      }),
+    );
+  } else {
+    await writeOut(`${statusTable(rows)}\n`);
+  }
+  if (!rows.some((row) => row.reachable)) {
+    run.what = `status ${run.cell.join(',')}`;
+    throw new PaxlockError(ErrorCode.NO_QUORUM, 'no replica answered');
+  }
+  return ExitCode.OK;
+}
