@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FencingGuard, PaxlockClient, type RereadEvent, type SessionState } from '@paxlock/client';
 import { parseSequencer, type Epoch } from '@paxlock/shared';
 import type { LocalCell } from '../scripts/cell.ts';
-import { caughtUp, currentMaster, eventually, tempDir, useCell } from './helpers.ts';
+import { currentMaster, eventually, tempDir, useCell } from './helpers.ts';
 import type { CampaignerOptions } from './fixtures/campaigner.ts';
 import type { HolderOptions } from './fixtures/holder.ts';
 
@@ -153,10 +153,21 @@ describe('the client library under faults', () => {
     return { id: master.id, epoch: master.epoch, at };
   }
 
-  /** Restarts a killed replica and waits until it has caught up with the master. */
+  /** Restarts a killed replica and waits until it follows the master and has caught up with it. */
   async function restart(id: number): Promise<void> {
+    const { applied } = await currentMaster(cell);
+    const address = cell.config.replicas.find((r) => r.id === id)?.client ?? '';
     cell.start(id);
-    await caughtUp(cell, id, `replica ${id} catching up after its restart`);
+    // (Not "applied equal to the master's": the master applies on, and a loaded machine may
+    // never catch the two equal at one look.)
+    await eventually(
+      async () => {
+        const status = await observer.replicaStatus(address).catch(() => undefined);
+        return status?.role === 'follower' && status.applied >= applied ? true : undefined;
+      },
+      `replica ${id} catching up after its restart`,
+      90_000,
+    );
   }
 
   it('keeps a lock held across kill -9 of the master: connected -> (jeopardy ->) safe, reread, writes go on', async () => {
@@ -215,6 +226,59 @@ describe('the client library under faults', () => {
     await data.close();
     await client.close();
     await restart(killed.id);
+  });
+
+  it('goes into jeopardy when the local lease runs out even while no call looks at the session', async () => {
+    const client = await PaxlockClient.connect({
+      cell: cell.clientAddresses,
+      name: 'lease-timer',
+      leaseMs: 1_500,
+      graceMs: 60_000,
+      findMasterTimeoutMs: 60_000,
+    });
+    const handle = await client.open('faults/lease-timer', { create: true, lockDelayMs: 0 });
+    const lock = await handle.acquire();
+    // Wait out two leases on purpose: KeepAlives move the lease end past the one at connect.
+    const pastFirstEnd = Date.now() + 2 * 1_500;
+    await eventually(() => (Date.now() > pastFirstEnd ? true : undefined), 'two leases');
+    const seen: { jeopardyAt?: number } = {};
+    client.on('jeopardy', () => {
+      seen.jeopardyAt = Date.now();
+    });
+    // Freeze every replica: nothing answers, and finding the master takes a handshake timeout
+    // per replica, during which the KeepAlive loop does not look at the session state. Only
+    // the lease timer can put the session into jeopardy on time.
+    const ids = cell.config.replicas.map((r) => r.id).filter((id) => cell.isRunning(id));
+    for (const id of ids) await cell.signal(id, 'SIGSTOP');
+    // (leaseRemainingMs reads the lease without moving it on.)
+    const leaseEndAt = Date.now() + client.leaseRemainingMs;
+    try {
+      await eventually(() => seen.jeopardyAt, 'jeopardy', 30_000);
+      expect(lock.signal.aborted).toBe(true);
+    } finally {
+      for (const id of ids) await cell.signal(id, 'SIGCONT');
+    }
+    const lateMs = Math.round((seen.jeopardyAt ?? 0) - leaseEndAt);
+    console.log(
+      `[figure] with every replica frozen, jeopardy came ${lateMs} ms after the local lease ran out`,
+    );
+    // The lease timer fires at the lease end; without it the session would wait for the
+    // KeepAlive loop to look again, after a sweep of five handshake timeouts (about 5 s).
+    expect(lateMs).toBeLessThan(1_000);
+    // The replicas were frozen as long as the session's lease: the master may have expired
+    // it by now (its lease for the session ends a round trip after ours), or it comes back safe.
+    const after = await eventually(
+      () => (client.state !== 'jeopardy' ? client.state : undefined),
+      'the session to leave jeopardy',
+      60_000,
+    );
+    expect(['connected', 'expired']).toContain(after);
+    console.log(`[figure] after the replicas resumed the session was ${after}`);
+    if (after === 'connected') {
+      await lock.release();
+      await handle.close();
+    }
+    await client.close();
   });
 
   it('ends up with one connection to the new master however many calls wait through a fail-over', async () => {

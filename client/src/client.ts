@@ -750,6 +750,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     this.#leaseTimer = setTimeout(
       () => {
         this.#advance();
+        // KeepAlives move the lease end on without a change of state (and so without a new
+        // timer): aim at the lease end as it is now, or jeopardy waits for a call to look.
+        this.#armLeaseTimer();
       },
       Math.max(0, Math.ceil(at - now())),
     );
