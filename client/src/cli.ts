@@ -54,6 +54,11 @@ function afterDashes(words: unknown): string[] {
   return Array.isArray(words) ? words.map(String) : [];
 }
 
+/** A command's help ends with the exit codes, as the top-level help does. */
+function documented<T>(y: Argv<T>): Argv<T> {
+  return y.epilogue(EXIT_CODES_HELP);
+}
+
 function globals(argv: GlobalOptions): GlobalOptions {
   return { cell: argv.cell, json: argv.json, timeout: argv.timeout };
 }
@@ -91,27 +96,29 @@ async function main(): Promise<void> {
       'ls [path]',
       'list a directory (or show a file)',
       (y) =>
-        y
-          .positional('path', {
-            type: 'string',
-            default: '/',
-            describe: 'a directory (default: the cell root)',
-          })
-          .option('long', {
-            alias: 'l',
-            type: 'boolean',
-            default: false,
-            describe: 'kind, size, generations, modified time',
-          })
-          .option('recursive', {
-            alias: 'R',
-            type: 'boolean',
-            default: false,
-            describe: 'everything below, as full names',
-          })
-          .example('$0 ls', 'the cell root: names, directories ending in /')
-          .example('$0 ls -lR config', 'everything below /ls/<cell>/config, with details')
-          .example('$0 ls --json /ls/local/config', 'entries as JSON'),
+        documented(
+          y
+            .positional('path', {
+              type: 'string',
+              default: '/',
+              describe: 'a directory (default: the cell root)',
+            })
+            .option('long', {
+              alias: 'l',
+              type: 'boolean',
+              default: false,
+              describe: 'kind, size, generations, modified time',
+            })
+            .option('recursive', {
+              alias: 'R',
+              type: 'boolean',
+              default: false,
+              describe: 'everything below, as full names',
+            })
+            .example('$0 ls', 'the cell root: names, directories ending in /')
+            .example('$0 ls -lR config', 'everything below /ls/<cell>/config, with details')
+            .example('$0 ls --json /ls/local/config', 'entries as JSON'),
+        ),
       async (argv) =>
         invoke('ls', argv.path, globals(argv), async (run) =>
           commands.ls(run, { path: argv.path, long: argv.long, recursive: argv.recursive }),
@@ -121,9 +128,11 @@ async function main(): Promise<void> {
       'cat <path>',
       'print a file’s contents (raw bytes)',
       (y) =>
-        pathArg(y)
-          .example('$0 cat config/db', 'the contents as they are, binary-safe')
-          .example('$0 cat --json config/db', '{ path, contentsBase64, stat }'),
+        documented(
+          pathArg(y)
+            .example('$0 cat config/db', 'the contents as they are, binary-safe')
+            .example('$0 cat --json config/db', '{ path, contentsBase64, stat }'),
+        ),
       async (argv) =>
         invoke('cat', argv.path, globals(argv), async (run) =>
           commands.cat(run, { path: argv.path }),
@@ -133,31 +142,34 @@ async function main(): Promise<void> {
       'put <path> [value]',
       'write a file whole (VALUE, or stdin when VALUE is absent), creating it if needed',
       (y) =>
-        pathArg(y)
-          .positional('value', {
-            type: 'string',
-            describe: 'the contents (UTF-8); read from stdin if absent',
-          })
-          .option('if-generation', {
-            type: 'number',
-            describe:
-              'write only if the content generation is still N (0: only create; exit 3 otherwise)',
-          })
-          .example('$0 put config/db "host=a"', 'write a value')
-          .example('$0 put config/blob < file.bin', 'write a file from stdin (at most 256 KiB)')
-          .example(
-            '$0 put --if-generation 0 config/db x',
-            'create only; exit 3 (EXISTS) if it exists',
-          )
-          .example(
-            '$0 put --if-generation 7 config/db y',
-            'compare-and-set; exit 3 (CAS_MISMATCH) if changed',
-          ),
+        documented(
+          pathArg(y)
+            .positional('value', {
+              type: 'string',
+              describe: 'the contents (UTF-8); read from stdin if absent',
+            })
+            .option('if-generation', {
+              type: 'number',
+              describe:
+                'write only if the content generation is still N (0: only create; exit 3 otherwise)',
+            })
+            .example('$0 put config/db "host=a"', 'write a value')
+            .example('$0 put config/blob < file.bin', 'write a file from stdin (at most 256 KiB)')
+            .example(
+              '$0 put --if-generation 0 config/db x',
+              'create only; exit 3 (EXISTS) if it exists',
+            )
+            .example(
+              '$0 put --if-generation 7 config/db y',
+              'compare-and-set; exit 3 (CAS_MISMATCH) if changed',
+            ),
+        ),
       async (argv) =>
         invoke('put', argv.path, globals(argv), async (run) =>
           commands.put(run, {
             path: argv.path,
-            value: argv.value,
+            // `put NAME -- -5`: a value that looks like an option comes after `--`.
+            value: argv.value ?? (afterDashes(argv['--']).join(' ') || undefined),
             ifGeneration: argv.ifGeneration,
           }),
         ),
@@ -166,15 +178,17 @@ async function main(): Promise<void> {
       'rm <path>',
       'remove a file or an empty directory',
       (y) =>
-        pathArg(y)
-          .option('recursive', {
-            alias: 'r',
-            type: 'boolean',
-            default: false,
-            describe: 'a directory and everything below it',
-          })
-          .example('$0 rm config/db', 'remove a file')
-          .example('$0 rm -r config', 'remove a directory tree'),
+        documented(
+          pathArg(y)
+            .option('recursive', {
+              alias: 'r',
+              type: 'boolean',
+              default: false,
+              describe: 'a directory and everything below it',
+            })
+            .example('$0 rm config/db', 'remove a file')
+            .example('$0 rm -r config', 'remove a directory tree'),
+        ),
       async (argv) =>
         invoke('rm', argv.path, globals(argv), async (run) =>
           commands.rm(run, { path: argv.path, recursive: argv.recursive }),
@@ -184,14 +198,16 @@ async function main(): Promise<void> {
       'mkdir <path>',
       'create a directory',
       (y) =>
-        pathArg(y)
-          .option('parents', {
-            alias: 'p',
-            type: 'boolean',
-            default: false,
-            describe: 'create missing parents; no error if it exists',
-          })
-          .example('$0 mkdir -p services/web/config', 'create a directory and its parents'),
+        documented(
+          pathArg(y)
+            .option('parents', {
+              alias: 'p',
+              type: 'boolean',
+              default: false,
+              describe: 'create missing parents; no error if it exists',
+            })
+            .example('$0 mkdir -p services/web/config', 'create a directory and its parents'),
+        ),
       async (argv) =>
         invoke('mkdir', argv.path, globals(argv), async (run) =>
           commands.mkdir(run, { path: argv.path, parents: argv.parents }),
@@ -201,12 +217,14 @@ async function main(): Promise<void> {
       'stat <path>',
       'show a node’s metadata (generations, size, checksum, times)',
       (y) =>
-        pathArg(y)
-          .example('$0 stat config/db', 'key: value lines')
-          .example(
-            '$0 stat --json config/db | jq .contentGeneration',
-            'the generation, for put --if-generation',
-          ),
+        documented(
+          pathArg(y)
+            .example('$0 stat config/db', 'key: value lines')
+            .example(
+              '$0 stat --json config/db | jq .contentGeneration',
+              'the generation, for put --if-generation',
+            ),
+        ),
       async (argv) =>
         invoke('stat', argv.path, globals(argv), async (run) =>
           commands.stat(run, { path: argv.path }),
@@ -216,12 +234,14 @@ async function main(): Promise<void> {
       'watch <path>',
       'print a node’s events as they happen, until Ctrl-C',
       (y) =>
-        pathArg(y)
-          .example('$0 watch config', 'child-added /ls/local/config child=db ...')
-          .example('$0 watch --json config/db', 'one JSON object per event')
-          .epilogue(
-            'Events: contents-modified, child-added, child-removed, child-modified, lock-acquired, handle-invalid (the node was deleted: the watch ends), and reread (events may have been missed, e.g. across a master fail-over: read the node again).',
-          ),
+        documented(
+          pathArg(y)
+            .example('$0 watch config', 'child-added /ls/local/config child=db ...')
+            .example('$0 watch --json config/db', 'one JSON object per event')
+            .epilogue(
+              'Events: contents-modified, child-added, child-removed, child-modified, lock-acquired, handle-invalid (the node was deleted: the watch ends), and reread (events may have been missed, e.g. across a master fail-over: read the node again).\n',
+            ),
+        ),
       async (argv) =>
         invoke('watch', argv.path, globals(argv), async (run) =>
           commands.watch(run, { path: argv.path }),
@@ -231,34 +251,36 @@ async function main(): Promise<void> {
       'lock <path> [command..]',
       'run a command while holding the lock on PATH',
       (y) =>
-        pathArg(y, 'the lock’s node (created if missing)')
-          .positional('command', {
-            type: 'string',
-            array: true,
-            describe: 'the command and its arguments (after --)',
-          })
-          .option('shared', {
-            type: 'boolean',
-            default: false,
-            describe: 'take the lock in shared mode',
-          })
-          .option('kill-after', {
-            type: 'string',
-            default: '5s',
-            describe: 'if the lock is lost, SIGKILL the command this long after SIGTERM',
-          })
-          .example(
-            '$0 lock jobs/nightly -- ./run-nightly.sh',
-            'one runner at a time; waits for the lock',
-          )
-          .example(
-            '$0 lock --timeout 0 jobs/nightly -- make',
-            'exit 3 (LOCK_HELD) at once if the lock is held',
-          )
-          .example('$0 lock --shared db/schema -- ./read-only-job', 'a shared lock')
-          .epilogue(
-            'The command gets PAXLOCK_SEQUENCER (the lock’s sequencer, to pass to servers that check it), PAXLOCK_LOCK and PAXLOCK_CELL. Signals paxlock receives are passed on to it. If the lock is lost (the session in jeopardy or expired), the command is sent SIGTERM, then SIGKILL after --kill-after, and paxlock exits 6. Otherwise paxlock releases the lock and exits with the command’s status.',
-          ),
+        documented(
+          pathArg(y, 'the lock’s node (created if missing)')
+            .positional('command', {
+              type: 'string',
+              array: true,
+              describe: 'the command and its arguments (after --)',
+            })
+            .option('shared', {
+              type: 'boolean',
+              default: false,
+              describe: 'take the lock in shared mode',
+            })
+            .option('kill-after', {
+              type: 'string',
+              default: '5s',
+              describe: 'if the lock is lost, SIGKILL the command this long after SIGTERM',
+            })
+            .example(
+              '$0 lock jobs/nightly -- ./run-nightly.sh',
+              'one runner at a time; waits for the lock',
+            )
+            .example(
+              '$0 lock --timeout 0 jobs/nightly -- make',
+              'exit 3 (LOCK_HELD) at once if the lock is held',
+            )
+            .example('$0 lock --shared db/schema -- ./read-only-job', 'a shared lock')
+            .epilogue(
+              'The command gets PAXLOCK_SEQUENCER (the lock’s sequencer, to pass to servers that check it), PAXLOCK_LOCK and PAXLOCK_CELL. Signals paxlock receives are passed on to it. If the lock is lost (the session in jeopardy or expired), the command is sent SIGTERM, then SIGKILL after --kill-after, and paxlock exits 6. Otherwise paxlock releases the lock and exits with the command’s status.\n',
+            ),
+        ),
       async (argv) =>
         invoke('lock', argv.path, globals(argv), async (run) =>
           commands.lock(run, {
@@ -273,27 +295,29 @@ async function main(): Promise<void> {
       'elect <path> [value]',
       'campaign to be leader on PATH; print a line when leader; lead until killed',
       (y) =>
-        pathArg(y, 'the election’s node (created if missing)')
-          .positional('value', {
-            type: 'string',
-            describe: 'what the leader publishes (its address, say)',
-          })
-          .option('observe', {
-            type: 'boolean',
-            default: false,
-            describe: 'do not campaign: print the leader at every change',
-          })
-          .example(
-            '$0 elect services/web/leader host-a:8080',
-            'prints "leader /ls/local/services/web/leader host-a:8080" once leader',
-          )
-          .example(
-            '$0 elect --observe services/web/leader',
-            'prints each leader (or no-leader) as it changes',
-          )
-          .epilogue(
-            'On SIGINT or SIGTERM the leader resigns and closes its session, so the next campaigner takes over at once; exit 0. If leadership is lost (session in jeopardy or expired), paxlock exits 6.',
-          ),
+        documented(
+          pathArg(y, 'the election’s node (created if missing)')
+            .positional('value', {
+              type: 'string',
+              describe: 'what the leader publishes (its address, say)',
+            })
+            .option('observe', {
+              type: 'boolean',
+              default: false,
+              describe: 'do not campaign: print the leader at every change',
+            })
+            .example(
+              '$0 elect services/web/leader host-a:8080',
+              'prints "leader /ls/local/services/web/leader host-a:8080" once leader',
+            )
+            .example(
+              '$0 elect --observe services/web/leader',
+              'prints each leader (or no-leader) as it changes',
+            )
+            .epilogue(
+              'On SIGINT or SIGTERM the leader resigns and closes its session, so the next campaigner takes over at once; exit 0. If leadership is lost (session in jeopardy or expired), paxlock exits 6.\n',
+            ),
+        ),
       async (argv) =>
         invoke('elect', argv.path, globals(argv), async (run) =>
           commands.elect(run, { path: argv.path, value: argv.value, observe: argv.observe }),
@@ -302,7 +326,7 @@ async function main(): Promise<void> {
     .command(
       'sessions',
       'list the cell’s sessions',
-      (y) => y.example('$0 sessions --json', 'as a JSON array'),
+      (y) => documented(y.example('$0 sessions --json', 'as a JSON array')),
       async (argv) =>
         invoke('sessions', undefined, globals(argv), async (run) => commands.sessions(run)),
     )
@@ -310,9 +334,11 @@ async function main(): Promise<void> {
       'locks [path]',
       'list locks: holders, mode, held since, waiters (or just the lock on PATH)',
       (y) =>
-        y
-          .positional('path', { type: 'string', describe: 'one lock’s node' })
-          .example('$0 locks', 'every lock that is held, waited for or in lock-delay'),
+        documented(
+          y
+            .positional('path', { type: 'string', describe: 'one lock’s node' })
+            .example('$0 locks', 'every lock that is held, waited for or in lock-delay'),
+        ),
       async (argv) =>
         invoke('locks', argv.path, globals(argv), async (run) =>
           commands.locks(run, { path: argv.path }),
@@ -322,9 +348,11 @@ async function main(): Promise<void> {
       'status',
       'ask each replica for its role, epoch, commit and applied slot, lease and digest',
       (y) =>
-        y
-          .example('$0 status', 'a table, one replica per line; works with no master')
-          .example('$0 status --json', '[{ id, role, address, epoch, commit, applied, ... }]'),
+        documented(
+          y
+            .example('$0 status', 'a table, one replica per line; works with no master')
+            .example('$0 status --json', '[{ id, role, address, epoch, commit, applied, ... }]'),
+        ),
       async (argv) =>
         invoke('status', undefined, globals(argv), async (run) => commands.status(run)),
     )

@@ -11,7 +11,7 @@ import type { Handle, OpenOptions } from '../files.ts';
 import type { LeaderInfo } from '../election.ts';
 import type { Lock } from '../locks.ts';
 import { runChild } from './child.ts';
-import { ExitCode, usageError } from './exit.ts';
+import { errorLine, ExitCode, usageError } from './exit.ts';
 import {
   entryName,
   eventLine,
@@ -271,21 +271,18 @@ export async function lock(run: Invocation, args: LockArgs): Promise<number> {
     },
     lost: held.signal,
     onLost: (reason) => {
-      const message = reason instanceof Error ? reason.message : 'the lock was lost';
-      process.stderr.write(
-        `paxlock: ${run.what}: ${ClientErrorCode.LOCK_LOST}: ${message}; stopping the command\n`,
-      );
+      process.stderr.write(`${errorLine(run.what, reason).line}; stopping the command\n`);
     },
     killAfterMs: args.killAfterMs,
   });
   if (outcome.spawnError !== undefined)
     process.stderr.write(`paxlock: ${run.what}: ${outcome.spawnError}\n`);
-  // Release before exiting so that the next waiter is granted the lock at once (a lock lost to
-  // jeopardy is released too, if the session comes back: nobody is using it any more).
-  const state = client.state;
-  if (state === 'connected' || state === 'jeopardy')
+  // Release before exiting so that the next waiter is granted the lock at once. With the session
+  // in jeopardy there is nobody to tell: closing the session (bounded) is all that is left.
+  if (client.state === 'connected') {
     await held.release({ timeoutMs: run.timeoutMs }).catch(() => undefined);
-  await handle.close({ timeoutMs: run.timeoutMs }).catch(() => undefined);
+    await handle.close({ timeoutMs: run.timeoutMs }).catch(() => undefined);
+  }
   return outcome.isLost ? ExitCode.LOST : outcome.status;
 }
 
