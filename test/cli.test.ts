@@ -208,19 +208,20 @@ describe('the paxlock CLI', () => {
     // Each command logs its start, waits for the test's go-ahead, and logs its end: with both
     // queued on the lock, any interleaving would show as start, start.
     const script = `echo "start $PAXLOCK_SEQUENCER" >> "${log}"; while [ ! -e "${go}" ]; do sleep 0.05; done; echo end >> "${log}"`;
-    const first = start(['lock', 'job-one', '--', 'sh', '-c', script]);
-    const second = start(['lock', 'job-one', '--', 'sh', '-c', script]);
+    // (jobs/ does not exist: lock makes it.)
+    const first = start(['lock', 'jobs/one', '--', 'sh', '-c', script]);
+    const second = start(['lock', 'jobs/one', '--', 'sh', '-c', script]);
     // Without `--`, the command's own options (-c) are still the command's.
     const status = start(['lock', 'job-two', 'sh', '-c', 'test -n "$PAXLOCK_SEQUENCER" && exit 7']);
     const locks = await eventually(async () => {
-      const [info] = await client.listLocks('job-one');
+      const [info] = await client.listLocks('jobs/one');
       return info !== undefined && info.holders.length === 1 && info.waiters.length === 1
         ? info
         : undefined;
     }, 'one holder and one waiter');
     expect(locks.holders[0]?.mode).toBe('exclusive');
     // Not waiting (--timeout 0) on a held lock: conflict.
-    const busy = await paxlock(['lock', '--timeout', '0', 'job-one', '--', 'true']);
+    const busy = await paxlock(['lock', '--timeout', '0', 'jobs/one', '--', 'true']);
     expect(busy.code).toBe(3);
     expectOneLineError(busy.stderr, /LOCK_HELD/);
     writeFileSync(go, '');
@@ -230,9 +231,9 @@ describe('the paxlock CLI', () => {
     const lines = readFileSync(log, 'utf8').trimEnd().split('\n');
     expect(lines.map((l) => l.split(' ')[0])).toEqual(['start', 'end', 'start', 'end']);
     const sequencers = lines.filter((l) => l.startsWith('start ')).map((l) => l.slice(6));
-    expect(sequencers.every((s) => s.includes('/ls/local/job-one'))).toBe(true);
+    expect(sequencers.every((s) => s.includes('/ls/local/jobs/one'))).toBe(true);
     expect(sequencers[0]).not.toBe(sequencers[1]);
-    const [after] = await client.listLocks('job-one');
+    const [after] = await client.listLocks('jobs/one');
     expect([after?.holders, after?.waiters]).toEqual([[], []]);
   });
 

@@ -47,6 +47,27 @@ async function openAny(client: PaxlockClient, path: string, options: OpenOptions
   }
 }
 
+/**
+ * Runs `create`, which creates the node `full`; if its parent is missing, creates the parent
+ * directories (as `mkdir -p`) and runs it again. For lock and election nodes, whose names say
+ * what they are for (`jobs/nightly`), not where a directory was made ready for them.
+ */
+async function withParents<T>(
+  client: PaxlockClient,
+  full: string,
+  run: Invocation,
+  create: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await create();
+  } catch (err: unknown) {
+    const parent = full.slice(0, full.lastIndexOf('/'));
+    if (!isCode(err, ErrorCode.NOT_FOUND) || parent === client.resolve('/')) throw err;
+    await client.mkdir(parent, { ...run.call, parents: true });
+    return create();
+  }
+}
+
 // --- ls ----------------------------------------------------------------------------------------
 
 export interface LsArgs {
@@ -74,7 +95,7 @@ export async function ls(run: Invocation, args: LsArgs): Promise<number> {
       const stat = args.long ? await client.stat(path, run.call) : undefined;
       listed.push({
         path,
-        name: args.recursive ? path : entryName(entry),
+        name: args.recursive ? `${path}${entry.isDirectory ? '/' : ''}` : entryName(entry),
         isDirectory: entry.isDirectory,
         isEphemeral: entry.isEphemeral,
         ...(stat === undefined ? {} : { stat }),
@@ -249,7 +270,9 @@ export async function lock(run: Invocation, args: LockArgs): Promise<number> {
     throw usageError('lock needs a command to run: paxlock lock PATH -- CMD [ARG...]');
   const client = await run.connect();
   const full = resolvePath(run, client, args.path);
-  const handle = await client.open(full, { ...run.call, create: true });
+  const handle = await withParents(client, full, run, async () =>
+    client.open(full, { ...run.call, create: true }),
+  );
   const mode = args.shared ? 'shared' : 'exclusive';
   // Without --timeout, wait for the lock as long as it takes (Ctrl-C stops waiting).
   if (run.explicitTimeoutMs === undefined) run.stopDeadline();
@@ -337,7 +360,9 @@ export async function elect(run: Invocation, args: ElectArgs): Promise<number> {
     return ExitCode.OK;
   }
   const value = args.value ?? '';
-  const leadership = await election.campaign(value, { signal: run.signal });
+  const leadership = await withParents(client, full, run, async () =>
+    election.campaign(value, { signal: run.signal }),
+  );
   run.stopDeadline();
   run.onInterrupt(() => {
     stop.abort();
