@@ -434,7 +434,10 @@ async function replicaStatus(address: string, timeoutMs: number): Promise<Status
 
 export async function status(run: Invocation): Promise<number> {
   run.startDeadline(run.timeoutMs);
-  const perReplicaMs = Math.max(100, run.timeoutMs - 500);
+  // A replica that does not answer in a few seconds is as good as unreachable (frozen, say):
+  // status reports it as such rather than making the whole table wait on it.
+  const perReplicaMs =
+    run.explicitTimeoutMs === undefined ? 3_000 : Math.max(100, run.explicitTimeoutMs - 500);
   const rows = await Promise.all(
     run.cell.map(async (address) => replicaStatus(address, perReplicaMs)),
   );

@@ -150,7 +150,7 @@ export class Invocation {
     this.startDeadline(this.timeoutMs);
     // Looking for a master stops a little before the deadline, so that an unavailable cell is
     // reported as such (NO_QUORUM, NO_MASTER: exit 5) rather than as a TIMEOUT.
-    const client = await PaxlockClient.connect({
+    const connecting = PaxlockClient.connect({
       cell: this.cell,
       name: `paxlock ${this.command} (${hostname()}:${process.pid})`,
       findMasterTimeoutMs: Math.max(1, this.timeoutMs - Math.min(1_000, this.timeoutMs / 5)),
@@ -158,6 +158,18 @@ export class Invocation {
       requestTimeoutMs: Math.min(3_000, this.timeoutMs),
       signal: this.#signal,
     });
+    let client: PaxlockClient;
+    try {
+      client = await connecting;
+    } catch (err: unknown) {
+      // The deadline ran out before any master answered: from here the cell is unavailable.
+      if (this.#deadline.signal.aborted && !this.#interrupt.signal.aborted)
+        throw new PaxlockError(
+          ErrorCode.NO_MASTER,
+          `no master answered within the --timeout of ${this.timeoutMs} ms`,
+        );
+      throw err;
+    }
     this.#client = client;
     return client;
   }
