@@ -275,6 +275,8 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** Commands of a session go one at a time, in seq order. */
   #queue: Promise<unknown> = Promise.resolve();
   readonly #handles = new Map<number, HandleSink>();
+  /** The search for the master in progress, shared by every call that needs it. */
+  #search: Promise<Connection> | null = null;
   /** Connections to each replica for stale reads, and the next replica to ask. */
   readonly #staleConnections = new Map<string, Connection>();
   #staleNext = Math.floor(Math.random() * 5);
@@ -887,8 +889,37 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     await sleep(Math.min(timeoutMs, 1_000), AbortSignal.any(signals));
   }
 
+  /**
+   * The connection to the master, finding it if needed. Calls that need it at the same time
+   * (after a fail-over, every waiting call) share one search rather than each sweeping the cell.
+   */
   async #master(timeoutMs: number, signal?: AbortSignal): Promise<Connection> {
     if (this.#connection?.isOpen === true) return this.#connection;
+    this.#search ??= this.#findAndConnect(timeoutMs).finally(() => {
+      this.#search = null;
+    });
+    const search = this.#search;
+    if (signal === undefined) return search;
+    signal.throwIfAborted();
+    return new Promise<Connection>((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      search.then(
+        (connection) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(connection);
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err instanceof Error ? err : new PaxlockError(ErrorCode.NO_MASTER, String(err)));
+        },
+      );
+    });
+  }
+
+  async #findAndConnect(timeoutMs: number): Promise<Connection> {
     let connection: Connection | null = null;
     if (this.#hint !== null) {
       const hint = this.#hint;
@@ -896,7 +927,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       connection = await Connection.open(hint, Math.min(timeoutMs, 1_000)).catch(() => null);
     }
     if (connection === null) {
-      const { address, status } = await findMaster(this.#cell, Math.max(timeoutMs, 1), signal);
+      const { address, status } = await findMaster(this.#cell, Math.max(timeoutMs, 1));
       if (this.#cellName === '') this.#cellName = status.cell;
       connection = await Connection.open(address);
     }

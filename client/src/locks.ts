@@ -128,8 +128,22 @@ export class LockState {
     this.#handle = handle;
   }
 
+  /**
+   * A grant that came before anyone waits for it: the `queued` reply and the grant can arrive
+   * in one socket read, and then the event is handled before the code awaiting the reply runs.
+   */
+  #earlyGrant: string | null = null;
+  #isExpectingGrant = false;
+
+  /** An Acquire is about to be sent: a grant from now on is this Acquire's. */
+  expectGrant(): void {
+    this.#earlyGrant = null;
+    this.#isExpectingGrant = true;
+  }
+
   onGranted(sequencer: string): void {
-    this.#waiter?.resolve(sequencer);
+    if (this.#waiter !== null) this.#waiter.resolve(sequencer);
+    else if (this.#isExpectingGrant) this.#earlyGrant = sequencer;
   }
 
   onReread(): void {
@@ -148,6 +162,10 @@ export class LockState {
 
   /** Waits for the grant of a queued Acquire, checking with the master after any reread. */
   async waitForGrant(mode: LockMode, options: AcquireOptions): Promise<string> {
+    const early = this.#earlyGrant;
+    this.#earlyGrant = null;
+    this.#isExpectingGrant = false;
+    if (early !== null) return early;
     const client = this.#handle.client;
     const { signal, timeoutMs } = options;
     return new Promise<string>((resolve, reject) => {
@@ -235,6 +253,7 @@ export async function acquireOn(
       ErrorCode.LOCK_ALREADY_OWNED,
       `${handle.path}: this handle already holds the lock`,
     );
+  state.expectGrant();
   const result = await client.command(
     { type: 'Acquire', handle: handle.id, mode, wait: options.wait },
     options,

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PaxlockClient } from '../src/client.ts';
 import type { Handle } from '../src/files.ts';
-import { Lock } from '../src/locks.ts';
+import { Lock, LockState } from '../src/locks.ts';
 
 /** A handle whose client reports `state`, the way PaxlockClient does: moved on to now. */
 function fakeHandle(client: { readonly state: string }): Handle {
@@ -57,5 +57,23 @@ describe('Lock', () => {
     expect((lock.signal.reason as Error).message).toBe(
       'lock /ls/local/l: the session is in jeopardy',
     );
+  });
+});
+
+describe('LockState', () => {
+  it('keeps a grant that arrives before the queued reply is handled (same socket read)', async () => {
+    const state = new LockState(fakeHandle({ state: 'connected' }));
+    state.expectGrant();
+    // The grant event is dispatched first; the code awaiting the Acquire reply runs after.
+    state.onGranted('S1:x:2:1:/ls/local/l');
+    await expect(state.waitForGrant('exclusive', {})).resolves.toBe('S1:x:2:1:/ls/local/l');
+  });
+
+  it('does not take a stray grant from before the Acquire was sent', async () => {
+    const state = new LockState(fakeHandle({ state: 'connected' }));
+    state.onGranted('S1:x:1:1:/ls/local/l');
+    state.expectGrant();
+    const waiting = state.waitForGrant('exclusive', { timeoutMs: 50 });
+    await expect(waiting).rejects.toThrow(/not granted within 50 ms/);
   });
 });
