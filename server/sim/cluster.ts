@@ -13,7 +13,6 @@
 // stream forked from the seed, so a seed replays exactly.
 
 import { AssertionError, assert, assertNever } from '@paxlock/shared';
-import { compareBallots, formatBallot, isBallotEqual } from '../src/paxos/ballot.ts';
 import type {
   ChosenEntry,
   Command,
@@ -22,12 +21,12 @@ import type {
   MessageType,
 } from '../src/paxos/messages.ts';
 import type { Logger, PlantedBugs, ReplicaId } from '../src/paxos/ports.ts';
-import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
+import type { Ready } from '../src/paxos/ready.ts';
 import { Replica } from '../src/paxos/replica.ts';
 import { runTurn, type TurnInput, type TurnStage, type TurnWiring } from '../src/runtime/turn.ts';
 import { MemoryStore } from '../src/storage/memory-store.ts';
-import { isPersistBatchEmpty } from '../src/storage/store.ts';
 import { Checkers, identity, type Violation } from './checkers.ts';
+import { isFaultPointInteresting } from './paxos-checks.ts';
 import { rateSpread, SimClock } from './clock.ts';
 import { EventQueue } from './event-queue.ts';
 import { describeValue, encodePut, KvMachine, valueDigest, type KvSnapshot } from './kv.ts';
@@ -333,7 +332,7 @@ class Simulation {
       traceTail: violation === null ? [] : this.#trace.tail(80),
       stats: {
         events: this.#events,
-        chosenSlots: this.#checkers.counts.chosenSlots,
+        chosenSlots: this.#checkers.chosenSlots,
         writesAcked: this.#writesAcked,
         readsServed: this.#readsServed,
         masterAfterHealMs:
@@ -521,18 +520,9 @@ class Simulation {
   }
 
   #wiring(node: SimNode): TurnWiring {
-    const store = {
-      persist: (batch: PersistBatch): void => {
-        node.store.persist(batch);
-        // Only what is durable counts as a vote (a crash before this line loses it).
-        this.#checkers.onDurableAccepts(node.id, batch.accepted);
-        for (const entry of batch.chosen)
-          this.#checkers.onLearned(node.id, entry, 'persisted chosen');
-      },
-    };
     return {
       replica: node.replica!,
-      store,
+      store: this.#checkers.paxos.watchStore(node.id, node.store),
       logger: node.logger,
       send: (envelope) => this.#sendPeer(node.id, envelope),
       apply: (entry) => this.#apply(node, entry),
@@ -645,29 +635,8 @@ class Simulation {
     const f = this.#plan.faults;
     if (this.#phase !== 'safety' || f.turnCrashRate === 0 || this.#downCount() >= f.maxDown)
       return 'continue';
-    // Only fault points where a crash leaves something different behind are worth a draw.
-    const persists = !isPersistBatchEmpty(ready.persist);
-    let isInteresting: boolean;
-    switch (stage) {
-      case 'sendEarly':
-        isInteresting = persists;
-        break;
-      case 'persist':
-        isInteresting = persists && ready.sendEarly.length > 0;
-        break;
-      case 'send':
-        isInteresting = persists && ready.send.length > 0;
-        break;
-      case 'commit':
-        isInteresting = ready.commit.length > 0;
-        break;
-      case 'advance':
-        isInteresting = persists || ready.commit.length > 0;
-        break;
-      default:
-        assertNever(stage);
-    }
-    if (!isInteresting || !this.#faultRandom.chance(f.turnCrashRate)) return 'continue';
+    if (!isFaultPointInteresting(stage, ready) || !this.#faultRandom.chance(f.turnCrashRate))
+      return 'continue';
     this.#trace.line(this.#now, node.id, `fault point: crash before ${stage}`);
     return 'crash';
   }
@@ -675,16 +644,8 @@ class Simulation {
   // --- peer network ---------------------------------------------------------------------------
 
   #sendPeer(from: ReplicaId, envelope: Envelope): void {
-    if (this.#wireChecks) {
-      this.#checkAnswerIsDurable(from, envelope.message);
-      if (envelope.message.type === 'accept') {
-        this.#checkers.onAcceptSent({
-          master: from,
-          accept: envelope.message,
-          own: this.#node(from).store.durableEntry(envelope.message.slot),
-        });
-      }
-    }
+    if (this.#wireChecks)
+      this.#checkers.paxos.onSent(from, envelope.message, this.#node(from).store);
     const delays = this.#network.plan();
     if (delays.length === 0) this.#faults.drop++;
     if (delays.length > 1) this.#faults.duplicate++;
@@ -702,33 +663,6 @@ class Simulation {
     }
   }
 
-  /** An acceptor's promise or acceptance may leave only once it is durable (persist before send). */
-  #checkAnswerIsDurable(from: ReplicaId, message: Message): void {
-    const store = this.#node(from).store;
-    if (message.type === 'promise') {
-      const durable = store.durablePromise();
-      if (compareBallots(durable, message.ballot) < 0) {
-        this.#checkers.fail(
-          'persist-before-send',
-          `r${from} sent a promise for ballot ${formatBallot(message.ballot)} while its durable promise is ${formatBallot(durable)}`,
-        );
-      }
-    } else if (message.type === 'accepted') {
-      // A slot compacted behind a snapshot is chosen and durable there; acking it again is harmless.
-      if (message.slot < store.durableCompactedBelow()) return;
-      const entry = store.durableEntry(message.slot);
-      if (
-        entry === undefined ||
-        (!entry.isChosen && !isBallotEqual(entry.ballot, message.ballot))
-      ) {
-        this.#checkers.fail(
-          'persist-before-send',
-          `r${from} sent accepted for slot ${message.slot} in ballot ${formatBallot(message.ballot)} while its durable entry there is ${entry === undefined ? 'missing' : `ballot ${formatBallot(entry.ballot)}`}`,
-        );
-      }
-    }
-  }
-
   #onDeliver(event: Extract<SimEvent, { kind: 'deliver' }>): void {
     const { from, to, message } = event;
     const node = this.#node(to);
@@ -737,7 +671,8 @@ class Simulation {
       return;
     }
     this.#network.counters.delivered++;
-    if (event.sent.type === 'promise') this.#checkers.onPromiseDelivered(to, from, event.sent);
+    if (event.sent.type === 'promise')
+      this.#checkers.paxos.onPromiseDelivered(to, from, event.sent);
     this.#trace.mix(MESSAGE_CODES[event.messageType], from, to);
     this.#trace.line(
       this.#now,
@@ -752,13 +687,7 @@ class Simulation {
   // --- state machine and snapshots ------------------------------------------------------------
 
   #apply(node: SimNode, entry: ChosenEntry): void {
-    if (entry.slot !== node.machine.applied + 1) {
-      this.#checkers.fail(
-        'prefix',
-        `r${node.id} was handed slot ${entry.slot} to apply after slot ${node.machine.applied}`,
-      );
-      return;
-    }
+    if (!this.#checkers.paxos.onApplying(node.id, entry, node.machine.applied)) return;
     const results = node.machine.applyEntry(entry);
     this.#trace.mix(30, entry.slot, valueDigest(entry.value));
     this.#checkers.onApplied(node.id, entry, node.machine.hash, results);
@@ -1122,7 +1051,7 @@ class Simulation {
         leaseUntil: node.leaseUntil,
       });
     }
-    if (holders !== null && holders.length > 1) this.#checkers.checkLeases(holders);
+    if (holders !== null && holders.length > 1) this.#checkers.paxos.checkLeases(holders);
   }
 
   #coreLogger(id: ReplicaId): Logger {

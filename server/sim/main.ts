@@ -15,18 +15,10 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PlantedBugs } from '../src/paxos/ports.ts';
+import { BUG_NAMES, bugsFor, type BugName } from './bugs.ts';
 import { cellMain } from './cell/cell-main.ts';
+export { BUG_NAMES, bugsFor, type BugName } from './bugs.ts';
 import { runSeed, zeroFaultCounts, type FaultCounts, type SeedResult } from './cluster.ts';
-
-export const BUG_NAMES = [
-  'answerBeforePersist',
-  'skipLeaseCheckInPrepare',
-  'trustOldBallotAsChosen',
-  'reproposeLowestBallot',
-  'ignoreLeaseForReads',
-] as const satisfies readonly (keyof PlantedBugs)[];
-
-export type BugName = (typeof BUG_NAMES)[number];
 
 interface Flags {
   seeds: number;
@@ -157,10 +149,6 @@ function positiveInt(text: string, flag: string): number {
   if (!Number.isSafeInteger(n) || n < 0)
     throw new Error(`${flag} takes a non-negative integer, not ${text}`);
   return n;
-}
-
-export function bugsFor(bug: BugName | null): PlantedBugs | undefined {
-  return bug === null ? undefined : { [bug]: true };
 }
 
 function main(): number {

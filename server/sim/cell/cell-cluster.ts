@@ -4,36 +4,65 @@
 // real pure CellService (sessions/service.ts), in virtual time with per-replica clocks, a lossy
 // peer network, master partitions and crash-restarts. Simulated clients create sessions, keep
 // them alive at whoever they think is master, open lock files, acquire, wait, hold and release;
-// some vanish so their sessions expire. checkers.ts is consulted after every step.
+// some vanish so their sessions expire; others create ephemeral files, write a shared file,
+// watch a directory and close their sessions. checkers.ts is consulted after every step.
 //
-// What stands in for what: a replica's StateMachine object is its state.db, kept whole across a
-// crash (the process replays the log above state.db's applied slot; keeping it whole is the case
-// where that replay is empty), and the core restarts with `applied: machine.appliedIndex`. The
-// CellService (session table, pending requests) is memory and dies with the crash.
+// What stands in for what: a replica's StateMachine object is its live state.db. Per seed,
+// state.db is either kept whole across a crash (as if every applied entry were durable) or
+// checkpointed every 8 or 32 applied slots (serialize()): a crash then restores the last
+// checkpoint, and the core, restarted with `applied: machine.appliedIndex`, replays the log above
+// it. After some checkpoints the replica tells the core `snapshotTaken` and the core compacts; a
+// replica behind its peers' compaction point is shipped a peer's serialized machine and calls
+// `installSnapshot`. The CellService (session table, pending requests) is memory and dies with
+// the crash. Crashes also come at the turn's fault points (runtime/turn.ts).
 
 import {
   decodeFrame,
   ErrorCode,
+  EventMask,
   type ClientFrame,
   type CommandResult,
+  type Epoch,
+  type LockInfo,
   type LockMode,
   type MachineCommand,
+  type MachineEvent,
   type ServerFrame,
 } from '@paxlock/shared';
-import { StateMachine } from '../../src/machine/index.ts';
-import type { ChosenEntry, Command, Envelope } from '../../src/paxos/messages.ts';
+import type { Statement } from 'better-sqlite3';
+import { StateMachine, type Entry } from '../../src/machine/index.ts';
+import { compareBallots } from '../../src/paxos/ballot.ts';
+import type { ChosenEntry, Command, Envelope, Message } from '../../src/paxos/messages.ts';
 import { silentLogger, type Config, type ReplicaId } from '../../src/paxos/ports.ts';
 import { Replica } from '../../src/paxos/replica.ts';
-import { runTurn, type TurnInput } from '../../src/runtime/turn.ts';
+import { runTurn, type TurnInput, type TurnWiring } from '../../src/runtime/turn.ts';
 import { CellService } from '../../src/sessions/service.ts';
 import { MemoryStore } from '../../src/storage/memory-store.ts';
+import { bugsFor, type BugName } from '../bugs.ts';
 import { rateSpread, SimClock } from '../clock.ts';
 import { EventQueue } from '../event-queue.ts';
+import { isFaultPointInteresting } from '../paxos-checks.ts';
 import { SimRandom } from '../random.ts';
-import { CellCheckers, type Belief, type CellViolation } from './checkers.ts';
+import { CellCheckers, type Belief, type CellViolation, type EventSync } from './checkers.ts';
 
 const REPLICAS: readonly ReplicaId[] = [1, 2, 3, 4, 5];
 const CELL = 'sim';
+const DIR = `/ls/${CELL}/dir`;
+const WATCH_MASK = EventMask.childAdded | EventMask.childRemoved | EventMask.childModified;
+/**
+ * Digests are compared at every slot divisible by this (a digest costs ~40 µs) and at every
+ * restored or installed state; a wrong state shows at the next sampled slot either way.
+ */
+const DIGEST_EVERY = 4;
+const LOCK_WATCH_MASK = EventMask.lockAcquired | EventMask.conflictingLockRequest;
+
+/**
+ * Planted bugs of the cell mode itself (the checkers must catch each): a client that takes a
+ * `queued` Acquire for a grant; a service that never reports an event gap on KeepAlive; a
+ * client whose "ephemeral" files are created permanent.
+ */
+export const CELL_BUGS = ['queuedIsHeld', 'hideEventGaps', 'forgetEphemeral'] as const;
+export type CellBug = (typeof CELL_BUGS)[number];
 
 function addressOf(id: ReplicaId): string {
   return `sim://replica-${id}`;
@@ -41,8 +70,8 @@ function addressOf(id: ReplicaId): string {
 
 export interface CellSeedOptions {
   readonly seed: number;
-  /** Planted client bug: a client treats a `queued` answer as a grant. The checkers must catch it. */
-  readonly bugQueuedIsHeld?: boolean;
+  /** A planted bug: the cell mode's own (CELL_BUGS) or the core's (Config.bugs). */
+  readonly bug?: CellBug | BugName;
 }
 
 export interface CellSeedResult {
@@ -56,9 +85,22 @@ export interface CellSeedResult {
     readonly grants: number;
     readonly expiriesChecked: number;
     readonly digestsCompared: number;
+    readonly restoresChecked: number;
+    readonly chosenSlots: number;
+    readonly acceptsJudged: number;
     readonly crashes: number;
+    readonly turnCrashes: number;
+    readonly compactions: number;
+    readonly snapshotsInstalled: number;
     readonly partitions: number;
     readonly unleasedAcks: number;
+    readonly ephemeralsCreated: number;
+    readonly ephemeralChecks: number;
+    readonly sessionsClosed: number;
+    readonly lockDelayChecks: number;
+    readonly eventsChecked: number;
+    readonly noGapAcksChecked: number;
+    readonly resyncs: number;
   };
 }
 
@@ -69,7 +111,10 @@ type SimEvent =
       readonly type: 'peer';
       readonly from: ReplicaId;
       readonly to: ReplicaId;
+      /** A deep copy, unknown until the turn validates it. */
       readonly message: unknown;
+      /** The sender's typed message, for the checkers only. */
+      readonly sent: Message;
     }
   | {
       readonly type: 'to-replica';
@@ -77,27 +122,84 @@ type SimEvent =
       readonly client: number;
       readonly frame: ClientFrame;
     }
-  | { readonly type: 'to-client'; readonly client: number; readonly frame: ServerFrame }
+  | {
+      readonly type: 'to-client';
+      readonly client: number;
+      readonly frame: ServerFrame;
+      /** The sender's applied slot when it sent the frame (what a KeepAlive ack vouches for). */
+      readonly appliedAt: number;
+    }
   | { readonly type: 'client-wake'; readonly client: number }
   | { readonly type: 'crash'; readonly id: ReplicaId }
-  | { readonly type: 'restart'; readonly id: ReplicaId }
+  | { readonly type: 'restart'; readonly id: ReplicaId; readonly incarnation: number }
+  | {
+      readonly type: 'snapshot';
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      readonly bytes: Uint8Array;
+      readonly slot: number;
+    }
+  | {
+      readonly type: 'snapshot-pull';
+      readonly server: ReplicaId;
+      readonly asker: ReplicaId;
+      readonly slotAtLeast: number;
+    }
   | { readonly type: 'partition'; readonly id: ReplicaId; readonly untilMs: number };
 
 interface Node {
   readonly id: ReplicaId;
   readonly clock: SimClock;
   readonly store: MemoryStore;
-  /** state.db: survives crashes. */
-  readonly machine: StateMachine;
+  /** The live state.db. */
+  machine: StateMachine;
+  /** state.db's durable checkpoint, when the seed does not keep it whole across crashes. */
+  checkpoint: { readonly bytes: Uint8Array; readonly slot: number } | null;
+  lastCheckpointSlot: number;
+  checkpointsSinceCompaction: number;
+  pendingSnapshotTaken: number | null;
   readonly random: SimRandom;
   replica: Replica | null;
   service: CellService | null;
+  wiring: TurnWiring | null;
   incarnation: number;
   inbox: TurnInput[];
   isTurnScheduled: boolean;
+  /** Ephemeral files without a live handle of a live session, prepared on the current machine. */
+  orphans: { readonly machine: StateMachine; readonly statement: Statement } | null;
 }
 
-type LockPhase = 'none' | 'opening' | 'acquiring' | 'waiting' | 'holding' | 'releasing' | 'closing';
+type Phase =
+  | 'none'
+  | 'watching'
+  | 'opening'
+  | 'acquiring'
+  | 'waiting'
+  | 'holding'
+  | 'releasing'
+  | 'writing'
+  | 'closing'
+  | 'ending';
+
+/** A command on a client's handle, before its session, seq and handle are filled in. */
+type HandleCommand =
+  | { readonly type: 'Release' | 'Close' }
+  | { readonly type: 'SetContents'; readonly contents: Uint8Array }
+  | { readonly type: 'Acquire'; readonly mode: LockMode; readonly wait: boolean };
+
+/** What a client does between sessions' creation and end: lock, ephemeral file, or write. */
+type Op = 'lock' | 'ephemeral' | 'write';
+
+/** A client's view of its session's event stream (see checkers.ts, event-order/event-gap). */
+interface EventView {
+  epoch: Epoch | null;
+  /** The last eventSeq received in this epoch (for the order check). */
+  last: number;
+  /** The eventSeq the client reports seen: the last received, or the ack it re-synced at. */
+  seen: number;
+  /** Null: the client was told of a gap and re-syncs at its next KeepAlive ack. */
+  sync: EventSync | null;
+}
 
 interface Request {
   readonly command: MachineCommand;
@@ -120,15 +222,35 @@ interface Client {
   keepAliveId: number | null;
   keepAliveSentAtMs: number;
   nextKeepAliveAtMs: number;
-  phase: LockPhase;
+  phase: Phase;
+  op: Op;
   handle: number;
   path: string;
   mode: LockMode;
   phaseUntilMs: number;
+  /** Watches the directory (and its lock files' events) in each session. */
+  readonly watches: boolean;
+  watchHandle: number | null;
+  ephemeralCount: number;
+  events: EventView;
 }
+
+function freshEventView(): EventView {
+  return { epoch: null, last: 0, seen: 0, sync: null };
+}
+
+/** The orphan-ephemeral query, over state.db's tables (read-only). */
+const ORPHAN_EPHEMERALS = `SELECT n.path FROM nodes n
+  WHERE n.is_ephemeral = 1 AND n.is_directory = 0 AND NOT EXISTS (
+    SELECT 1 FROM handles h JOIN sessions s ON s.id = h.session
+    WHERE h.path = n.path AND h.instance = n.instance)`;
 
 export function runCellSeed(options: CellSeedOptions): CellSeedResult {
   return new CellCluster(options).run();
+}
+
+function isCellBug(bug: CellSeedOptions['bug']): bug is CellBug {
+  return CELL_BUGS.some((b) => b === bug);
 }
 
 class CellCluster {
@@ -139,11 +261,26 @@ class CellCluster {
   readonly #clients: Client[] = [];
   readonly #checkers: CellCheckers;
   readonly #config: Omit<Config, 'id'>;
+  readonly #cellBug: CellBug | null;
   readonly #sessionLeaseMs: number;
   readonly #dropRate: number;
+  /** 1: state.db kept whole across crashes; otherwise checkpointed every this many slots. */
+  readonly #checkpointEvery: number;
+  /** Tell the core snapshotTaken after this many checkpoints (Infinity: never compact). */
+  readonly #compactEveryCheckpoints: number;
+  readonly #turnCrashRate: number;
   /** Frame id -> session, for the KeepAlive acks the checkers attribute. */
   readonly #keepAliveSession = new Map<number, number>();
   readonly #expired = new Set<number>();
+  readonly #closed = new Set<number>();
+  /** Paths clients asked to be ephemeral (a client's intent, whatever the command says). */
+  readonly #wantEphemeral = new Set<string>();
+  /** Session -> "path#instance" of the ephemeral files it created. */
+  readonly #ephemeralsOf = new Map<number, Set<string>>();
+  /** Handle -> the lock-delay its Open asked for. */
+  readonly #handleDelay = new Map<number, number>();
+  /** "replica>client" -> the latest delivery time on that connection (frames arrive in order). */
+  readonly #connectionAt = new Map<string, number>();
   readonly #safetyMs: number;
   readonly #endMs: number;
   #isolated: { id: ReplicaId; untilMs: number } | null = null;
@@ -152,14 +289,21 @@ class CellCluster {
   #slotsApplied = 0;
   #sessionsCreated = 0;
   #crashes = 0;
+  #turnCrashes = 0;
+  #compactions = 0;
+  #snapshotsInstalled = 0;
   #partitions = 0;
+  #resyncs = 0;
 
   constructor(options: CellSeedOptions) {
     this.#o = options;
+    this.#cellBug = isCellBug(options.bug) ? options.bug : null;
     this.#r = new SimRandom(options.seed, 0x63656c6c);
     const r = this.#r;
     const leaseMs = r.pick([500, 1000]);
     const maxDriftRate = r.pick([0.001, 0.01, 0.05]);
+    const coreBugs =
+      options.bug === undefined || isCellBug(options.bug) ? undefined : bugsFor(options.bug);
     this.#config = {
       replicas: REPLICAS,
       leaseMs,
@@ -170,14 +314,18 @@ class CellCluster {
       windowSlots: r.pick([1, 4, 16]),
       maxBatchCommands: r.pick([1, 8, 64]),
       catchUpBatchSlots: r.pick([2, 16, 64]),
+      ...(coreBugs === undefined ? {} : { bugs: coreBugs }),
     };
     const spread = rateSpread(maxDriftRate);
-    this.#checkers = new CellCheckers({ clockSpread: spread });
+    this.#checkers = new CellCheckers({ clockSpread: spread, replicaCount: REPLICAS.length });
     // Session leases at the low end of the allowed range, so expiries happen within a run.
     this.#sessionLeaseMs = r.pick([1000, 1500, 2000]);
     this.#dropRate = r.pick([0, 0.01, 0.05]);
     this.#safetyMs = r.pick([4000, 6000]);
     this.#endMs = this.#safetyMs + 3000;
+    this.#checkpointEvery = r.pick([1, 8, 32]);
+    this.#compactEveryCheckpoints = r.pick([Infinity, 1, 4]);
+    this.#turnCrashRate = r.pick([0, 0.002, 0.01, 0.03]);
     for (const id of REPLICAS) {
       const node: Node = {
         id,
@@ -188,14 +336,21 @@ class CellCluster {
         }),
         store: new MemoryStore(),
         machine: StateMachine.createInMemory({ cell: CELL }),
+        checkpoint: null,
+        lastCheckpointSlot: 0,
+        checkpointsSinceCompaction: 0,
+        pendingSnapshotTaken: null,
         random: r.fork(id),
         replica: null,
         service: null,
+        wiring: null,
         incarnation: 0,
         inbox: [],
         isTurnScheduled: false,
+        orphans: null,
       };
       this.#nodes.set(id, node);
+      this.#checkers.onDigest({ replica: id, slot: 0, atMs: 0, digest: node.machine.digest() });
       this.#start(node);
     }
     const clientCount = r.pick([3, 4, 6]);
@@ -215,10 +370,15 @@ class CellCluster {
         keepAliveSentAtMs: 0,
         nextKeepAliveAtMs: 0,
         phase: 'none',
+        op: 'lock',
         handle: 0,
         path: '',
         mode: 'exclusive',
         phaseUntilMs: 0,
+        watches: random.chance(0.6),
+        watchHandle: null,
+        ephemeralCount: 0,
+        events: freshEventView(),
       });
       this.#queue.push(r.range(0, 50), { type: 'client-wake', client: index });
     }
@@ -239,24 +399,42 @@ class CellCluster {
       const next = this.#queue.pop();
       if (next === undefined || next.at > this.#endMs) break;
       this.#now = next.at;
+      this.#checkers.setNow(next.at);
       this.#step(next.event);
       this.#checkBeliefs();
+      this.#checkLeases();
       if (this.#checkers.violations.length > 0) break;
     }
+    // SQLite's native memory is freed only by close(): a long run would otherwise hold gigabytes.
+    for (const node of this.#nodes.values()) node.machine.database.close();
+    const c = this.#checkers;
     return {
       seed: this.#o.seed,
-      violations: this.#checkers.violations,
+      violations: c.violations,
       stats: {
         simulatedMs: this.#now,
         slotsApplied: this.#slotsApplied,
         sessionsCreated: this.#sessionsCreated,
         sessionsExpired: this.#expired.size,
-        grants: this.#checkers.grantsChecked,
-        expiriesChecked: this.#checkers.expiriesChecked,
-        digestsCompared: this.#checkers.digestsCompared,
+        grants: c.grantsChecked,
+        expiriesChecked: c.expiriesChecked,
+        digestsCompared: c.digestsCompared,
+        restoresChecked: c.restoresChecked,
+        chosenSlots: c.paxos.chosenSlots,
+        acceptsJudged: c.paxos.acceptsJudged,
         crashes: this.#crashes,
+        turnCrashes: this.#turnCrashes,
+        compactions: this.#compactions,
+        snapshotsInstalled: this.#snapshotsInstalled,
         partitions: this.#partitions,
-        unleasedAcks: this.#checkers.unleasedAcks,
+        unleasedAcks: c.unleasedAcks,
+        ephemeralsCreated: [...this.#ephemeralsOf.values()].reduce((n, set) => n + set.size, 0),
+        ephemeralChecks: c.ephemeralChecks,
+        sessionsClosed: this.#closed.size,
+        lockDelayChecks: c.lockDelayChecks,
+        eventsChecked: c.eventsChecked,
+        noGapAcksChecked: c.noGapAcksChecked,
+        resyncs: this.#resyncs,
       },
     };
   }
@@ -287,6 +465,8 @@ class CellCluster {
       case 'peer': {
         const node = this.#node(event.to);
         if (node.replica === null || this.#isCut(event.from, event.to)) return;
+        if (event.sent.type === 'promise')
+          this.#checkers.paxos.onPromiseDelivered(event.to, event.from, event.sent);
         node.inbox.push({ type: 'message', from: event.from, message: event.message });
         this.#scheduleTurn(node);
         return;
@@ -301,7 +481,7 @@ class CellCluster {
         return;
       }
       case 'to-client':
-        this.#onClientFrame(this.#clientAt(event.client), event.frame);
+        this.#onClientFrame(this.#clientAt(event.client), event.frame, event.appliedAt);
         return;
       case 'client-wake':
         this.#wake(this.#clientAt(event.client));
@@ -310,22 +490,44 @@ class CellCluster {
       case 'crash': {
         const node = this.#node(event.id);
         if (node.replica === null) return;
-        this.#crashes++;
-        node.replica = null;
-        node.service = null;
-        node.inbox = [];
-        this.#queue.push(this.#now + this.#r.range(100, 1500), { type: 'restart', id: node.id });
+        this.#crash(node);
         return;
       }
-      case 'restart':
-        this.#start(this.#node(event.id));
+      case 'restart': {
+        const node = this.#node(event.id);
+        if (node.replica !== null || node.incarnation !== event.incarnation) return;
+        this.#restoreStateDb(node);
+        this.#start(node);
         return;
+      }
+      case 'snapshot':
+        this.#onSnapshot(event);
+        return;
+      case 'snapshot-pull': {
+        const server = this.#node(event.server);
+        if (server.replica === null || this.#isCut(event.asker, event.server)) return;
+        this.#shipSnapshot(server, event.asker, event.slotAtLeast);
+        return;
+      }
       case 'partition':
         if (this.#isolated !== null && this.#isolated.untilMs > this.#now) return;
         this.#partitions++;
         this.#isolated = { id: event.id, untilMs: event.untilMs };
         return;
     }
+  }
+
+  /** single-lease, over every live replica that believes it is master with a lease. */
+  #checkLeases(): void {
+    const holders: { id: ReplicaId; localNow: number; leaseUntil: number }[] = [];
+    for (const node of this.#nodes.values()) {
+      if (node.replica === null) continue;
+      const localNow = this.#local(node);
+      const status = node.replica.status(localNow);
+      if (status.role === 'master' && status.leaseUntil !== null)
+        holders.push({ id: node.id, localNow, leaseUntil: status.leaseUntil });
+    }
+    if (holders.length > 1) this.#checkers.paxos.checkLeases(holders);
   }
 
   #isCut(from: ReplicaId, to: ReplicaId): boolean {
@@ -344,18 +546,25 @@ class CellCluster {
 
   #start(node: Node): void {
     node.incarnation++;
+    node.checkpointsSinceCompaction = 0;
+    node.pendingSnapshotTaken = null;
     const now = this.#local(node);
-    const replica = new Replica({
-      config: { ...this.#config, id: node.id },
-      random: node.random.fork(node.incarnation),
-      logger: silentLogger,
-      durable: node.store.load(),
-      now,
-      applied: node.machine.appliedIndex,
-    });
+    let replica: Replica;
+    try {
+      replica = new Replica({
+        config: { ...this.#config, id: node.id },
+        random: node.random.fork(node.incarnation),
+        logger: silentLogger,
+        durable: node.store.load(),
+        now,
+        applied: node.machine.appliedIndex,
+      });
+    } catch (err: unknown) {
+      this.#threw(node, err);
+      return;
+    }
     node.replica = replica;
     const checkers = this.#checkers;
-    const machine = node.machine;
     // The service proposes ExpireSession itself (not through takeProposals); this view of the
     // replica lets the session-lease check see each proposal at the instant it is made.
     const replicaView = {
@@ -370,21 +579,18 @@ class CellCluster {
       canServeReads: (at: number) => replica.canServeReads(at),
       status: (at: number) => replica.status(at),
     };
-    // The machine as the service sees it; apply() is watched for grants, expiries and digests.
+    // The machine as the service sees it (whichever state.db is live: a snapshot install
+    // replaces it); apply() is watched for grants, expiries, events, digests and session ends.
     const machineView = {
-      apply: (entry: Parameters<StateMachine['apply']>[0]) => {
-        const outcome = machine.apply(entry);
-        this.#onApplied(node, entry.slot, entry.commands, outcome.results, outcome.events);
-        return outcome;
-      },
-      query: (query: unknown) => machine.query(query),
-      pendingLockDelays: () => machine.pendingLockDelays(),
-      digest: () => machine.digest(),
+      apply: (entry: Entry) => this.#applyEntry(node, entry),
+      query: (query: unknown) => node.machine.query(query),
+      pendingLockDelays: () => node.machine.pendingLockDelays(),
+      digest: () => node.machine.digest(),
       get appliedIndex() {
-        return machine.appliedIndex;
+        return node.machine.appliedIndex;
       },
     };
-    node.service = new CellService(
+    const service = new CellService(
       {
         id: node.id,
         clientAddresses: new Map(REPLICAS.map((id) => [id, addressOf(id)])),
@@ -404,11 +610,94 @@ class CellCluster {
       },
       now,
     );
+    node.service = service;
+    node.wiring = {
+      replica,
+      store: checkers.paxos.watchStore(node.id, node.store),
+      logger: silentLogger,
+      send: (envelope: Envelope) => {
+        this.#sendPeer(node, envelope);
+      },
+      apply: (entry: ChosenEntry) => {
+        if (checkers.paxos.onApplying(node.id, entry, node.machine.appliedIndex))
+          service.apply(entry, this.#local(node));
+      },
+      snapshotFor: (to, slot) => {
+        this.#shipSnapshot(node, to, slot);
+      },
+      needSnapshot: (from, slotAtLeast) => {
+        const delay = this.#peerDelay();
+        if (delay === null) return;
+        this.#queue.push(this.#now + delay, {
+          type: 'snapshot-pull',
+          server: from,
+          asker: node.id,
+          slotAtLeast,
+        });
+      },
+      faults: (stage, ready) => {
+        if (this.#now >= this.#safetyMs || this.#turnCrashRate === 0) return 'continue';
+        if (this.#downCount() >= 2 || !isFaultPointInteresting(stage, ready)) return 'continue';
+        return this.#r.chance(this.#turnCrashRate) ? 'crash' : 'continue';
+      },
+    };
     this.#queue.push(this.#now + this.#r.range(0, 10), {
       type: 'tick',
       id: node.id,
       incarnation: node.incarnation,
     });
+  }
+
+  #downCount(): number {
+    let n = 0;
+    for (const node of this.#nodes.values()) if (node.replica === null) n++;
+    return n;
+  }
+
+  /** The process dies: memory (core, service, inbox, unsent frames) goes; the stores stay. */
+  #crash(node: Node): void {
+    this.#crashes++;
+    node.replica = null;
+    node.service = null;
+    node.wiring = null;
+    node.inbox = [];
+    this.#queue.push(this.#now + this.#r.range(100, 1500), {
+      type: 'restart',
+      id: node.id,
+      incarnation: node.incarnation,
+    });
+  }
+
+  /**
+   * Before a restart: state.db is whatever was durable. Kept whole, it is the live machine;
+   * checkpointed, it is the last checkpoint (or an empty machine), and the log replays the rest.
+   */
+  #restoreStateDb(node: Node): void {
+    if (this.#checkpointEvery === 1) return;
+    const checkpoint = node.checkpoint;
+    node.machine.database.close(); // the lost state (native memory is not the GC's to free)
+    node.machine =
+      checkpoint === null
+        ? StateMachine.createInMemory({ cell: CELL })
+        : StateMachine.restore(checkpoint.bytes, { cell: CELL });
+    node.lastCheckpointSlot = node.machine.appliedIndex;
+    this.#checkers.onMachineRestored(node.id, node.machine.appliedIndex);
+    this.#checkers.onDigest({
+      replica: node.id,
+      slot: node.machine.appliedIndex,
+      atMs: this.#now,
+      digest: node.machine.digest(),
+      how: 'restored',
+    });
+  }
+
+  #threw(node: Node, err: unknown): void {
+    // The sim reports a broken assertion in production code as a failure of the seed.
+    this.#checkers.fail(
+      'replica-assertion',
+      this.#now,
+      `replica ${node.id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    );
   }
 
   #scheduleTurn(node: Node): void {
@@ -419,8 +708,8 @@ class CellCluster {
 
   #turn(node: Node): void {
     node.isTurnScheduled = false;
-    const { replica, service } = node;
-    if (replica === null || service === null) return;
+    const { replica, service, wiring } = node;
+    if (replica === null || service === null || wiring === null) return;
     const now = this.#local(node);
     const proposals = service.takeProposals();
     const inputs: TurnInput[] = [
@@ -428,41 +717,60 @@ class CellCluster {
       ...proposals.map((command): TurnInput => ({ type: 'propose', command })),
     ];
     try {
-      const wiring = {
-        replica,
-        store: node.store,
-        logger: silentLogger,
-        send: (envelope: Envelope) => {
-          this.#sendPeer(node.id, envelope);
-        },
-        apply: (entry: ChosenEntry) => {
-          service.apply(entry, now);
-        },
-      };
       const result = runTurn(wiring, inputs, now);
       proposals.forEach((command, i) => {
         const outcome = result.proposals[i];
         if (outcome !== undefined) service.onProposed(command, outcome);
       });
-      service.afterTurn(now);
-      // afterTurn may have proposed (ExpireSession, LockDelayEnd, digest marks): run them now,
-      // as the process does on its next event-loop turn.
-      for (let i = 0; i < 4 && replica.hasReady(); i++) runTurn(wiring, [], now);
+      let crashed = result.crashedBefore !== null;
+      if (!crashed) {
+        service.afterTurn(now);
+        // afterTurn may have proposed (ExpireSession, LockDelayEnd, digest marks): run them now,
+        // as the process does on its next event-loop turn.
+        for (let i = 0; i < 4 && !crashed && replica.hasReady(); i++)
+          crashed = runTurn(wiring, [], now).crashedBefore !== null;
+      }
+      if (crashed) {
+        this.#turnCrashes++;
+        this.#crash(node);
+        return;
+      }
+      const slot = node.pendingSnapshotTaken;
+      if (slot !== null) {
+        node.pendingSnapshotTaken = null;
+        this.#compactions++;
+        replica.snapshotTaken(slot);
+        this.#scheduleTurn(node);
+      }
     } catch (err: unknown) {
-      // The sim reports a broken assertion in production code as a failure of the seed.
-      this.#checkers.fail(
-        'replica-assertion',
-        this.#now,
-        `replica ${node.id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
-      );
+      this.#threw(node, err);
       return;
     }
     this.#drainOutbox(node);
     const locks = node.machine.query({ type: 'ListLocks' });
     if (locks.type === 'locks') this.#checkers.onReplicaLocks(node.id, this.#now, locks.locks);
+    this.#checkOrphans(node);
   }
 
-  #sendPeer(from: ReplicaId, envelope: Envelope): void {
+  #checkOrphans(node: Node): void {
+    if (node.orphans?.machine !== node.machine) {
+      node.orphans = {
+        machine: node.machine,
+        statement: node.machine.database.prepare(ORPHAN_EPHEMERALS).pluck(),
+      };
+    }
+    const paths = node.orphans.statement.all() as string[];
+    this.#checkers.onOrphanEphemerals(node.id, paths);
+  }
+
+  /** A peer link's delay for one copy, or null if the copy is lost. */
+  #peerDelay(): number | null {
+    if (this.#r.chance(this.#dropRate)) return null;
+    return this.#r.chance(0.03) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
+  }
+
+  #sendPeer(node: Node, envelope: Envelope): void {
+    this.#checkers.paxos.onSent(node.id, envelope.message, node.store);
     if (this.#r.chance(this.#dropRate)) return;
     const copies = this.#r.chance(0.02) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
@@ -470,11 +778,63 @@ class CellCluster {
       const delay = this.#r.chance(0.03) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
       this.#queue.push(this.#now + delay, {
         type: 'peer',
-        from,
+        from: node.id,
         to: envelope.to,
         message: structuredClone(envelope.message),
+        sent: envelope.message,
       });
     }
+  }
+
+  /** Ships this replica's whole machine (at or above `slot`) to `to`, over a lossy link. */
+  #shipSnapshot(node: Node, to: ReplicaId, slot: number): void {
+    const applied = node.machine.appliedIndex;
+    if (applied < slot) return;
+    const delay = this.#peerDelay();
+    if (delay === null) return;
+    this.#queue.push(this.#now + delay + 5, {
+      type: 'snapshot',
+      from: node.id,
+      to,
+      bytes: node.machine.snapshot(),
+      slot: applied,
+    });
+  }
+
+  #onSnapshot(event: Extract<SimEvent, { type: 'snapshot' }>): void {
+    const node = this.#node(event.to);
+    const replica = node.replica;
+    if (replica === null || this.#isCut(event.from, event.to)) return;
+    if (event.slot <= node.machine.appliedIndex) return;
+    try {
+      const machine = StateMachine.restore(event.bytes, { cell: CELL });
+      if (machine.appliedIndex !== event.slot)
+        this.#checkers.fail(
+          'digest',
+          this.#now,
+          `replica ${node.id}: a snapshot shipped at slot ${event.slot} restores at ${machine.appliedIndex}`,
+        );
+      this.#checkers.onDigest({
+        replica: node.id,
+        slot: machine.appliedIndex,
+        atMs: this.#now,
+        digest: machine.digest(),
+        how: 'installed',
+      });
+      node.machine.database.close();
+      node.machine = machine;
+      node.lastCheckpointSlot = machine.appliedIndex;
+      this.#checkers.onMachineRestored(node.id, machine.appliedIndex);
+      // The installed state.db is durable: a crash from here on restarts from it.
+      if (this.#checkpointEvery !== 1)
+        node.checkpoint = { bytes: event.bytes, slot: machine.appliedIndex };
+      this.#snapshotsInstalled++;
+      replica.installSnapshot(machine.appliedIndex, this.#local(node));
+    } catch (err: unknown) {
+      this.#threw(node, err);
+      return;
+    }
+    this.#scheduleTurn(node);
   }
 
   #drainOutbox(node: Node): void {
@@ -482,19 +842,107 @@ class CellCluster {
     const replica = node.replica;
     if (service === null || replica === null) return;
     const hasLease = replica.canServeReads(this.#local(node));
+    const appliedAt = node.machine.appliedIndex;
     for (const out of service.takeOutbox()) {
-      if (out.frame.type === 'keep-alive-ack') {
-        const session = this.#keepAliveSession.get(out.frame.id);
+      let frame = out.frame;
+      if (frame.type === 'keep-alive-ack') {
+        const session = this.#keepAliveSession.get(frame.id);
         if (session !== undefined)
           this.#checkers.onKeepAliveAck({ session, atMs: this.#now, hasLease });
+        if (this.#cellBug === 'hideEventGaps') frame = { ...frame, isEventGap: false };
       }
       if (this.#r.chance(0.01)) continue; // a lost client frame
-      this.#queue.push(this.#now + this.#r.range(0.5, 4), {
+      // One connection per (replica, client): frames arrive in the order they were sent.
+      const connection = `${node.id}>${out.to}`;
+      const at = Math.max(
+        this.#now + this.#r.range(0.5, 4),
+        this.#connectionAt.get(connection) ?? 0,
+      );
+      this.#connectionAt.set(connection, at);
+      this.#queue.push(at, {
         type: 'to-client',
         client: out.to,
-        frame: structuredClone(out.frame),
+        frame: structuredClone(frame),
+        appliedAt,
       });
     }
+  }
+
+  /** Applies one entry to the node's live machine, watching what it did. */
+  #applyEntry(node: Node, entry: Entry): ReturnType<StateMachine['apply']> {
+    const machine = node.machine;
+    const ends: { session: number; kind: 'CloseSession' | 'ExpireSession' }[] = [];
+    let endsLockDelay = false;
+    for (const command of entry.commands) {
+      const c = command as { type?: unknown; session?: unknown } | null;
+      if (
+        (c?.type === 'CloseSession' || c?.type === 'ExpireSession') &&
+        typeof c.session === 'number'
+      )
+        ends.push({ session: c.session, kind: c.type });
+      if (c?.type === 'LockDelayEnd') endsLockDelay = true;
+    }
+    const before = ends.length > 0 ? this.#locksOf(machine) : [];
+    const outcome = machine.apply(entry);
+    this.#onApplied(node, entry.slot, entry.commands, outcome.results, outcome.events);
+    ends.forEach((end) => {
+      const index = entry.commands.findIndex(
+        (c) =>
+          (c as { session?: unknown } | null)?.session === end.session &&
+          (c as { type?: unknown }).type === end.kind,
+      );
+      const result = outcome.results[index];
+      if (result?.type !== 'session-closed' && result?.type !== 'session-expired') return;
+      this.#checkSessionEnd(node, end.session);
+      const held = before.flatMap((lock) =>
+        lock.holders
+          .filter((h) => h.session === end.session)
+          .map((h) => ({
+            path: lock.path,
+            delayMs: this.#handleDelay.get(h.handle) ?? 0,
+            ...(lock.lockDelayEndsMs === undefined ? {} : { before: lock.lockDelayEndsMs }),
+          })),
+      );
+      this.#checkers.onLocksAfterEnd({
+        replica: node.id,
+        session: end.session,
+        kind: end.kind,
+        // Another session's end or a LockDelayEnd in the same entry also moves delays.
+        held: ends.length > 1 || endsLockDelay ? [] : held,
+        after: this.#locksOf(machine),
+        timeMs: machine.timeMs,
+      });
+    });
+    return outcome;
+  }
+
+  #locksOf(machine: StateMachine): readonly LockInfo[] {
+    const locks = machine.query({ type: 'ListLocks' });
+    return locks.type === 'locks' ? locks.locks : [];
+  }
+
+  /** A session's end was applied here: its ephemeral files must be gone (unless held by others). */
+  #checkSessionEnd(node: Node, session: number): void {
+    const created = this.#ephemeralsOf.get(session);
+    const leftOver: string[] = [];
+    if (created !== undefined) {
+      const db = node.machine.database;
+      const exists = db
+        .prepare('SELECT count(*) FROM nodes WHERE path = ? AND instance = ?')
+        .pluck();
+      const heldByOthers = db
+        .prepare('SELECT count(*) FROM handles WHERE path = ? AND instance = ? AND session != ?')
+        .pluck();
+      for (const key of created) {
+        const [path = '', instance = ''] = key.split('#');
+        if (
+          (exists.get(path, Number(instance)) as number) > 0 &&
+          (heldByOthers.get(path, Number(instance), session) as number) === 0
+        )
+          leftOver.push(key);
+      }
+    }
+    this.#checkers.onSessionEnded(node.id, session, leftOver);
   }
 
   #onApplied(
@@ -502,12 +950,18 @@ class CellCluster {
     slot: number,
     commands: readonly unknown[],
     results: readonly CommandResult[],
-    events: readonly { readonly type: string; readonly sequencer?: string }[],
+    events: readonly MachineEvent[],
   ): void {
     this.#slotsApplied++;
     commands.forEach((command, i) => {
       const result = results[i];
-      const c = command as { type?: unknown; session?: unknown; seq?: unknown } | null;
+      const c = command as {
+        type?: unknown;
+        session?: unknown;
+        seq?: unknown;
+        path?: unknown;
+        lockDelayMs?: unknown;
+      } | null;
       if (result?.type === 'acquired') {
         const request = `${String(c?.session)}#${String(c?.seq)}`;
         this.#checkers.onGrant({
@@ -518,6 +972,19 @@ class CellCluster {
           request,
         });
       }
+      if (result?.type === 'opened' && c !== null && typeof c.session === 'number') {
+        if (typeof c.lockDelayMs === 'number') this.#handleDelay.set(result.handle, c.lockDelayMs);
+        if (result.created && typeof c.path === 'string' && this.#wantEphemeral.has(c.path)) {
+          let set = this.#ephemeralsOf.get(c.session);
+          if (set === undefined) {
+            set = new Set();
+            this.#ephemeralsOf.set(c.session, set);
+          }
+          set.add(`${c.path}#${result.stat.instance}`);
+        }
+      }
+      if (result?.type === 'session-closed' && typeof c?.session === 'number')
+        this.#closed.add(c.session);
       if (
         c !== null &&
         c.type === 'ExpireSession' &&
@@ -534,7 +1001,7 @@ class CellCluster {
       }
     });
     for (const event of events) {
-      if (event.type === 'lock-granted' && event.sequencer !== undefined) {
+      if (event.type === 'lock-granted') {
         this.#checkers.onGrant({
           replica: node.id,
           slot,
@@ -543,13 +1010,28 @@ class CellCluster {
         });
       }
     }
-    if (slot % 8 === 0)
+    this.#checkers.onEntryEvents(node.id, slot, events);
+    if (slot % DIGEST_EVERY === 0)
       this.#checkers.onDigest({
         replica: node.id,
         slot,
         atMs: this.#now,
         digest: node.machine.digest(),
       });
+    this.#checkpoint(node, slot);
+  }
+
+  /** state.db's durability: a checkpoint every N slots, and now and then a compaction. */
+  #checkpoint(node: Node, slot: number): void {
+    const every = this.#checkpointEvery === 1 ? 8 : this.#checkpointEvery;
+    if (slot - node.lastCheckpointSlot < every) return;
+    node.lastCheckpointSlot = slot;
+    if (this.#checkpointEvery !== 1) node.checkpoint = { bytes: node.machine.snapshot(), slot };
+    node.checkpointsSinceCompaction++;
+    if (node.checkpointsSinceCompaction >= this.#compactEveryCheckpoints) {
+      node.checkpointsSinceCompaction = 0;
+      node.pendingSnapshotTaken = slot;
+    }
   }
 
   // --- clients -----------------------------------------------------------------------------------
@@ -577,7 +1059,12 @@ class CellCluster {
       client.keepAliveId = id;
       this.#keepAliveSession.set(id, client.session);
       client.nextKeepAliveAtMs = this.#now + this.#sessionLeaseMs / 4;
-      this.#send(client, { type: 'keep-alive', id, session: client.session, eventSeqSeen: 0 });
+      this.#send(client, {
+        type: 'keep-alive',
+        id,
+        session: client.session,
+        eventSeqSeen: client.events.seen,
+      });
     }
     const request = client.request;
     if (request !== null) {
@@ -598,35 +1085,96 @@ class CellCluster {
     const session = client.session;
     switch (client.phase) {
       case 'none':
-        client.path = `/ls/${CELL}/lock-${client.random.int(3)}`;
-        client.phase = 'opening';
-        this.#issue(client, {
-          type: 'Open',
-          session,
-          seq: ++client.seq,
-          path: client.path,
-          create: 'may',
-          ephemeral: false,
-          directory: false,
-          eventMask: 0,
-          lockDelayMs: client.lockDelayMs,
-        });
+        this.#startOp(client, session);
         return;
       case 'waiting':
         // Waited long enough for lock-granted: give up the handle (Close cancels the wait).
-        client.phase = 'closing';
-        this.#issue(client, { type: 'Close', session, seq: ++client.seq, handle: client.handle });
+        this.#onHandle(client, 'closing', { type: 'Close' });
         return;
       case 'holding':
-        client.phase = 'releasing';
-        this.#issue(client, { type: 'Release', session, seq: ++client.seq, handle: client.handle });
+        // Sometimes the client ends its whole session instead: locks go without lock-delay,
+        // ephemeral files go.
+        if (client.random.chance(client.op === 'ephemeral' ? 0.3 : 0.15)) {
+          this.#closeSession(client, session);
+        } else if (client.op === 'lock') {
+          this.#onHandle(client, 'releasing', { type: 'Release' });
+        } else {
+          this.#onHandle(client, 'closing', { type: 'Close' });
+        }
         return;
+      case 'watching':
       case 'opening':
       case 'acquiring':
       case 'releasing':
+      case 'writing':
       case 'closing':
+      case 'ending':
         return;
     }
+  }
+
+  /** The next operation of a session: watch the directory first, then lock, ephemeral or write. */
+  #startOp(client: Client, session: number): void {
+    const open = (
+      path: string,
+      extra: {
+        ephemeral?: boolean;
+        directory?: boolean;
+        eventMask?: number;
+        create?: 'may' | 'must';
+      },
+    ) => {
+      this.#issue(client, {
+        type: 'Open',
+        session,
+        seq: ++client.seq,
+        path,
+        create: extra.create ?? 'may',
+        ephemeral: extra.ephemeral ?? false,
+        directory: extra.directory ?? false,
+        eventMask: extra.eventMask ?? 0,
+        lockDelayMs: client.lockDelayMs,
+      });
+    };
+    if (client.watches && client.watchHandle === null) {
+      client.phase = 'watching';
+      open(DIR, { directory: true, eventMask: WATCH_MASK });
+      return;
+    }
+    const draw = client.random.next();
+    if (draw < 0.05) {
+      this.#closeSession(client, session);
+      return;
+    }
+    client.phase = 'opening';
+    if (draw < 0.6) {
+      client.op = 'lock';
+      client.path = `/ls/${CELL}/lock-${client.random.int(3)}`;
+      open(client.path, { eventMask: client.watches ? LOCK_WATCH_MASK : 0 });
+    } else if (draw < 0.85) {
+      client.op = 'ephemeral';
+      client.path = `${DIR}/e${client.index}-${++client.ephemeralCount}`;
+      this.#wantEphemeral.add(client.path);
+      open(client.path, { create: 'must', ephemeral: this.#cellBug !== 'forgetEphemeral' });
+    } else {
+      client.op = 'write';
+      client.path = `${DIR}/config`;
+      open(client.path, {});
+    }
+  }
+
+  /** Issues the session's next command on the client's current handle, moving to `phase`. */
+  #onHandle(client: Client, phase: Phase, command: HandleCommand): void {
+    if (client.session === null) return;
+    client.phase = phase;
+    const session = client.session;
+    this.#issue(client, { ...command, session, seq: ++client.seq, handle: client.handle });
+  }
+
+  /** Ends the whole session cleanly: locks go without lock-delay, ephemeral files go. */
+  #closeSession(client: Client, session: number): void {
+    client.phase = 'ending';
+    this.#issue(client, { type: 'CloseSession', session, seq: ++client.seq });
   }
 
   #issue(client: Client, command: MachineCommand): void {
@@ -649,11 +1197,14 @@ class CellCluster {
     return REPLICAS.find((id) => addressOf(id) === address) ?? null;
   }
 
-  #onClientFrame(client: Client, frame: ServerFrame): void {
+  #onClientFrame(client: Client, frame: ServerFrame, appliedAt: number): void {
     if (this.#isVanished(client)) return;
     switch (frame.type) {
       case 'keep-alive-ack':
-        if (frame.id === client.keepAliveId) client.keepAliveId = null;
+        if (frame.id !== client.keepAliveId) return;
+        client.keepAliveId = null;
+        if (this.#keepAliveSession.get(frame.id) === client.session)
+          this.#onKeepAliveAck(client, frame, appliedAt);
         return;
       case 'redirect': {
         const target = this.#targetOf(frame.master);
@@ -667,20 +1218,23 @@ class CellCluster {
       }
       case 'error':
         if (frame.code === ErrorCode.SESSION_EXPIRED) {
-          this.#loseSession(client);
+          if (frame.id === client.keepAliveId || client.request?.frameId === frame.id)
+            this.#loseSession(client);
           return;
         }
         if (client.request?.frameId === frame.id) {
           client.request.resendAtMs = this.#now + 10;
           client.request.hasNewTarget = true;
         }
+        if (frame.id === client.keepAliveId) client.nextKeepAliveAtMs = this.#now + 10;
         return;
       case 'event':
+        if (frame.session !== client.session) return;
+        this.#onEventPush(client, frame);
         if (
           frame.event.type === 'lock-granted' &&
           client.phase === 'waiting' &&
-          frame.event.handle === client.handle &&
-          frame.session === client.session
+          frame.event.handle === client.handle
         ) {
           client.phase = 'holding';
           client.phaseUntilMs = this.#now + client.random.range(20, 400);
@@ -691,11 +1245,81 @@ class CellCluster {
         client.request = null;
         this.#onResult(client, frame.result);
         return;
+      case 'master-failover':
+        // A new master: events may have been lost in between; re-sync at the next ack.
+        this.#resync(client);
+        return;
       case 'query-result':
       case 'status':
-      case 'master-failover':
         return;
     }
+  }
+
+  #resync(client: Client): void {
+    if (client.events.sync !== null) this.#resyncs++;
+    client.events.sync = null;
+  }
+
+  /**
+   * Follows a frame's epoch: 'old' for a late frame of an older master (ignored), 'new' when it
+   * starts a newer master's stream (the client is told of a gap), 'same' otherwise.
+   */
+  #followEpoch(client: Client, epoch: Epoch, eventSeq: number): 'old' | 'new' | 'same' {
+    const view = client.events;
+    if (view.epoch !== null) {
+      const order = compareBallots(epoch, view.epoch);
+      if (order < 0) return 'old';
+      if (order === 0) return 'same';
+    }
+    this.#resync(client);
+    view.epoch = epoch;
+    view.last = eventSeq;
+    view.seen = eventSeq;
+    return 'new';
+  }
+
+  #onEventPush(client: Client, frame: Extract<ServerFrame, { type: 'event' }>): void {
+    const view = client.events;
+    if (this.#followEpoch(client, frame.epoch, frame.eventSeq) !== 'same') return;
+    if (frame.eventSeq <= view.last) {
+      this.#checkers.onEventReordered(client.index, frame.session, frame.eventSeq, view.last);
+      return;
+    }
+    view.last = frame.eventSeq;
+    // A number skipped: the client knows it missed events (the real client emits event-gap).
+    if (frame.eventSeq !== view.seen + 1) this.#resync(client);
+    view.seen = frame.eventSeq;
+    if (view.sync !== null)
+      this.#checkers.onEventReceived({
+        client: client.index,
+        session: frame.session,
+        sync: view.sync,
+        seq: frame.eventSeq,
+        event: frame.event,
+      });
+  }
+
+  #onKeepAliveAck(
+    client: Client,
+    frame: Extract<ServerFrame, { type: 'keep-alive-ack' }>,
+    appliedAt: number,
+  ): void {
+    const view = client.events;
+    const epoch = this.#followEpoch(client, frame.epoch, frame.eventSeq);
+    if (epoch === 'old') return;
+    if (epoch === 'same' && frame.isEventGap) this.#resync(client);
+    else if (epoch === 'same' && view.sync !== null)
+      this.#checkers.onNoGapAck({
+        client: client.index,
+        session: this.#keepAliveSession.get(frame.id) ?? -1,
+        sync: view.sync,
+        ackSeq: frame.eventSeq,
+        appliedAt,
+        seen: view.seen,
+      });
+    // In sync from here: events up to the ack's eventSeq cover the log through `appliedAt`.
+    view.seen = frame.eventSeq;
+    view.sync = { seq: frame.eventSeq, slot: appliedAt };
   }
 
   #loseSession(client: Client): void {
@@ -704,6 +1328,8 @@ class CellCluster {
     client.keepAliveId = null;
     client.phase = 'none';
     client.seq = 0;
+    client.watchHandle = null;
+    client.events = freshEventView();
   }
 
   #onResult(client: Client, result: CommandResult): void {
@@ -712,6 +1338,8 @@ class CellCluster {
       client.session = result.session;
       client.nextKeepAliveAtMs = this.#now;
       client.phase = 'none';
+      client.watchHandle = null;
+      client.events = freshEventView();
       return;
     }
     if (result.type === 'error' && result.code === ErrorCode.SESSION_EXPIRED) {
@@ -721,19 +1349,31 @@ class CellCluster {
     const session = client.session;
     if (session === null) return;
     switch (client.phase) {
+      case 'watching':
+        client.phase = 'none';
+        if (result.type === 'opened') client.watchHandle = result.handle;
+        return;
       case 'opening':
         if (result.type !== 'opened') {
           client.phase = 'none';
           return;
         }
         client.handle = result.handle;
+        if (client.op === 'ephemeral') {
+          client.phase = 'holding';
+          client.phaseUntilMs = this.#now + client.random.range(50, 600);
+          return;
+        }
+        if (client.op === 'write') {
+          this.#onHandle(client, 'writing', {
+            type: 'SetContents',
+            contents: new TextEncoder().encode(`c${client.index}:${client.seq}`),
+          });
+          return;
+        }
         client.mode = client.random.chance(0.7) ? 'exclusive' : 'shared';
-        client.phase = 'acquiring';
-        this.#issue(client, {
+        this.#onHandle(client, 'acquiring', {
           type: 'Acquire',
-          session,
-          seq: ++client.seq,
-          handle: client.handle,
           mode: client.mode,
           wait: client.random.chance(0.5),
         });
@@ -741,7 +1381,7 @@ class CellCluster {
       case 'acquiring':
         if (
           result.type === 'acquired' ||
-          (result.type === 'queued' && this.#o.bugQueuedIsHeld === true)
+          (result.type === 'queued' && this.#cellBug === 'queuedIsHeld')
         ) {
           client.phase = 'holding';
           client.phaseUntilMs = this.#now + client.random.range(20, 400);
@@ -749,16 +1389,20 @@ class CellCluster {
           client.phase = 'waiting';
           client.phaseUntilMs = this.#now + client.random.range(200, 1500);
         } else {
-          client.phase = 'closing';
-          this.#issue(client, { type: 'Close', session, seq: ++client.seq, handle: client.handle });
+          this.#onHandle(client, 'closing', { type: 'Close' });
         }
         return;
       case 'releasing':
-        client.phase = 'closing';
-        this.#issue(client, { type: 'Close', session, seq: ++client.seq, handle: client.handle });
+      case 'writing':
+        this.#onHandle(client, 'closing', { type: 'Close' });
         return;
       case 'closing':
         client.phase = 'none';
+        client.phaseUntilMs = this.#now + client.random.range(0, 200);
+        return;
+      case 'ending':
+        // session-closed (or an error: the session is gone either way); a new one comes next.
+        this.#loseSession(client);
         client.phaseUntilMs = this.#now + client.random.range(0, 200);
         return;
       case 'none':
@@ -768,12 +1412,12 @@ class CellCluster {
     }
   }
 
-  /** Client beliefs, ended by a Release/Close sent or by the session's expiry applied anywhere. */
+  /** Client beliefs, ended by a Release/Close/CloseSession sent or by the session's expiry. */
   #checkBeliefs(): void {
     const beliefs: Belief[] = [];
     for (const client of this.#clients) {
       if (client.session === null || this.#expired.has(client.session)) continue;
-      if (client.phase !== 'holding') continue;
+      if (client.phase !== 'holding' || client.op !== 'lock') continue;
       beliefs.push({
         session: client.session,
         handle: client.handle,

@@ -4,15 +4,22 @@
 //   pnpm sim --cell                     100 seeds
 //   pnpm sim --cell --seeds 2000        seeds 1..2000 (--first N shifts the range)
 //   pnpm sim --cell --seed 17           one seed, with its figures
-//   pnpm sim --cell --bug queuedIsHeld  a planted client bug the checkers must catch
+//   pnpm sim --cell --bug NAME          a planted bug the checkers must catch: the cell mode's
+//                                       own (CELL_BUGS) or the core's (bugs.ts)
 //   pnpm sim --cell --stop              stop at the first failing seed
 
-import { runCellSeed, type CellSeedResult } from './cell-cluster.ts';
+import { parseBugName } from '../bugs.ts';
+import {
+  CELL_BUGS,
+  runCellSeed,
+  type CellSeedOptions,
+  type CellSeedResult,
+} from './cell-cluster.ts';
 
 interface CellFlags {
   first: number;
   seeds: number;
-  isBugOn: boolean;
+  bug: CellSeedOptions['bug'];
   stopOnFailure: boolean;
 }
 
@@ -24,7 +31,7 @@ function count(text: string | undefined, flag: string): number {
 }
 
 function parseCellFlags(argv: readonly string[]): CellFlags {
-  const flags: CellFlags = { first: 1, seeds: 100, isBugOn: false, stopOnFailure: false };
+  const flags: CellFlags = { first: 1, seeds: 100, bug: undefined, stopOnFailure: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     switch (arg) {
@@ -41,11 +48,16 @@ function parseCellFlags(argv: readonly string[]): CellFlags {
       case '--stop':
         flags.stopOnFailure = true;
         break;
-      case '--bug':
-        if (argv[++i] !== 'queuedIsHeld')
-          throw new Error('cell mode has one planted bug: queuedIsHeld');
-        flags.isBugOn = true;
+      case '--bug': {
+        const name = argv[++i];
+        const bug = CELL_BUGS.find((b) => b === name) ?? parseBugName(name);
+        if (bug === undefined)
+          throw new Error(
+            `unknown bug ${String(name)}: one of ${CELL_BUGS.join(', ')} or a core bug (server/sim/bugs.ts)`,
+          );
+        flags.bug = bug;
         break;
+      }
       default:
         throw new Error(`unknown cell-mode flag ${arg}; see server/sim/cell/cell-main.ts`);
     }
@@ -60,7 +72,7 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
   const totals = new Map<string, number>();
   const failed: CellSeedResult[] = [];
   for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
-    const result = runCellSeed({ seed, bugQueuedIsHeld: flags.isBugOn });
+    const result = runCellSeed({ seed, ...(flags.bug === undefined ? {} : { bug: flags.bug }) });
     for (const [key, value] of Object.entries(result.stats))
       totals.set(key, (totals.get(key) ?? 0) + value);
     const first = result.violations[0];
@@ -68,7 +80,9 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
       failed.push(result);
       out(`VIOLATION seed ${seed}: ${first.invariant} at ${(first.atMs / 1000).toFixed(4)}s`);
       out(`  ${first.detail}`);
-      out(`  replay: pnpm sim --cell --seed ${seed}${flags.isBugOn ? ' --bug queuedIsHeld' : ''}`);
+      out(
+        `  replay: pnpm sim --cell --seed ${seed}${flags.bug === undefined ? '' : ` --bug ${flags.bug}`}`,
+      );
       if (flags.stopOnFailure) break;
     }
   }

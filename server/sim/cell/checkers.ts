@@ -18,20 +18,64 @@
 //   on the acking master's clock, which runs at most 1+x times global time; a later master can
 //   only serve after the acker's lease ran out (single master lease), hence after the ack, and
 //   it gives every session a full lease from its takeover.
-// - digest: every replica that applied a sampled slot has the same machine digest there.
+// - digest: every replica's machine digest at every slot it applies, and of every state it
+//   restores (its own state.db after a crash, a peer's snapshot), equals the first digest any
+//   replica had at that slot: the state-level prefix check.
+// - agreement, durable-quorum, persist-before-send, reproposal, prefix: the Multi-Paxos checks of
+//   ../paxos-checks.ts, shared with the KV mode (`paxos` below).
+// - events-agree: every replica's machine emits the same events at a slot (the reference stream
+//   is the first replica's, kept per session in log order).
+// - event-order, event-gap: a client's events against the log, in service.ts's terms. Events
+//   for a session are numbered per master (eventSeq) and pushed after apply, in log order, on one
+//   connection (FIFO). A client is "in sync" from a KeepAlive ack: its sync point is (the ack's
+//   eventSeq n0, the master's applied slot a0 when it sent the ack). While in sync, within the
+//   same epoch, the push numbered n0+k must be the k-th event of the reference stream for the
+//   session after slot a0 (event-order; seqs must also strictly increase within an epoch), and a
+//   KeepAlive ack that says no gap (isEventGap false, eventSeq n, master applied a) must find the
+//   client holding event n and the reference stream holding exactly n-n0 events in (a0, a]
+//   (event-gap: an event of a committed change that the client neither got nor was told it
+//   missed). A client is told of a gap by isEventGap, by a non-consecutive eventSeq, or by a new
+//   epoch (master-failover or any frame of a new ballot); it then re-syncs at its next ack.
+// - ephemeral: when a session's end (CloseSession or ExpireSession) is applied on a replica, no
+//   ephemeral file the session created is left there unless another session holds it open; and
+//   after every turn, no ephemeral file on any replica lacks a live handle of a live session.
+// - lock-delay: CloseSession releases the session's locks with no new lock-delay (and leaves it
+//   holding and awaiting nothing); ExpireSession leaves each lost lock delayed at least its
+//   handle's lock-delay past the entry's time.
 
-import { parseSequencer, type LockInfo, type LockMode } from '@paxlock/shared';
+import { parseSequencer, type LockInfo, type LockMode, type MachineEvent } from '@paxlock/shared';
+import { describeValue } from '../kv.ts';
+import { PaxosChecks, type PaxosInvariant } from '../paxos-checks.ts';
 
 export interface CellViolation {
   readonly invariant:
+    | PaxosInvariant
     | 'exclusive-lock'
     | 'sequencer-order'
     | 'session-lease'
     | 'digest'
     | 'diverged'
+    | 'events-agree'
+    | 'event-order'
+    | 'event-gap'
+    | 'ephemeral'
+    | 'lock-delay'
     | 'replica-assertion';
   readonly atMs: number;
   readonly detail: string;
+}
+
+/** Where a client's event stream is known to agree with the log. */
+export interface EventSync {
+  /** The eventSeq of the ack that synced the client. */
+  readonly seq: number;
+  /** The acking master's applied slot when it sent that ack. */
+  readonly slot: number;
+}
+
+interface ReferenceEvent {
+  readonly slot: number;
+  readonly text: string;
 }
 
 /** A lock a client believes it holds. */
@@ -48,11 +92,22 @@ function conflicts(a: LockMode, b: LockMode): boolean {
 
 export class CellCheckers {
   readonly violations: CellViolation[] = [];
+  /** The Multi-Paxos checks, shared with the KV mode. */
+  readonly paxos: PaxosChecks;
+  /** Slot -> the events the first replica to apply it emitted (JSON), for events-agree. */
+  readonly #slotEvents = new Map<number, string>();
+  /** Session -> its events in log order (the reference stream). */
+  readonly #sessionEvents = new Map<number, ReferenceEvent[]>();
+  #now = 0;
   /** Per replica, per path: the last grant's generation and mode. */
-  readonly #grants = new Map<number, Map<string, { generation: number; mode: LockMode }>>();
+  readonly #grants = new Map<
+    number,
+    Map<string, { slot: number; generation: number; mode: LockMode }[]>
+  >();
   /** Per session: global time of the last KeepAlive ack sent by a master holding its lease. */
   readonly #leasedAckAt = new Map<number, number>();
-  readonly #answered = new Set<string>();
+  /** "replica:session#seq" of Acquires answered `acquired` -> the slot that answered. */
+  readonly #answered = new Map<string, number>();
   readonly #expireProposed = new Map<
     number,
     { replica: number; atMs: number; ackAtMs: number | null }
@@ -62,11 +117,26 @@ export class CellCheckers {
   grantsChecked = 0;
   expiriesChecked = 0;
   digestsCompared = 0;
+  restoresChecked = 0;
+  eventsChecked = 0;
+  noGapAcksChecked = 0;
+  ephemeralChecks = 0;
+  lockDelayChecks = 0;
   /** KeepAlive acks sent by a master whose lease had run out (allowed; reported in figures). */
   unleasedAcks = 0;
 
-  constructor(options: { readonly clockSpread: number }) {
+  constructor(options: { readonly clockSpread: number; readonly replicaCount: number }) {
     this.#leaseFloorFactor = 1 / (1 + options.clockSpread);
+    this.paxos = new PaxosChecks({
+      replicaCount: options.replicaCount,
+      fail: (invariant, detail) => this.#fail(invariant, this.#now, detail),
+      describe: describeValue,
+    });
+  }
+
+  /** Global time of the event being handled (for the shared checks' reports). */
+  setNow(atMs: number): void {
+    this.#now = atMs;
   }
 
   #fail(invariant: CellViolation['invariant'], atMs: number, detail: string): void {
@@ -113,7 +183,7 @@ export class CellCheckers {
       // original grant: a replayed answer, not a new grant.
       const key = `${options.replica}:${options.request}`;
       if (this.#answered.has(key)) return;
-      this.#answered.add(key);
+      this.#answered.set(key, options.slot);
     }
     this.grantsChecked++;
     const parsed = parseSequencer(options.sequencer);
@@ -130,7 +200,12 @@ export class CellCheckers {
       perPath = new Map();
       this.#grants.set(options.replica, perPath);
     }
-    const last = perPath.get(parsed.path);
+    let grants = perPath.get(parsed.path);
+    if (grants === undefined) {
+      grants = [];
+      perPath.set(parsed.path, grants);
+    }
+    const last = grants[grants.length - 1];
     if (last !== undefined) {
       // Shared holders join one generation; anything else must open a new one.
       const isJoin =
@@ -148,7 +223,19 @@ export class CellCheckers {
         );
       }
     }
-    perPath.set(parsed.path, { generation: parsed.lockGeneration, mode: parsed.mode });
+    grants.push({ slot: options.slot, generation: parsed.lockGeneration, mode: parsed.mode });
+  }
+
+  /**
+   * A replica's machine went back to (its state.db after a crash) or jumped to (a peer's
+   * snapshot) `slot`: what it applied above that is forgotten, since it applies those slots again.
+   */
+  onMachineRestored(replica: number, slot: number): void {
+    for (const grants of this.#grants.get(replica)?.values() ?? []) {
+      while ((grants[grants.length - 1]?.slot ?? -1) > slot) grants.pop();
+    }
+    for (const [key, at] of this.#answered)
+      if (at > slot && key.startsWith(`${replica}:`)) this.#answered.delete(key);
   }
 
   onKeepAliveAck(options: {
@@ -200,12 +287,17 @@ export class CellCheckers {
     }
   }
 
+  /** A replica's digest at `slot`: after applying it, or of a state it restored there. */
   onDigest(options: {
     readonly replica: number;
     readonly slot: number;
     readonly atMs: number;
     readonly digest: string;
+    /** 'restored': its own state.db after a crash; 'installed': a peer's snapshot. */
+    readonly how?: 'applied' | 'restored' | 'installed';
   }): void {
+    const how = options.how ?? 'applied';
+    if (how !== 'applied') this.restoresChecked++;
     const seen = this.#digestAt.get(options.slot);
     if (seen === undefined) {
       this.#digestAt.set(options.slot, { digest: options.digest, replica: options.replica });
@@ -216,8 +308,169 @@ export class CellCheckers {
       this.#fail(
         'digest',
         options.atMs,
-        `slot ${options.slot}: replica ${options.replica} digest ${options.digest} != replica ${seen.replica} ${seen.digest}`,
+        `slot ${options.slot}: replica ${options.replica} (${how}) digest ${options.digest} != replica ${seen.replica} ${seen.digest}`,
       );
+    }
+  }
+
+  /** The events one replica's machine emitted applying `slot`, in order. */
+  onEntryEvents(replica: number, slot: number, events: readonly MachineEvent[]): void {
+    const text = JSON.stringify(events);
+    const seen = this.#slotEvents.get(slot);
+    if (seen !== undefined) {
+      if (seen !== text)
+        this.#fail(
+          'events-agree',
+          this.#now,
+          `replica ${replica} emitted ${text} at slot ${slot}, the first replica ${seen}`,
+        );
+      return;
+    }
+    this.#slotEvents.set(slot, text);
+    for (const event of events) {
+      let stream = this.#sessionEvents.get(event.session);
+      if (stream === undefined) {
+        stream = [];
+        this.#sessionEvents.set(event.session, stream);
+      }
+      // First applies come in slot order (whoever first applies a slot applied the one before).
+      stream.push({ slot, text: JSON.stringify(event) });
+    }
+  }
+
+  /** The index in `stream` of the first event after `slot`. */
+  #firstAfter(stream: readonly ReferenceEvent[], slot: number): number {
+    let lo = 0;
+    let hi = stream.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (stream[mid]!.slot <= slot) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** A synced client received the push numbered `seq` (its predecessor was seq-1). */
+  onEventReceived(options: {
+    readonly client: number;
+    readonly session: number;
+    readonly sync: EventSync;
+    readonly seq: number;
+    readonly event: MachineEvent;
+  }): void {
+    this.eventsChecked++;
+    const stream = this.#sessionEvents.get(options.session) ?? [];
+    const index =
+      this.#firstAfter(stream, options.sync.slot) + (options.seq - options.sync.seq - 1);
+    const expected = stream[index];
+    const got = JSON.stringify(options.event);
+    if (expected?.text !== got) {
+      this.#fail(
+        'event-order',
+        this.#now,
+        `client ${options.client} (session ${options.session}) got event #${options.seq} ${got}, but the log's event #${options.seq - options.sync.seq} after slot ${options.sync.slot} for the session is ${expected === undefined ? 'none' : `${expected.text} (slot ${expected.slot})`}`,
+      );
+    }
+  }
+
+  /** A push arrived with an eventSeq not above the last in its epoch. */
+  onEventReordered(client: number, session: number, seq: number, last: number): void {
+    this.#fail(
+      'event-order',
+      this.#now,
+      `client ${client} (session ${session}) got event #${seq} after #${last} from the same master`,
+    );
+  }
+
+  /** A synced client got a KeepAlive ack saying no gap: eventSeq `ackSeq`, master applied `appliedAt`. */
+  onNoGapAck(options: {
+    readonly client: number;
+    readonly session: number;
+    readonly sync: EventSync;
+    readonly ackSeq: number;
+    readonly appliedAt: number;
+    readonly seen: number;
+  }): void {
+    this.noGapAcksChecked++;
+    const { sync } = options;
+    const stream = this.#sessionEvents.get(options.session) ?? [];
+    const count = this.#firstAfter(stream, options.appliedAt) - this.#firstAfter(stream, sync.slot);
+    if (options.seen !== options.ackSeq || count !== options.ackSeq - sync.seq) {
+      this.#fail(
+        'event-gap',
+        this.#now,
+        `client ${options.client} (session ${options.session}) was told no gap at eventSeq ${options.ackSeq} (master applied ${options.appliedAt}) having seen #${options.seen}; since its sync (#${sync.seq}, slot ${sync.slot}) the log has ${count} events for the session, the master numbered ${options.ackSeq - sync.seq}`,
+      );
+    }
+  }
+
+  /** After a session's end was applied: ephemeral files it created that the replica still has. */
+  onSessionEnded(replica: number, session: number, leftOver: readonly string[]): void {
+    this.ephemeralChecks++;
+    if (leftOver.length > 0)
+      this.#fail(
+        'ephemeral',
+        this.#now,
+        `replica ${replica}: session ${session} ended but its ephemeral ${leftOver.join(', ')} remain`,
+      );
+  }
+
+  /** After a turn: ephemeral nodes with no live handle of a live session (should be none). */
+  onOrphanEphemerals(replica: number, paths: readonly string[]): void {
+    if (paths.length > 0)
+      this.#fail(
+        'ephemeral',
+        this.#now,
+        `replica ${replica}: ephemeral ${paths.join(', ')} outlive every handle and session`,
+      );
+  }
+
+  /**
+   * Locks a session held before its end was applied, and the locks after. `delayOf` is the lock's
+   * delay owed (0 for a CloseSession); `timeMs` the machine's time after the entry.
+   */
+  onLocksAfterEnd(options: {
+    readonly replica: number;
+    readonly session: number;
+    readonly kind: 'CloseSession' | 'ExpireSession';
+    readonly held: readonly {
+      readonly path: string;
+      readonly delayMs: number;
+      readonly before?: number;
+    }[];
+    readonly after: readonly LockInfo[];
+    readonly timeMs: number;
+  }): void {
+    for (const lock of options.after) {
+      if (
+        lock.holders.some((h) => h.session === options.session) ||
+        lock.waiters.some((w) => w.session === options.session)
+      )
+        this.#fail(
+          'lock-delay',
+          this.#now,
+          `replica ${options.replica}: session ${options.session} still holds or awaits ${lock.path} after ${options.kind}`,
+        );
+    }
+    for (const held of options.held) {
+      this.lockDelayChecks++;
+      const ends = options.after.find((l) => l.path === held.path)?.lockDelayEndsMs;
+      if (options.kind === 'CloseSession' && ends !== undefined && ends > (held.before ?? -1))
+        this.#fail(
+          'lock-delay',
+          this.#now,
+          `replica ${options.replica}: CloseSession of session ${options.session} left ${held.path} under lock-delay until ${ends}`,
+        );
+      if (
+        options.kind === 'ExpireSession' &&
+        held.delayMs > 0 &&
+        (ends ?? -1) < options.timeMs + held.delayMs
+      )
+        this.#fail(
+          'lock-delay',
+          this.#now,
+          `replica ${options.replica}: ExpireSession of session ${options.session} left ${held.path} delayed until ${ends ?? 'never'}, not ${options.timeMs + held.delayMs}`,
+        );
     }
   }
 
