@@ -275,6 +275,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** Commands of a session go one at a time, in seq order. */
   #queue: Promise<unknown> = Promise.resolve();
   readonly #handles = new Map<number, HandleSink>();
+  /** Events for handles not (yet) registered, by handle; see registerHandle. */
+  readonly #unclaimed = new Map<number, { events: MachineEvent[]; cycle: number }>();
+  #unclaimedCount = 0;
+  #keepAliveCycle = 0;
   /** The search for the master in progress, shared by every call that needs it. */
   #search: Promise<Connection> | null = null;
   /** Connections to each replica for stale reads, and the next replica to ask. */
@@ -565,6 +569,14 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
     if (this.#lease !== null) this.#apply(this.#lease.onAck(sentAt, reply.leaseRemainingMs, now()));
     if (reply.isEventGap) this.#onGap('event-gap');
+    // Unclaimed events kept through a whole KeepAlive cycle belong to no handle of ours.
+    this.#keepAliveCycle++;
+    for (const [handle, entry] of this.#unclaimed) {
+      if (entry.cycle < this.#keepAliveCycle - 1) {
+        this.#unclaimed.delete(handle);
+        this.#unclaimedCount -= entry.events.length;
+      }
+    }
     this.#eventEpoch = reply.epoch;
     this.#eventSeq = reply.eventSeq;
     return reply.leaseRemainingMs;
@@ -672,6 +684,11 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** @internal Routes this handle's events and session changes to `sink`. */
   registerHandle(handle: number, sink: HandleSink): void {
     this.#handles.set(handle, sink);
+    // Events for this handle that came before its Open reply was handled (same socket read).
+    const early = this.#unclaimed.get(handle);
+    this.#unclaimed.delete(handle);
+    this.#unclaimedCount -= early?.events.length ?? 0;
+    for (const event of early?.events ?? []) sink.onEvent(event);
   }
 
   /** @internal */
@@ -811,7 +828,20 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     this.#eventEpoch = push.epoch;
     this.#eventSeq = push.eventSeq;
     this.emit('event', push);
-    this.#handles.get(push.event.handle)?.onEvent(push.event);
+    const sink = this.#handles.get(push.event.handle);
+    if (sink !== undefined) {
+      sink.onEvent(push.event);
+    } else if (this.#unclaimedCount < 1_000) {
+      // Perhaps a handle whose Open reply is still on its way up: keep the event for it (until
+      // the next KeepAlive reply; a closed handle's late events are dropped then).
+      const entry = this.#unclaimed.get(push.event.handle) ?? {
+        events: [],
+        cycle: this.#keepAliveCycle,
+      };
+      entry.events.push(push.event);
+      this.#unclaimed.set(push.event.handle, entry);
+      this.#unclaimedCount++;
+    }
   }
 
   // --- sending -------------------------------------------------------------------------------
