@@ -152,6 +152,29 @@ describe('the paxlock CLI', () => {
     });
   });
 
+  it('reads with --stale from any replica and says how stale the answer can be', async () => {
+    await client.writeFile('stale-cli', 'fresh enough');
+    const [cat, stat, ls] = await Promise.all([
+      paxlock(['cat', '--json', '--stale=5000', 'stale-cli']),
+      paxlock(['stat', '--stale', 'stale-cli']),
+      paxlock(['ls', '--stale=2s', '/']),
+    ]);
+    expect(cat.code).toBe(0);
+    const read = JSON.parse(cat.stdout.toString('utf8')) as {
+      contentsBase64: string;
+      stalenessMs: number;
+      replica: number;
+      slot: number;
+    };
+    expect(read.stalenessMs).toBeLessThanOrEqual(5_000);
+    expect(read.replica).toBeGreaterThanOrEqual(1);
+    expect(read.slot).toBeGreaterThan(0);
+    expect(stat.code).toBe(0);
+    expect(stat.stdout.toString('utf8')).toMatch(/stale-cli/);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout.toString('utf8').split('\n')).toContain('stale-cli');
+  });
+
   it('reports a missing file, a file over the limit and bad usage in one line with their exit codes', async () => {
     const [missing, tooLarge, usage] = await Promise.all([
       paxlock(['cat', 'no/such/file']),

@@ -38,7 +38,11 @@ function withCommandDashes(args: readonly string[]): string[] {
 /** The arguments as given; `pnpm paxlock -- ls` passes the `--` on, so a leading one is dropped. */
 function cliArguments(): string[] {
   const args = hideBin(process.argv);
-  return withCommandDashes(args[0] === '--' ? args.slice(1) : args);
+  return withCommandDashes(args[0] === '--' ? args.slice(1) : args).map((word, i, all) =>
+    // A bare --stale takes no value (yargs would take the next word, the path, as one):
+    // `--stale PATH` means the default bound. Words after a command's `--` are left alone.
+    word === '--stale' && !all.slice(0, i).includes('--') ? '--stale=' : word,
+  );
 }
 
 const GLOBAL_HELP = `Environment:
@@ -64,6 +68,21 @@ function globals(argv: GlobalOptions): GlobalOptions {
 }
 
 /** A positional that yargs must keep as a string (a name like 007 is not a number). */
+/** `--stale[=MS]`: a stale read from any replica, at most MS old (default 1000; 500ms, 2s work too). */
+function staleOption<T>(y: Argv<T>) {
+  return y.option('stale', {
+    type: 'string',
+    describe:
+      'read from any replica (not only the master) if it can promise its state is at most MS old (default 1000)',
+  });
+}
+
+function staleMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (value === '') return 1_000;
+  return /^\d+$/.test(value.trim()) ? Number(value.trim()) : parseDurationMs(value, '--stale');
+}
+
 function pathArg<T>(y: Argv<T>, describe = 'a name: /ls/<cell>/... or relative to the cell root') {
   return y.positional('path', { type: 'string', demandOption: true, describe });
 }
@@ -97,7 +116,7 @@ async function main(): Promise<void> {
       'list a directory (or show a file)',
       (y) =>
         documented(
-          y
+          staleOption(y)
             .positional('path', {
               type: 'string',
               default: '/',
@@ -117,11 +136,17 @@ async function main(): Promise<void> {
             })
             .example('$0 ls', 'the cell root: names, directories ending in /')
             .example('$0 ls -lR config', 'everything below /ls/<cell>/config, with details')
-            .example('$0 ls --json /ls/local/config', 'entries as JSON'),
+            .example('$0 ls --json /ls/local/config', 'entries as JSON')
+            .example('$0 ls --stale=500 config', 'from any replica, at most 500 ms stale'),
         ),
       async (argv) =>
         invoke('ls', argv.path, globals(argv), async (run) =>
-          commands.ls(run, { path: argv.path, long: argv.long, recursive: argv.recursive }),
+          commands.ls(run, {
+            path: argv.path,
+            long: argv.long,
+            recursive: argv.recursive,
+            stale: staleMs(argv.stale),
+          }),
         ),
     )
     .command(
@@ -129,13 +154,14 @@ async function main(): Promise<void> {
       'print a file’s contents (raw bytes)',
       (y) =>
         documented(
-          pathArg(y)
+          pathArg(staleOption(y))
             .example('$0 cat config/db', 'the contents as they are, binary-safe')
-            .example('$0 cat --json config/db', '{ path, contentsBase64, stat }'),
+            .example('$0 cat --json config/db', '{ path, contentsBase64, stat }')
+            .example('$0 cat --stale config/db', 'from any replica, at most 1 s stale'),
         ),
       async (argv) =>
         invoke('cat', argv.path, globals(argv), async (run) =>
-          commands.cat(run, { path: argv.path }),
+          commands.cat(run, { path: argv.path, stale: staleMs(argv.stale) }),
         ),
     )
     .command(
@@ -218,7 +244,7 @@ async function main(): Promise<void> {
       'show a node’s metadata (generations, size, checksum, times)',
       (y) =>
         documented(
-          pathArg(y)
+          pathArg(staleOption(y))
             .example('$0 stat config/db', 'key: value lines')
             .example(
               '$0 stat --json config/db | jq .contentGeneration',
@@ -227,7 +253,7 @@ async function main(): Promise<void> {
         ),
       async (argv) =>
         invoke('stat', argv.path, globals(argv), async (run) =>
-          commands.stat(run, { path: argv.path }),
+          commands.stat(run, { path: argv.path, stale: staleMs(argv.stale) }),
         ),
     )
     .command(

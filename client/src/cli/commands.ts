@@ -5,7 +5,7 @@
 
 import { ErrorCode, LIMITS, type DirEntry, type NodeStat } from '@paxlock/shared';
 import { Connection } from '../connection.ts';
-import type { PaxlockClient } from '../client.ts';
+import type { PaxlockClient, ReadOptions } from '../client.ts';
 import { ClientErrorCode, PaxlockError } from '../errors.ts';
 import type { Handle, OpenOptions } from '../files.ts';
 import type { LeaderInfo } from '../election.ts';
@@ -74,6 +74,15 @@ export interface LsArgs {
   readonly path: string;
   readonly long: boolean;
   readonly recursive: boolean;
+  /** --stale: read from any replica within this many ms. */
+  readonly stale?: number | undefined;
+}
+
+/** The read options of a read command: the call's bounds, and --stale if given. */
+function readOptions(run: Invocation, stale: number | undefined): ReadOptions {
+  return stale === undefined
+    ? run.call
+    : { ...run.call, consistency: 'stale', maxStalenessMs: stale };
 }
 
 interface Listed {
@@ -87,12 +96,13 @@ interface Listed {
 export async function ls(run: Invocation, args: LsArgs): Promise<number> {
   const client = await run.connect();
   const full = resolvePath(run, client, args.path);
+  const read = readOptions(run, args.stale);
   const listed: Listed[] = [];
   const visit = async (dir: string): Promise<void> => {
-    const entries: readonly DirEntry[] = await client.readdir(dir, run.call);
+    const entries: readonly DirEntry[] = await client.readdir(dir, read);
     for (const entry of entries) {
       const path = `${dir}/${entry.name}`;
-      const stat = args.long ? await client.stat(path, run.call) : undefined;
+      const stat = args.long ? await client.stat(path, read) : undefined;
       listed.push({
         path,
         name: args.recursive ? `${path}${entry.isDirectory ? '/' : ''}` : entryName(entry),
@@ -108,7 +118,7 @@ export async function ls(run: Invocation, args: LsArgs): Promise<number> {
   } catch (err: unknown) {
     // `ls FILE` lists the file itself, as ls(1) does.
     if (!isCode(err, ErrorCode.NOT_A_DIRECTORY) || listed.length > 0) throw err;
-    const stat = await client.stat(full, run.call);
+    const stat = await client.stat(full, read);
     listed.push({
       path: full,
       name: full,
@@ -135,12 +145,26 @@ export async function ls(run: Invocation, args: LsArgs): Promise<number> {
 
 // --- cat, put ----------------------------------------------------------------------------------
 
-export async function cat(run: Invocation, args: { readonly path: string }): Promise<number> {
+export async function cat(
+  run: Invocation,
+  args: { readonly path: string; readonly stale?: number | undefined },
+): Promise<number> {
   const client = await run.connect();
   const full = resolvePath(run, client, args.path);
-  const { contents, stat: got } = await client.read(full, run.call);
+  const {
+    contents,
+    stat: got,
+    slot,
+    stalenessMs,
+    replica,
+  } = await client.read(full, readOptions(run, args.stale));
   if (run.isJson)
-    await writeJson({ path: full, contentsBase64: contents.toString('base64'), stat: got });
+    await writeJson({
+      path: full,
+      contentsBase64: contents.toString('base64'),
+      stat: got,
+      ...(args.stale === undefined ? {} : { slot, stalenessMs, replica }),
+    });
   else await writeOut(contents);
   return ExitCode.OK;
 }
@@ -217,10 +241,13 @@ export async function mkdir(
   return ExitCode.OK;
 }
 
-export async function stat(run: Invocation, args: { readonly path: string }): Promise<number> {
+export async function stat(
+  run: Invocation,
+  args: { readonly path: string; readonly stale?: number | undefined },
+): Promise<number> {
   const client = await run.connect();
   const full = resolvePath(run, client, args.path);
-  const got = await client.stat(full, run.call);
+  const got = await client.stat(full, readOptions(run, args.stale));
   if (run.isJson) await writeJson(got);
   else await writeOut(`${statLines(got)}\n`);
   return ExitCode.OK;
