@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaxlockClient } from '@paxlock/client';
 import type { LocalCell } from '../scripts/cell.ts';
-import { currentMaster, eventually, tempDir, useCell } from './helpers.ts';
+import { currentMaster, eventually, runningStatuses, tempDir, useCell } from './helpers.ts';
 
 const bin = resolve(fileURLToPath(import.meta.url), '..', '..', 'client', 'bin', 'paxlock');
 
@@ -97,6 +97,12 @@ describe('the paxlock CLI', () => {
     cell = theCell();
     cwd = tempDir('cli-cwd');
     await currentMaster(cell);
+    // status --json must find all five answering, not one still starting.
+    await eventually(
+      async () => ((await runningStatuses(cell)).length === 5 ? true : undefined),
+      'all five replicas answering',
+      60_000,
+    );
     client = await PaxlockClient.connect({
       cell: cell.clientAddresses,
       name: 'cli-test',

@@ -87,6 +87,10 @@ describe('the examples', () => {
       name,
       running: run(cell, 'primary.ts', [name]),
     }));
+    // Every process is up (its signal handlers set) before any is stopped.
+    for (const p of processes) {
+      await lineMatching(p.running, /standby: campaigning|primary, term/, `${p.name} campaigning`);
+    }
     const firstLine = await eventually(
       () => processes.flatMap((p) => p.running.lines).find((l) => / primary, term /.test(l)),
       'a primary',
