@@ -4,7 +4,7 @@
 // drift by up to 30 % between runs on this shared 2-core machine; the ratio of two runs made
 // minutes apart is the figure to quote (docs/benchmarks.md). Needs etcd: see ETCD_INSTALL_HINT.
 //
-// Flags: --seconds, --only, --sessions, --hold (passed to both), --etcd-target all|leader,
+// Flags: --seconds, --only, --sessions, --hold, --multiplex (passed to both), --etcd-target all|leader,
 // --etcd-first (run etcd before paxlock). Each child also gets --cpu.
 
 import { spawn } from 'node:child_process';
@@ -96,6 +96,7 @@ async function main(): Promise<void> {
     String(options.holdSeconds),
   ];
   if (options.only.length > 0) args.push('--only', options.only.join(','));
+  if (options.multiplex) args.push('--multiplex');
   const etcdArgs = [...args, '--etcd-target', flag('etcd-target', 'all')];
 
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -183,6 +184,13 @@ async function main(): Promise<void> {
   );
   printRow(header);
   for (const row of rows) printRow(row);
+  const pst = byWorkload('paxlock', 'stale-reads');
+  const est = byWorkload('etcd', 'stale-reads');
+  if (pst !== undefined && est !== undefined) {
+    console.log(
+      `stale-reads: answered by followers ${fmt(pst['followerShare'])} (paxlock, bound ${fmt(pst['maxStatedStalenessMs'])} ms at most stated) vs ${fmt(est['followerShare'])} (etcd serializable, no bound stated)`,
+    );
+  }
   const ps = byWorkload('paxlock', 'sessions');
   const es = byWorkload('etcd', 'sessions');
   if (ps !== undefined && es !== undefined) {

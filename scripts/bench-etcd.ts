@@ -6,6 +6,8 @@
 // Not part of CI: it needs the etcd binary (`apt-get install -y etcd-server` on Debian 12, or
 // ETCD_BIN=/path/to/etcd). How each workload maps onto etcd: docs/benchmarks.md.
 //
+// stale-reads maps to serializable Range requests (answered by the client's member, unbounded).
+//
 // Flags: those of `pnpm bench`, plus --etcd-target all|leader (default all: client i talks to
 // member i mod 5, as an etcd client balancing over its endpoints; leader: everything to the leader).
 
@@ -270,6 +272,16 @@ class EtcdDriver implements Driver {
           read: async () => {
             await this.#cluster.post(m, '/v3/kv/range', { key });
           },
+          // stale-reads: a serializable Range is answered by the member from its own state, with
+          // no ReadIndex round and no bound on its age (etcd states none).
+          staleRead: async () => {
+            await this.#cluster.post(m, '/v3/kv/range', { key, serializable: true });
+            return {
+              replica: Number(m.name.slice(1)),
+              byFollower: m !== this.#leader,
+              stalenessMs: null,
+            };
+          },
           close: () => Promise.resolve(),
         };
       }),
@@ -306,7 +318,7 @@ class EtcdDriver implements Driver {
     );
   }
 
-  async holdSessions(count: number): Promise<HeldSessions> {
+  async holdSessions(count: number, _multiplex: boolean): Promise<HeldSessions> {
     const held: { m: Member; id: string }[] = [];
     for (let i = 0; i < count; i += 100) {
       const batch = await Promise.all(

@@ -4,21 +4,28 @@
 //
 //   sequential-writes   1 client, one write of 100 bytes at a time
 //   concurrent-writes   64 clients, one write each in flight (64 in flight), each its own key
-//   reads               the same 64 clients, one linearizable read each in flight
+//   reads               the same 64 clients, one linearizable read each in flight (master-only)
+//   stale-reads         the same 64 clients, one stale read each in flight (maxStalenessMs 1000):
+//                       any replica may answer (etcd: a serializable read at the client's member);
+//                       adds the share answered by followers and the largest stated staleness
 //   lock-uncontended    32 workers, each acquire+release on its own lock; latency is the cycle
 //   lock-contended      16 workers queueing on one lock; grants/s, latency is acquire-to-grant
-//   sessions            N sessions held with KeepAlives for a while; server CPU, expiries
+//   sessions            N sessions held with KeepAlives for a while; server CPU, expiries, setup
+//                       time (paxlock multiplexes them over a pool of connections above 2,000 or
+//                       with --multiplex: one process cannot hold 20,000 WebSockets here)
 //
 // Flags: --seconds S (per workload, default 5), --sessions N (default 2000), --hold S (default 20),
-// --only NAME[,NAME], --cpu (each timed workload's line also gets the CPU this benchmark process
+// --only NAME[,NAME], --multiplex, --cpu (each timed workload's line also gets the CPU this benchmark process
 // and all server processes used during it, in percent of one core; `pnpm bench:compare` sets it).
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 export const WORKLOADS = [
   'sequential-writes',
   'concurrent-writes',
   'reads',
+  'stale-reads',
   'lock-uncontended',
   'lock-contended',
   'sessions',
@@ -30,7 +37,14 @@ export interface BenchOptions {
   readonly holdSeconds: number;
   readonly only: readonly string[];
   readonly cpu: boolean;
+  /** Hold sessions over a pool of connections even at or below MULTIPLEX_ABOVE sessions. */
+  readonly multiplex: boolean;
 }
+
+/** The staleness bound of the stale-reads workload. */
+export const STALE_READ_BOUND_MS = 1_000;
+/** Above this many sessions the paxlock driver multiplexes them (one process cannot hold 20,000 sockets). */
+export const MULTIPLEX_ABOVE = 2_000;
 
 export function flag(
   name: string,
@@ -53,6 +67,7 @@ export function benchOptions(argv: readonly string[] = process.argv): BenchOptio
     holdSeconds: Number(flag('hold', '20', argv)),
     only,
     cpu: argv.includes('--cpu'),
+    multiplex: argv.includes('--multiplex'),
   };
 }
 
@@ -61,7 +76,19 @@ export interface KeyClient {
   write(payload: Buffer): Promise<void>;
   /** A linearizable read of the client's own key. */
   read(): Promise<void>;
+  /** A read of the client's own key that may be up to `maxStalenessMs` old, from any replica. */
+  staleRead(maxStalenessMs: number): Promise<StaleAnswer>;
   close(): Promise<void>;
+}
+
+/** Who answered a stale read, and how old it said its state might be. */
+export interface StaleAnswer {
+  /** The replica (member) that answered; null if the driver cannot tell. */
+  readonly replica: number | null;
+  /** True if a follower answered, false if the master (leader) did. */
+  readonly byFollower: boolean;
+  /** The answer's stated bound on its staleness in ms (paxlock); null when none is stated (etcd). */
+  readonly stalenessMs: number | null;
 }
 
 /** One lock worker: its own session (paxlock) or lease (etcd) on a named lock. */
@@ -80,6 +107,8 @@ export interface HeldSessions {
   liveAtEnd(): Promise<number | null>;
   /** Stop keeping them alive without closing them, as crashed clients would. */
   abandon(): void;
+  /** Extra fields for the sessions line (how they were held, KeepAlive errors...), asked last. */
+  details?(): Record<string, unknown>;
 }
 
 export interface Driver {
@@ -87,7 +116,8 @@ export interface Driver {
   keyClients(keys: readonly string[]): Promise<KeyClient[]>;
   /** One worker per entry; equal names are one lock. `contended`: workers will queue. */
   lockers(locks: readonly string[], contended: boolean): Promise<Locker[]>;
-  holdSessions(count: number): Promise<HeldSessions>;
+  /** `multiplex`: the caller asked for --multiplex (drivers that always pool may ignore it). */
+  holdSessions(count: number, multiplex: boolean): Promise<HeldSessions>;
   /** Every server process, and the master's (leader's). */
   serverPids(): number[];
   masterPid(): Promise<number>;
@@ -191,7 +221,7 @@ export async function runWorkloads(
     await c!.close();
   }
 
-  if (shouldRun('concurrent-writes') || shouldRun('reads')) {
+  if (shouldRun('concurrent-writes') || shouldRun('reads') || shouldRun('stale-reads')) {
     const pool = await driver.keyClients(
       Array.from({ length: 64 }, (_, i) => `${keyPrefix}bench-${i}`),
     );
@@ -204,7 +234,35 @@ export async function runWorkloads(
     if (shouldRun('reads')) {
       markCpu();
       const r = await timedLoops(64, ms, (i) => pool[i]!.read());
-      report('reads', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...cpuSince() });
+      report('reads', r.ops, r.elapsedMs, r.latencies, {
+        inFlight: 64,
+        consistency: 'linearizable',
+        ...cpuSince(),
+      });
+    }
+    if (shouldRun('stale-reads')) {
+      // One untimed read each first: a paxlock client opens its connections to the replicas on
+      // its first stale read.
+      await Promise.all(pool.map((c) => c.staleRead(STALE_READ_BOUND_MS)));
+      const answeredBy: Record<string, number> = {};
+      let byFollower = 0;
+      let maxStated: number | null = null;
+      markCpu();
+      const r = await timedLoops(64, ms, async (i) => {
+        const a = await pool[i]!.staleRead(STALE_READ_BOUND_MS);
+        const key = a.replica === null ? '?' : String(a.replica);
+        answeredBy[key] = (answeredBy[key] ?? 0) + 1;
+        if (a.byFollower) byFollower++;
+        if (a.stalenessMs !== null) maxStated = Math.max(maxStated ?? 0, a.stalenessMs);
+      });
+      report('stale-reads', r.ops, r.elapsedMs, r.latencies, {
+        inFlight: 64,
+        consistency: `stale, maxStalenessMs ${STALE_READ_BOUND_MS}`,
+        followerShare: r.ops === 0 ? null : Math.round((byFollower / r.ops) * 1000) / 1000,
+        maxStatedStalenessMs: maxStated,
+        answeredBy,
+        ...cpuSince(),
+      });
     }
     await Promise.all(pool.map((c) => c.close()));
   }
@@ -259,7 +317,9 @@ export async function runWorkloads(
   if (shouldRun('sessions')) {
     const pids = driver.serverPids();
     const masterPid = await driver.masterPid();
-    const held = await driver.holdSessions(options.sessionCount);
+    const setupStart = performance.now();
+    const held = await driver.holdSessions(options.sessionCount, options.multiplex);
+    const setupSeconds = Math.round((performance.now() - setupStart) / 100) / 10;
     const cpuBefore = pids.map(cpuSeconds);
     const masterBefore = cpuSeconds(masterPid);
     const clientBefore = process.cpuUsage();
@@ -278,17 +338,21 @@ export async function runWorkloads(
         }
       : {};
     const live = await held.liveAtEnd();
+    const cores = availableParallelism();
     console.log(
       JSON.stringify({
         workload: 'sessions',
         sessions: options.sessionCount,
+        setupSeconds,
         heldSeconds: Math.round(elapsed),
         sessionsLiveAtEnd: live,
         expiries: held.expiries(),
         serverCpuPercentOfOneCore: Math.round(serverCpu * 100),
-        serverCpuPercentOfMachine: Math.round((serverCpu * 100) / 2),
+        serverCpuPercentOfMachine: Math.round((serverCpu * 100) / cores),
         masterCpuPercentOfOneCore: Math.round(masterCpu * 100),
+        cores,
         ...clientCpu,
+        ...(held.details?.() ?? {}),
       }),
     );
     held.abandon();
