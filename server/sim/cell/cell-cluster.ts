@@ -36,6 +36,7 @@ import type { ChosenEntry, Command, Envelope, Message } from '../../src/paxos/me
 import { silentLogger, type Config, type ReplicaId } from '../../src/paxos/ports.ts';
 import { Replica } from '../../src/paxos/replica.ts';
 import { runTurn, type TurnInput, type TurnWiring } from '../../src/runtime/turn.ts';
+import { FRESHNESS_DRIFT } from '../../src/sessions/freshness.ts';
 import { CellService } from '../../src/sessions/service.ts';
 import { MemoryStore } from '../../src/storage/memory-store.ts';
 import { bugsFor, type BugName } from '../bugs.ts';
@@ -55,13 +56,28 @@ const WATCH_MASK = EventMask.childAdded | EventMask.childRemoved | EventMask.chi
  */
 const DIGEST_EVERY = 4;
 const LOCK_WATCH_MASK = EventMask.lockAcquired | EventMask.conflictingLockRequest;
+/** How often a follower probes the master's commit index, by its own clock (runtime/node.ts). */
+const FRESHNESS_PROBE_MS = 100;
+/** How much later than it was the lateProbeSentAt bug reports a probe's sentAt. */
+const LATE_PROBE_MS = 150;
+/** Readers' connection ids start here (clients' are their index). */
+const READER_BASE = 1000;
+const READ_PATH = `${DIR}/config`;
+const READ_QUERY = { type: 'ReadPath', path: READ_PATH } as const;
+const STALENESS_BOUNDS = [50, 100, 200, 500, 1000, 2000] as const;
 
 /**
  * Planted bugs of the cell mode itself (the checkers must catch each): a client that takes a
  * `queued` Acquire for a grant; a service that never reports an event gap on KeepAlive; a
- * client whose "ephemeral" files are created permanent.
+ * client whose "ephemeral" files are created permanent; a freshness probe whose answer reports
+ * `sentAt` LATE_PROBE_MS later than the probe was sent (stale reads understate their staleness).
  */
-export const CELL_BUGS = ['queuedIsHeld', 'hideEventGaps', 'forgetEphemeral'] as const;
+export const CELL_BUGS = [
+  'queuedIsHeld',
+  'hideEventGaps',
+  'forgetEphemeral',
+  'lateProbeSentAt',
+] as const;
 export type CellBug = (typeof CELL_BUGS)[number];
 
 function addressOf(id: ReplicaId): string {
@@ -72,6 +88,8 @@ export interface CellSeedOptions {
   readonly seed: number;
   /** A planted bug: the cell mode's own (CELL_BUGS) or the core's (Config.bugs). */
   readonly bug?: CellBug | BugName;
+  /** False: stale reads are not judged (stale-read off), to show linearizable-read alone bites. */
+  readonly checkStaleReads?: boolean;
 }
 
 export interface CellSeedResult {
@@ -101,6 +119,14 @@ export interface CellSeedResult {
     readonly eventsChecked: number;
     readonly noGapAcksChecked: number;
     readonly resyncs: number;
+    readonly linearizableReadsChecked: number;
+    readonly staleReadsChecked: number;
+    readonly staleReadsByFollowers: number;
+    readonly staleReadsRedirected: number;
+    readonly maxStatedStalenessMs: number;
+    readonly staleReadsPastQuorum: number;
+    readonly staleReadsOverDriftBound: number;
+    readonly probeAnswers: number;
   };
 }
 
@@ -145,7 +171,31 @@ type SimEvent =
       readonly asker: ReplicaId;
       readonly slotAtLeast: number;
     }
-  | { readonly type: 'partition'; readonly id: ReplicaId; readonly untilMs: number };
+  | { readonly type: 'partition'; readonly id: ReplicaId; readonly untilMs: number }
+  | { readonly type: 'probe'; readonly id: ReplicaId; readonly incarnation: number }
+  | {
+      /** A freshness probe or its answer on the peer link (runtime/node.ts's aux frames). */
+      readonly type: 'probe-frame';
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      readonly kind: 'commit-probe' | 'commit-answer';
+      readonly sentAt: number;
+      readonly commit: number;
+    }
+  | { readonly type: 'reader-wake'; readonly reader: number };
+
+/** A client that only reads `READ_PATH`: linearizable or stale, at random replicas. */
+interface Reader {
+  readonly id: number;
+  readonly random: SimRandom;
+  target: ReplicaId;
+  read: {
+    readonly frameId: number;
+    readonly maxStalenessMs: number | undefined;
+    readonly ackedSlotAtSend: number;
+    readonly giveUpAtMs: number;
+  } | null;
+}
 
 interface Node {
   readonly id: ReplicaId;
@@ -294,6 +344,13 @@ class CellCluster {
   #snapshotsInstalled = 0;
   #partitions = 0;
   #resyncs = 0;
+  readonly #readers: Reader[] = [];
+  /** The highest slot of a write result any client has received. */
+  #ackedSlot = 0;
+  #staleReadsByFollowers = 0;
+  #staleReadsRedirected = 0;
+  #staleReadsOverDriftBound = 0;
+  #probeAnswers = 0;
 
   constructor(options: CellSeedOptions) {
     this.#o = options;
@@ -317,7 +374,13 @@ class CellCluster {
       ...(coreBugs === undefined ? {} : { bugs: coreBugs }),
     };
     const spread = rateSpread(maxDriftRate);
-    this.#checkers = new CellCheckers({ clockSpread: spread, replicaCount: REPLICAS.length });
+    this.#checkers = new CellCheckers({
+      clockSpread: spread,
+      replicaCount: REPLICAS.length,
+      ...(options.checkStaleReads === undefined
+        ? {}
+        : { checkStaleReads: options.checkStaleReads }),
+    });
     // Session leases at the low end of the allowed range, so expiries happen within a run.
     this.#sessionLeaseMs = r.pick([1000, 1500, 2000]);
     this.#dropRate = r.pick([0, 0.01, 0.05]);
@@ -382,6 +445,16 @@ class CellCluster {
       });
       this.#queue.push(r.range(0, 50), { type: 'client-wake', client: index });
     }
+    for (let k = 0; k < 2; k++) {
+      const random = r.fork(200 + k);
+      this.#readers.push({
+        id: READER_BASE + k,
+        random,
+        target: random.pick(REPLICAS),
+        read: null,
+      });
+      this.#queue.push(r.range(0, 50), { type: 'reader-wake', reader: READER_BASE + k });
+    }
     // Faults, in the safety phase only: crashes (often of the master) and master isolations.
     for (let at = r.range(300, 1200); at < this.#safetyMs; at += r.range(500, 1500)) {
       if (r.chance(0.5)) this.#queue.push(at, { type: 'crash', id: r.pick(REPLICAS) });
@@ -435,6 +508,14 @@ class CellCluster {
         eventsChecked: c.eventsChecked,
         noGapAcksChecked: c.noGapAcksChecked,
         resyncs: this.#resyncs,
+        linearizableReadsChecked: c.linearizableReadsChecked,
+        staleReadsChecked: c.staleReadsChecked,
+        staleReadsByFollowers: this.#staleReadsByFollowers,
+        staleReadsRedirected: this.#staleReadsRedirected,
+        maxStatedStalenessMs: c.maxStatedStalenessMs,
+        staleReadsPastQuorum: c.staleReadsPastQuorum,
+        staleReadsOverDriftBound: this.#staleReadsOverDriftBound,
+        probeAnswers: this.#probeAnswers,
       },
     };
   }
@@ -481,7 +562,24 @@ class CellCluster {
         return;
       }
       case 'to-client':
-        this.#onClientFrame(this.#clientAt(event.client), event.frame, event.appliedAt);
+        if (event.client >= READER_BASE)
+          this.#onReaderFrame(this.#readerAt(event.client), event.frame);
+        else this.#onClientFrame(this.#clientAt(event.client), event.frame, event.appliedAt);
+        return;
+      case 'reader-wake':
+        this.#wakeReader(this.#readerAt(event.reader));
+        this.#queue.push(this.#now + 20, event);
+        return;
+      case 'probe': {
+        const node = this.#node(event.id);
+        if (node.replica === null || node.incarnation !== event.incarnation) return;
+        this.#probeFreshness(node);
+        // Every FRESHNESS_PROBE_MS of the replica's own clock.
+        this.#queue.push(this.#now + FRESHNESS_PROBE_MS / node.clock.rate, event);
+        return;
+      }
+      case 'probe-frame':
+        this.#onProbeFrame(event);
         return;
       case 'client-wake':
         this.#wake(this.#clientAt(event.client));
@@ -611,16 +709,28 @@ class CellCluster {
       now,
     );
     node.service = service;
+    const watched = checkers.paxos.watchStore(node.id, node.store);
     node.wiring = {
       replica,
-      store: checkers.paxos.watchStore(node.id, node.store),
+      store: {
+        persist: (batch) => {
+          watched.persist(batch);
+          for (const entry of batch.chosen) checkers.onSlotLearned(entry.slot, this.#now);
+        },
+      },
       logger: silentLogger,
       send: (envelope: Envelope) => {
         this.#sendPeer(node, envelope);
       },
       apply: (entry: ChosenEntry) => {
-        if (checkers.paxos.onApplying(node.id, entry, node.machine.appliedIndex))
+        checkers.onSlotLearned(entry.slot, this.#now);
+        if (checkers.paxos.onApplying(node.id, entry, node.machine.appliedIndex)) {
           service.apply(entry, this.#local(node));
+          checkers.onReadState(
+            node.machine.appliedIndex,
+            JSON.stringify(node.machine.query(READ_QUERY)),
+          );
+        }
       },
       snapshotFor: (to, slot) => {
         this.#shipSnapshot(node, to, slot);
@@ -646,6 +756,56 @@ class CellCluster {
       id: node.id,
       incarnation: node.incarnation,
     });
+    this.#queue.push(this.#now + this.#r.range(0, FRESHNESS_PROBE_MS), {
+      type: 'probe',
+      id: node.id,
+      incarnation: node.incarnation,
+    });
+  }
+
+  /** runtime/node.ts's #probeFreshness: a non-serving replica asks the master it knows. */
+  #probeFreshness(node: Node): void {
+    const { replica, service } = node;
+    if (replica === null || service === null || service.isServing) return;
+    const now = this.#local(node);
+    const masterId = replica.status(now).masterId;
+    if (masterId === null || masterId === node.id) return;
+    this.#sendProbeFrame(node.id, masterId, 'commit-probe', now, 0);
+  }
+
+  #sendProbeFrame(
+    from: ReplicaId,
+    to: ReplicaId,
+    kind: 'commit-probe' | 'commit-answer',
+    sentAt: number,
+    commit: number,
+  ): void {
+    const delay = this.#peerDelay();
+    if (delay === null) return;
+    this.#queue.push(this.#now + delay, { type: 'probe-frame', from, to, kind, sentAt, commit });
+  }
+
+  /** runtime/node.ts's #onFreshnessProbe. */
+  #onProbeFrame(event: Extract<SimEvent, { type: 'probe-frame' }>): void {
+    const node = this.#node(event.to);
+    const { replica, service } = node;
+    if (replica === null || service === null || this.#isCut(event.from, event.to)) return;
+    const now = this.#local(node);
+    if (event.kind === 'commit-answer') {
+      const late = this.#cellBug === 'lateProbeSentAt' ? LATE_PROBE_MS : 0;
+      service.onMasterCommit(event.sentAt + late, event.commit);
+      return;
+    }
+    // Only a master that holds its lease answers: then nothing can be committed without it.
+    if (!service.isServing || !replica.canServeReads(now)) return;
+    this.#probeAnswers++;
+    this.#sendProbeFrame(
+      node.id,
+      event.from,
+      'commit-answer',
+      event.sentAt,
+      replica.status(now).commit,
+    );
   }
 
   #downCount(): number {
@@ -845,6 +1005,7 @@ class CellCluster {
     const appliedAt = node.machine.appliedIndex;
     for (const out of service.takeOutbox()) {
       let frame = out.frame;
+      if (out.to >= READER_BASE) this.#onReadAnswer(node, frame, this.#readerAt(out.to), hasLease);
       if (frame.type === 'keep-alive-ack') {
         const session = this.#keepAliveSession.get(frame.id);
         if (session !== undefined)
@@ -1241,6 +1402,7 @@ class CellCluster {
         }
         return;
       case 'result':
+        this.#ackedSlot = Math.max(this.#ackedSlot, frame.slot);
         if (client.request?.frameId !== frame.id) return;
         client.request = null;
         this.#onResult(client, frame.result);
@@ -1252,6 +1414,80 @@ class CellCluster {
       case 'query-result':
       case 'status':
         return;
+    }
+  }
+
+  // --- readers ------------------------------------------------------------------------------------
+
+  #readerAt(id: number): Reader {
+    const reader = this.#readers[id - READER_BASE];
+    if (reader === undefined) throw new RangeError(`no reader ${id}`);
+    return reader;
+  }
+
+  /** A new read when the last one is answered or given up: linearizable or stale, half each. */
+  #wakeReader(reader: Reader): void {
+    if (reader.read !== null && this.#now < reader.read.giveUpAtMs) return;
+    if (reader.read !== null) reader.target = reader.random.pick(REPLICAS);
+    const isStale = reader.random.chance(0.5);
+    const maxStalenessMs = isStale ? reader.random.pick(STALENESS_BOUNDS) : undefined;
+    // Stale reads go to a random replica; linearizable ones to the master the reader knows.
+    if (isStale || reader.random.chance(0.5)) reader.target = reader.random.pick(REPLICAS);
+    const frameId = ++this.#frameId;
+    reader.read = {
+      frameId,
+      maxStalenessMs,
+      ackedSlotAtSend: this.#ackedSlot,
+      giveUpAtMs: this.#now + 300,
+    };
+    if (this.#r.chance(0.01)) return;
+    this.#queue.push(this.#now + this.#r.range(0.5, 4), {
+      type: 'to-replica',
+      to: reader.target,
+      client: reader.id,
+      frame: {
+        type: 'query',
+        id: frameId,
+        query: READ_QUERY,
+        ...(maxStalenessMs === undefined ? {} : { maxStalenessMs }),
+      },
+    });
+  }
+
+  /** A replica's answer to a reader, judged at the instant it is sent (stale-read, linearizable-read). */
+  #onReadAnswer(node: Node, frame: ServerFrame, reader: Reader, hasLease: boolean): void {
+    const read = reader.read;
+    if (read === null || !('id' in frame) || read.frameId !== frame.id) return;
+    if (frame.type === 'redirect' && read.maxStalenessMs !== undefined)
+      this.#staleReadsRedirected++;
+    if (frame.type !== 'query-result') return;
+    const isServingLeased = node.service?.isServing === true && hasLease;
+    if (read.maxStalenessMs !== undefined && !isServingLeased) {
+      this.#staleReadsByFollowers++;
+      // The bound assumes the replica's clock runs at least 1/(1 + FRESHNESS_DRIFT) of real time.
+      if (node.clock.rate < 1 / (1 + FRESHNESS_DRIFT)) this.#staleReadsOverDriftBound++;
+    }
+    this.#checkers.onReadAnswered({
+      atMs: this.#now,
+      replica: node.id,
+      slot: frame.slot,
+      answer: JSON.stringify(frame.result),
+      stalenessMs: frame.stalenessMs,
+      maxStalenessMs: read.maxStalenessMs,
+      ackedSlotAtSend: read.ackedSlotAtSend,
+      isServingLeased,
+      clockRate: node.clock.rate,
+    });
+  }
+
+  #onReaderFrame(reader: Reader, frame: ServerFrame): void {
+    const read = reader.read;
+    if (read === null || !('id' in frame) || read.frameId !== frame.id) return;
+    if (frame.type === 'redirect') {
+      reader.target = this.#targetOf(frame.master) ?? reader.random.pick(REPLICAS);
+      reader.read = null;
+    } else if (frame.type === 'query-result' || frame.type === 'error') {
+      reader.read = null;
     }
   }
 

@@ -74,7 +74,12 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
   for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
     const result = runCellSeed({ seed, ...(flags.bug === undefined ? {} : { bug: flags.bug }) });
     for (const [key, value] of Object.entries(result.stats))
-      totals.set(key, (totals.get(key) ?? 0) + value);
+      totals.set(
+        key,
+        key.startsWith('max')
+          ? Math.max(totals.get(key) ?? 0, value)
+          : (totals.get(key) ?? 0) + value,
+      );
     const first = result.violations[0];
     if (first !== undefined) {
       failed.push(result);

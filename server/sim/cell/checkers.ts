@@ -42,6 +42,15 @@
 // - lock-delay: CloseSession releases the session's locks with no new lock-delay (and leaves it
 //   holding and awaiting nothing); ExpireSession leaves each lost lock delayed at least its
 //   handle's lock-delay past the entry's time.
+// - stale-read: a read with maxStalenessMs M answered at global time t at slot A with stated
+//   stalenessMs B needs B <= M, and the state at A must have been current at some global time
+//   >= t - B: slots 1..A+1 were not yet all known chosen (a replica persisted each as chosen or
+//   applied it) at t - B. (A state is current from when its whole prefix is chosen until the
+//   next slot's is: slots may be chosen out of order, and a state never current is stale.) The answer must equal what the machine gave at slot A (first replica to apply it).
+// - linearizable-read: a read without maxStalenessMs answered at slot A must come from a serving
+//   master that holds its lease (by its own view), carry no stalenessMs, include every write
+//   acknowledged to any client before the read was first sent (A >= each such write's slot), and
+//   equal what the machine gave at slot A.
 
 import { parseSequencer, type LockInfo, type LockMode, type MachineEvent } from '@paxlock/shared';
 import { describeValue } from '../kv.ts';
@@ -60,6 +69,8 @@ export interface CellViolation {
     | 'event-gap'
     | 'ephemeral'
     | 'lock-delay'
+    | 'stale-read'
+    | 'linearizable-read'
     | 'replica-assertion';
   readonly atMs: number;
   readonly detail: string;
@@ -88,6 +99,27 @@ export interface Belief {
 
 function conflicts(a: LockMode, b: LockMode): boolean {
   return a === 'exclusive' || b === 'exclusive';
+}
+
+/** Per slot s, the first global time every slot 1..s had been reported. */
+class PrefixTimes {
+  readonly #seen = new Set<number>();
+  readonly #at = new Map<number, number>();
+  #through = 0;
+
+  add(slot: number, atMs: number): void {
+    if (slot <= this.#through) return;
+    this.#seen.add(slot);
+    while (this.#seen.has(this.#through + 1)) {
+      this.#through++;
+      this.#seen.delete(this.#through);
+      this.#at.set(this.#through, atMs);
+    }
+  }
+
+  at(slot: number): number | undefined {
+    return this.#at.get(slot);
+  }
 }
 
 export class CellCheckers {
@@ -124,14 +156,129 @@ export class CellCheckers {
   lockDelayChecks = 0;
   /** KeepAlive acks sent by a master whose lease had run out (allowed; reported in figures). */
   unleasedAcks = 0;
+  /**
+   * Slot s -> global time every slot up to s was known chosen (a replica persisted it as chosen
+   * or applied it): from then on state s could be applied, and state s-1 was superseded. Slots
+   * may be chosen out of order (a window of Accepts); a state is current only once its prefix is.
+   */
+  readonly #learned = new PrefixTimes();
+  /** The same over quorum time: a majority had durably accepted (ground truth, for figures). */
+  readonly #quorum = new PrefixTimes();
+  /** Slot -> the read query's answer (JSON) on the first replica to apply the slot. */
+  readonly #readStateAt = new Map<number, string>();
+  linearizableReadsChecked = 0;
+  staleReadsChecked = 0;
+  maxStatedStalenessMs = 0;
+  /** Stale reads whose state was superseded by a quorum's durable votes before t - B (allowed). */
+  staleReadsPastQuorum = 0;
 
-  constructor(options: { readonly clockSpread: number; readonly replicaCount: number }) {
+  readonly #checkStaleReads: boolean;
+
+  constructor(options: {
+    readonly clockSpread: number;
+    readonly replicaCount: number;
+    /** False: stale reads are counted but not judged (to show linearizable-read bites alone). */
+    readonly checkStaleReads?: boolean;
+  }) {
+    this.#checkStaleReads = options.checkStaleReads ?? true;
     this.#leaseFloorFactor = 1 / (1 + options.clockSpread);
     this.paxos = new PaxosChecks({
       replicaCount: options.replicaCount,
       fail: (invariant, detail) => this.#fail(invariant, this.#now, detail),
       describe: describeValue,
+      onChosen: (slot) => {
+        this.#quorum.add(slot, this.#now);
+      },
     });
+  }
+
+  /** A replica persisted `slot` as chosen or applied it at global time `atMs`. */
+  onSlotLearned(slot: number, atMs: number): void {
+    this.#learned.add(slot, atMs);
+    this.#quorum.add(slot, atMs);
+  }
+
+  /** The read query's answer at `slot` on the first replica to apply it. */
+  onReadState(slot: number, answer: string): void {
+    if (!this.#readStateAt.has(slot)) this.#readStateAt.set(slot, answer);
+  }
+
+  /** A replica answered a client's read at global time `atMs` (stale-read, linearizable-read). */
+  onReadAnswered(read: {
+    readonly atMs: number;
+    readonly replica: number;
+    readonly slot: number;
+    readonly answer: string;
+    readonly stalenessMs: number | undefined;
+    readonly maxStalenessMs: number | undefined;
+    /** The highest slot of a write acknowledged to any client before the read was first sent. */
+    readonly ackedSlotAtSend: number;
+    /** The answering replica's service serves as master and its core says canServeReads. */
+    readonly isServingLeased: boolean;
+    /** The answering replica's clock rate against global time (for the report). */
+    readonly clockRate: number;
+  }): void {
+    const { atMs, replica, slot } = read;
+    const where = `replica ${replica} at slot ${slot}`;
+    const state = this.#readStateAt.get(slot);
+    const invariant = read.maxStalenessMs === undefined ? 'linearizable-read' : 'stale-read';
+    if (state !== undefined && state !== read.answer) {
+      this.#fail(
+        invariant,
+        atMs,
+        `${where} answered ${read.answer}, but the machine at that slot gives ${state}`,
+      );
+      return;
+    }
+    if (read.maxStalenessMs === undefined) {
+      this.linearizableReadsChecked++;
+      if (read.stalenessMs !== undefined)
+        this.#fail(
+          invariant,
+          atMs,
+          `${where}: a linearizable read answered with stalenessMs ${read.stalenessMs}`,
+        );
+      else if (!read.isServingLeased)
+        this.#fail(
+          invariant,
+          atMs,
+          `${where}: a linearizable read answered by a replica that is not a serving master under its lease`,
+        );
+      else if (slot < read.ackedSlotAtSend)
+        this.#fail(
+          invariant,
+          atMs,
+          `${where}: a linearizable read misses a write acknowledged at slot ${read.ackedSlotAtSend} before the read was sent`,
+        );
+      return;
+    }
+    if (!this.#checkStaleReads) return;
+    this.staleReadsChecked++;
+    const bound = read.stalenessMs;
+    if (bound === undefined) {
+      this.#fail(invariant, atMs, `${where}: a stale read answered without stalenessMs`);
+      return;
+    }
+    this.maxStatedStalenessMs = Math.max(this.maxStatedStalenessMs, bound);
+    if (bound > read.maxStalenessMs) {
+      this.#fail(
+        invariant,
+        atMs,
+        `${where}: stated stalenessMs ${bound} > the asked maxStalenessMs ${read.maxStalenessMs}`,
+      );
+      return;
+    }
+    const next = this.#learned.at(slot + 1);
+    if (next !== undefined && next < atMs - bound) {
+      this.#fail(
+        invariant,
+        atMs,
+        `${where} with stalenessMs ${bound}: slot ${slot + 1} was chosen at ${(next / 1000).toFixed(4)}s, before t - B = ${((atMs - bound) / 1000).toFixed(4)}s (state ${(atMs - next).toFixed(1)} ms stale; the replica's clock runs at ${read.clockRate.toFixed(4)} of global time)`,
+      );
+      return;
+    }
+    const quorum = this.#quorum.at(slot + 1);
+    if (quorum !== undefined && quorum < atMs - bound) this.staleReadsPastQuorum++;
   }
 
   /** Global time of the event being handled (for the shared checks' reports). */
