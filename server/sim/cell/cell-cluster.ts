@@ -1055,9 +1055,22 @@ class CellCluster {
       const result = outcome.results[index];
       if (result?.type !== 'session-closed' && result?.type !== 'session-expired') return;
       this.#checkSessionEnd(node, end.session);
+      // A Release or Close of the session's handle earlier in the same entry frees the lock
+      // without lock-delay before the session ends (a false positive of this check, met while
+      // adding the readers).
+      const freedEarlier = new Set(
+        entry.commands.slice(0, index).flatMap((c) => {
+          const cmd = c as { type?: unknown; session?: unknown; handle?: unknown } | null;
+          return (cmd?.type === 'Release' || cmd?.type === 'Close') &&
+            cmd.session === end.session &&
+            typeof cmd.handle === 'number'
+            ? [cmd.handle]
+            : [];
+        }),
+      );
       const held = before.flatMap((lock) =>
         lock.holders
-          .filter((h) => h.session === end.session)
+          .filter((h) => h.session === end.session && !freedEarlier.has(h.handle))
           .map((h) => ({
             path: lock.path,
             delayMs: this.#handleDelay.get(h.handle) ?? 0,
