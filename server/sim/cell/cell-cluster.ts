@@ -36,7 +36,6 @@ import type { ChosenEntry, Command, Envelope, Message } from '../../src/paxos/me
 import { silentLogger, type Config, type ReplicaId } from '../../src/paxos/ports.ts';
 import { Replica } from '../../src/paxos/replica.ts';
 import { runTurn, type TurnInput, type TurnWiring } from '../../src/runtime/turn.ts';
-import { FRESHNESS_DRIFT } from '../../src/sessions/freshness.ts';
 import { CellService } from '../../src/sessions/service.ts';
 import { MemoryStore } from '../../src/storage/memory-store.ts';
 import { bugsFor, type BugName } from '../bugs.ts';
@@ -691,6 +690,7 @@ class CellCluster {
     const service = new CellService(
       {
         id: node.id,
+        maxDriftRate: this.#config.maxDriftRate,
         clientAddresses: new Map(REPLICAS.map((id) => [id, addressOf(id)])),
         replica: replicaView,
         machine: () => machineView,
@@ -1477,8 +1477,8 @@ class CellCluster {
     const isServingLeased = node.service?.isServing === true && hasLease;
     if (read.maxStalenessMs !== undefined && !isServingLeased) {
       this.#staleReadsByFollowers++;
-      // The bound assumes the replica's clock runs at least 1/(1 + FRESHNESS_DRIFT) of real time.
-      if (node.clock.rate < 1 / (1 + FRESHNESS_DRIFT)) this.#staleReadsOverDriftBound++;
+      // The bound assumes the replica's clock runs at least 1 - maxDriftRate of real time.
+      if (node.clock.rate < 1 - this.#config.maxDriftRate) this.#staleReadsOverDriftBound++;
     }
     this.#checkers.onReadAnswered({
       atMs: this.#now,

@@ -191,6 +191,7 @@ export class ReplicaNode {
       {
         id: options.id,
         cell: options.cell.cell,
+        maxDriftRate: this.#timing.maxDriftRate,
         clientAddresses: new Map(options.cell.replicas.map((r) => [r.id, r.client])),
         replica: this.#replica,
         machine: () => this.#machine,

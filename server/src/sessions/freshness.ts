@@ -8,11 +8,13 @@
 //   - applied = C: state C was current when the master answered (it had committed C, not C+1);
 //   - applied > C: slot `applied` was committed after the master answered.
 // So a follower that has applied at least C can promise that its state is at most
-// `(now - sentAt) * (1 + drift)` stale, by its own monotonic clock with the drift bound the cell
-// assumes. That is an upper bound with no assumption about message delays.
+// `(now - sentAt) / (1 - maxDriftRate)` stale: its own monotonic clock measured the elapsed time,
+// and a clock running as slow as the cell's drift bound allows (rate 1 - maxDriftRate, the same
+// bound the leases use) has measured at least that fraction of the real time. That is an upper
+// bound with no assumption about message delays.
 
-/** The clock-rate drift bound the cell assumes between replicas (docs/consensus.md). */
-export const FRESHNESS_DRIFT = 0.01;
+/** The drift bound when the cell does not say (the replica's default, docs/cell.md). */
+export const DEFAULT_MAX_DRIFT_RATE = 0.01;
 
 interface Mark {
   /** Local time the probe was sent. */
@@ -22,8 +24,14 @@ interface Mark {
 }
 
 export class Freshness {
+  readonly #maxDriftRate: number;
   /** Answered probes, oldest first; only the newest one already applied matters, and newer ones. */
   #marks: Mark[] = [];
+
+  constructor(maxDriftRate = DEFAULT_MAX_DRIFT_RATE) {
+    if (!(maxDriftRate >= 0 && maxDriftRate < 1)) throw new RangeError('maxDriftRate must be in [0, 1)');
+    this.#maxDriftRate = maxDriftRate;
+  }
 
   /** A leased master answered a probe sent at `sentAt` with commit index `commit`. */
   onMasterCommit(sentAt: number, commit: number): void {
@@ -31,11 +39,6 @@ export class Freshness {
     if (last !== undefined && last.asOf >= sentAt) return; // answers can arrive out of order
     this.#marks.push({ asOf: sentAt, commit });
     if (this.#marks.length > 64) this.#marks.shift();
-  }
-
-  /** Forget everything (a new master, a snapshot install): freshness must be proved again. */
-  reset(): void {
-    this.#marks = [];
   }
 
   /**
@@ -48,6 +51,7 @@ export class Freshness {
     if (best === undefined) return null;
     // Keep the newest applied mark and everything after it: older marks can never be best again.
     this.#marks = this.#marks.slice(this.#marks.indexOf(best));
-    return Math.max(0, now - best.asOf) * (1 + FRESHNESS_DRIFT);
+    // (A mark stays a true statement whatever happens later: a new master, a snapshot install.)
+    return Math.max(0, now - best.asOf) / (1 - this.#maxDriftRate);
   }
 }

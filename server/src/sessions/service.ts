@@ -43,6 +43,8 @@ export interface ServiceOptions {
   readonly id: ReplicaId;
   /** The cell's name, for status replies (the simulator leaves it out). */
   readonly cell?: string;
+  /** The clock-rate drift bound (as the core's leases use it); stale-read bounds are scaled by it. */
+  readonly maxDriftRate?: number;
   /** Client address of every replica, for redirects. */
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
   readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
@@ -90,7 +92,7 @@ function isRuntimeCommand(command: Command): boolean {
 export class CellService {
   readonly #o: ServiceOptions;
   readonly #sessions = new SessionTable();
-  readonly #freshness = new Freshness();
+  readonly #freshness: Freshness;
   readonly #pending = new Map<string, PendingRequest>();
   readonly #reads: PendingRead[] = [];
   readonly #outbox: Outgoing[] = [];
@@ -110,6 +112,7 @@ export class CellService {
 
   constructor(options: ServiceOptions, now: number) {
     this.#o = options;
+    this.#freshness = new Freshness(options.maxDriftRate);
     this.#status = options.replica.status(now);
   }
 
