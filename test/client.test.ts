@@ -159,6 +159,8 @@ describe('the client library', () => {
     const la = await ha.acquire();
     expect(la.isHeld).toBe(true);
     expect(await a.checkSequencer(la.sequencer)).toBe(true);
+    expect(ha.sequencer()).toBe(la.sequencer);
+    expect(hb.sequencer()).toBeNull();
     expect(await hb.tryAcquire()).toBeNull();
     const waiting = hb.acquire();
     await expect

@@ -264,6 +264,11 @@ export class Handle
     return acquireOn(this, { ...options, wait: false });
   }
 
+  /** The sequencer of the lock this handle holds, or null: pass it to the servers you write to. */
+  sequencer(): string | null {
+    return this.lock?.sequencer ?? null;
+  }
+
   /** The lock this handle holds, if any. */
   get lock(): Lock | null {
     return this.lockState?.lock ?? null;
