@@ -263,6 +263,31 @@ describe('the client library', () => {
     expect(await eb.leader()).toBeNull();
   });
 
+  it('reads by name without a session (session: false), writing nothing to the log', async () => {
+    await a.writeFile('no-session', 'readable');
+    const before = await a.listSessions();
+    const reader = await PaxlockClient.connect({
+      cell: cell.clientAddresses,
+      name: 'no-session',
+      session: false,
+    });
+    expect(reader.session).toBe(0);
+    expect(reader.cellName).toBe('local');
+    expect((await reader.readFile('no-session')).toString()).toBe('readable');
+    expect((await reader.stat('no-session')).sizeBytes).toBe(8);
+    expect(
+      (
+        await reader.read('no-session', { consistency: 'stale', maxStalenessMs: 5_000 })
+      ).contents.toString(),
+    ).toBe('readable');
+    expect((await reader.listSessions()).map((x) => x.session).sort()).toEqual(
+      before.map((x) => x.session).sort(),
+    );
+    expect((await rejection(reader.writeFile('no-session', 'x'))).code).toBe('BAD_REQUEST');
+    await reader.close();
+    expect(reader.state).toBe('closed');
+  });
+
   it('fails calls after close with CLIENT_CLOSED and reports bad names with BAD_PATH', async () => {
     const c = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'short-lived' });
     const sessions = await c.listSessions();

@@ -120,6 +120,12 @@ export interface ClientOptions {
   readonly callTimeoutMs?: number;
   /** Aborts connect(). */
   readonly signal?: AbortSignal;
+  /**
+   * false: no session. The client only finds the master and reads by name (read, readFile,
+   * stat, readdir, exists, listLocks, listSessions, checkSequencer): no log write at all, for
+   * one-shot readers like `paxlock cat`. Commands, handles and locks need a session.
+   */
+  readonly session?: boolean;
 }
 
 export interface CallOptions {
@@ -323,6 +329,11 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     };
     try {
+      if (options.session === false) {
+        // No session: find the master (and the cell's name) and stop there.
+        await client.#master(client.#findMasterTimeoutMs, options.signal);
+        return client;
+      }
       const reply = await client.#send(
         {
           type: 'command',
@@ -416,6 +427,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
    * result (the low-level call; files.ts and locks.ts build on it).
    */
   async command(input: SessionCommandInput, options: CallOptions = {}): Promise<CommandResult> {
+    this.#needSession();
     const run = this.#queue.then(async () => {
       this.#checkUsable();
       const seq = ++this.#seq;
@@ -559,6 +571,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   /** Sends one KeepAlive now; returns the lease the master granted (ms). */
   async keepAlive(options: CallOptions = {}): Promise<number> {
+    this.#needSession();
     const sentAt = now();
     const eventSeqSeen = sameEpoch(this.#eventEpoch, this.#epoch) ? this.#eventSeq : 0;
     const reply = await this.#send(
@@ -587,7 +600,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
     if (this.#isClosed) return;
     try {
       const state = this.state;
-      if (state === 'connected' || state === 'jeopardy') {
+      if (this.#session !== 0 && (state === 'connected' || state === 'jeopardy')) {
         // Bounded: if no master answers, the session simply expires on its own.
         await this.command({ type: 'CloseSession' }, { timeoutMs: 5_000, ...options }).catch(
           () => undefined,
@@ -702,6 +715,15 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   }
 
   // --- the session ---------------------------------------------------------------------------
+
+  #needSession(): void {
+    if (this.#session === 0) {
+      throw new PaxlockError(
+        ErrorCode.BAD_REQUEST,
+        'this client was connected without a session (session: false): it can only read by name',
+      );
+    }
+  }
 
   #checkUsable(): void {
     const state = this.state;

@@ -94,7 +94,7 @@ interface Listed {
 }
 
 export async function ls(run: Invocation, args: LsArgs): Promise<number> {
-  const client = await run.connect();
+  const client = await run.connect({ session: false });
   const full = resolvePath(run, client, args.path);
   const read = readOptions(run, args.stale);
   const listed: Listed[] = [];
@@ -149,7 +149,7 @@ export async function cat(
   run: Invocation,
   args: { readonly path: string; readonly stale?: number | undefined },
 ): Promise<number> {
-  const client = await run.connect();
+  const client = await run.connect({ session: false });
   const full = resolvePath(run, client, args.path);
   const {
     contents,
@@ -245,7 +245,7 @@ export async function stat(
   run: Invocation,
   args: { readonly path: string; readonly stale?: number | undefined },
 ): Promise<number> {
-  const client = await run.connect();
+  const client = await run.connect({ session: false });
   const full = resolvePath(run, client, args.path);
   const got = await client.stat(full, readOptions(run, args.stale));
   if (run.isJson) await writeJson(got);
@@ -422,7 +422,7 @@ export async function elect(run: Invocation, args: ElectArgs): Promise<number> {
 // --- sessions, locks, status -------------------------------------------------------------------
 
 export async function sessions(run: Invocation): Promise<number> {
-  const client = await run.connect();
+  const client = await run.connect({ session: false });
   const list = await client.listSessions(run.call);
   if (run.isJson) await writeJson(list);
   else await writeOut(`${sessionsTable(list, Date.now())}\n`);
@@ -433,7 +433,7 @@ export async function locks(
   run: Invocation,
   args: { readonly path?: string | undefined },
 ): Promise<number> {
-  const client = await run.connect();
+  const client = await run.connect({ session: false });
   const full = args.path === undefined ? undefined : resolvePath(run, client, args.path);
   const list = await client.listLocks(full, run.call);
   if (run.isJson) await writeJson(list);

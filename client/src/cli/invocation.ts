@@ -144,9 +144,10 @@ export class Invocation {
 
   /**
    * Connects with a session named for the command (closed by `invoke` at the end), starting the
-   * deadline if the command has not already.
+   * deadline if the command has not already. Read-only commands pass `session: false`: they
+   * read by name, so they need no session and write nothing to the log.
    */
-  async connect(): Promise<PaxlockClient> {
+  async connect(options: { readonly session?: boolean } = {}): Promise<PaxlockClient> {
     this.startDeadline(this.timeoutMs);
     // Looking for a master stops a little before the deadline, so that an unavailable cell is
     // reported as such (NO_QUORUM, NO_MASTER: exit 5) rather than as a TIMEOUT.
@@ -157,6 +158,7 @@ export class Invocation {
       callTimeoutMs: this.timeoutMs,
       requestTimeoutMs: Math.min(3_000, this.timeoutMs),
       signal: this.#signal,
+      ...(options.session === false ? { session: false } : {}),
     });
     let client: PaxlockClient;
     try {
