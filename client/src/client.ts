@@ -735,7 +735,13 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   /** Moves the lease on to now; called before the state is read. */
   #advance(): void {
-    if (this.#lease !== null) this.#apply(this.#lease.advance(now()));
+    if (this.#lease === null) return;
+    const before = this.#lease.state;
+    const transition = this.#lease.advance(now());
+    // Frozen (or starved) past the whole grace period, the session went through jeopardy with
+    // nobody looking: say so first, so that 'jeopardy' always comes before 'expired'.
+    if (transition === 'expired' && before === 'connected') this.#apply('jeopardy');
+    this.#apply(transition);
   }
 
   #apply(transition: LeaseTransition): void {
