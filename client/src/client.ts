@@ -445,9 +445,23 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
 
   /** Runs a read-only query at the master (under its lease); may return a typed error result. */
   async query(query: Query, options: CallOptions = {}): Promise<QueryResult> {
+    return (await this.#masterQuery(query, options)).result;
+  }
+
+  /**
+   * A query answered by the master (a stale one too, when no follower could promise the
+   * bound). A query naming no session goes whether or not this client has one.
+   */
+  async #masterQuery(
+    query: Query,
+    options: CallOptions,
+    maxStalenessMs?: number,
+  ): Promise<Extract<Reply, { type: 'query-result' }>> {
     const needsSession = 'session' in query;
     const reply = await this.#send(
-      { type: 'query', query },
+      maxStalenessMs === undefined
+        ? { type: 'query', query }
+        : { type: 'query', query, maxStalenessMs },
       needsSession ? options : { ...options, isSessionless: true },
     );
     if (reply.type !== 'query-result')
@@ -458,7 +472,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
       needsSession
     )
       this.#onExpired();
-    return reply.result;
+    return reply;
   }
 
   /**
@@ -484,15 +498,18 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   /** Runs a query with the read's consistency (see ReadOptions); error results are returned. */
   async readQuery(query: Query, options: ReadOptions = {}): Promise<ReadAnswer<QueryResult>> {
     if (options.consistency !== 'stale') {
-      const reply = await this.#send(
-        { type: 'query', query },
-        'session' in query ? options : { ...options, isSessionless: true },
-      );
-      if (reply.type !== 'query-result')
-        throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
+      const reply = await this.#masterQuery(query, options);
       return { result: reply.result, slot: reply.slot, stalenessMs: null, replica: null };
     }
     const maxStalenessMs = options.maxStalenessMs ?? 1_000;
+    const staleAnswer = (
+      reply: Extract<Reply, { type: 'query-result' }>,
+    ): ReadAnswer<QueryResult> => ({
+      result: reply.result,
+      slot: reply.slot,
+      stalenessMs: reply.stalenessMs ?? 0,
+      replica: reply.replica ?? null,
+    });
     // Round-robin over the replicas; one that cannot promise the bound redirects, and the read
     // goes on to the next, then to the master.
     for (let tried = 0; tried < this.#cell.length; tried++) {
@@ -506,26 +523,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
         .catch(() => null);
       if (reply?.type === 'query-result') {
         this.#observeEpoch(reply.epoch);
-        return {
-          result: reply.result,
-          slot: reply.slot,
-          stalenessMs: reply.stalenessMs ?? 0,
-          replica: reply.replica ?? null,
-        };
+        return staleAnswer(reply);
       }
     }
-    const reply = await this.#send(
-      { type: 'query', query, maxStalenessMs },
-      'session' in query ? options : { ...options, isSessionless: true },
-    );
-    if (reply.type !== 'query-result')
-      throw new PaxlockError(ErrorCode.BAD_FRAME, `unexpected reply ${reply.type}`);
-    return {
-      result: reply.result,
-      slot: reply.slot,
-      stalenessMs: reply.stalenessMs ?? 0,
-      replica: reply.replica ?? null,
-    };
+    return staleAnswer(await this.#masterQuery(query, options, maxStalenessMs));
   }
 
   async #staleConnection(address: string): Promise<Connection | null> {

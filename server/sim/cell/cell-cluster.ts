@@ -765,11 +765,11 @@ class CellCluster {
 
   /** runtime/node.ts's #probeFreshness: a non-serving replica asks the master it knows. */
   #probeFreshness(node: Node): void {
-    const { replica, service } = node;
-    if (replica === null || service === null || service.isServing) return;
+    const { service } = node;
+    if (node.replica === null || service === null) return;
     const now = this.#local(node);
-    const masterId = replica.status(now).masterId;
-    if (masterId === null || masterId === node.id) return;
+    const masterId = service.freshnessProbeTarget(now);
+    if (masterId === null) return;
     this.#sendProbeFrame(node.id, masterId, 'commit-probe', now, 0);
   }
 
@@ -796,16 +796,10 @@ class CellCluster {
       service.onMasterCommit(event.sentAt + late, event.commit);
       return;
     }
-    // Only a master that holds its lease answers: then nothing can be committed without it.
-    if (!service.isServing || !replica.canServeReads(now)) return;
+    const commit = service.answerFreshnessProbe(now);
+    if (commit === null) return;
     this.#probeAnswers++;
-    this.#sendProbeFrame(
-      node.id,
-      event.from,
-      'commit-answer',
-      event.sentAt,
-      replica.status(now).commit,
-    );
+    this.#sendProbeFrame(node.id, event.from, 'commit-answer', event.sentAt, commit);
   }
 
   #downCount(): number {

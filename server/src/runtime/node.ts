@@ -401,22 +401,22 @@ export class ReplicaNode {
 
   /** A follower asks the master it knows for its commit index (for stale reads). */
   #probeFreshness(): void {
-    if (this.#isStopped || this.#service.isServing) return;
-    const masterId = this.#replica.status(this.#clock.now()).masterId;
-    if (masterId === null || masterId === this.#options.id) return;
-    const probe: FreshnessProbe = { kind: 'commit-probe', sentAt: this.#clock.now() };
+    if (this.#isStopped) return;
+    const now = this.#clock.now();
+    const masterId = this.#service.freshnessProbeTarget(now);
+    if (masterId === null) return;
+    const probe: FreshnessProbe = { kind: 'commit-probe', sentAt: now };
     this.#peers.sendFrame(masterId, { type: 'aux', body: probe });
   }
 
   #onFreshnessProbe(from: number, probe: FreshnessProbe): void {
-    const now = this.#clock.now();
     if (probe.kind === 'commit-answer') {
       this.#service.onMasterCommit(probe.sentAt, probe.commit);
       return;
     }
-    // Only a master that holds its lease answers: then nothing can be committed without it.
-    if (!this.#service.isServing || !this.#replica.canServeReads(now)) return;
-    const answer: FreshnessProbe = { kind: 'commit-answer', sentAt: probe.sentAt, commit: this.#replica.status(now).commit };
+    const commit = this.#service.answerFreshnessProbe(this.#clock.now());
+    if (commit === null) return;
+    const answer: FreshnessProbe = { kind: 'commit-answer', sentAt: probe.sentAt, commit };
     this.#peers.sendFrame(from, { type: 'aux', body: answer });
   }
 

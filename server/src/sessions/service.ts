@@ -168,6 +168,25 @@ export class CellService {
     this.#freshness.onMasterCommit(sentAt, commit);
   }
 
+  /**
+   * Where a follower sends its freshness probe: the master it knows; null if this replica is
+   * the master or knows none. (The runtime sends the probe every 100 ms over the peer link.)
+   */
+  freshnessProbeTarget(now: number): ReplicaId | null {
+    if (this.#isServing) return null;
+    const masterId = this.#o.replica.status(now).masterId;
+    return masterId === null || masterId === this.#o.id ? null : masterId;
+  }
+
+  /**
+   * The master's answer to a freshness probe: its commit index; null unless it serves and holds
+   * its lease (only then can nothing be committed without it).
+   */
+  answerFreshnessProbe(now: number): number | null {
+    if (!this.#isServing || !this.#o.replica.canServeReads(now)) return null;
+    return this.#o.replica.status(now).commit;
+  }
+
   /** A stale read at a follower: answered from this replica's state if it can promise the bound. */
   #onStaleRead(connection: ConnectionId, frame: Extract<ClientFrame, { type: 'query' }>, now: number): void {
     const machine = this.#o.machine();
