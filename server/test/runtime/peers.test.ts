@@ -1,7 +1,6 @@
 // The peer transport delivers validated messages between configured replicas over real
 // loopback sockets, refuses links from unknown or misconfigured peers, closes a link that
 // sends garbage, drops (never queues) while a link is down, and redials after a peer restarts.
-import { createServer } from 'node:net';
 import pino from 'pino';
 import { WebSocket } from 'ws';
 import { encodeFrame } from '@paxlock/shared';
@@ -9,29 +8,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../../src/paxos/messages.ts';
 import type { ReplicaAddress } from '../../src/runtime/config.ts';
 import { checkHello, PeerTransport } from '../../src/runtime/peers.ts';
+import { freeBasePort } from '../../../test/ports.ts';
 
 const logger = pino({ level: 'silent' });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port');
-      server.close(() => {
-        resolve(address.port);
-      });
-    });
-  });
-}
-
 async function addresses(n: number): Promise<ReplicaAddress[]> {
-  const out: ReplicaAddress[] = [];
-  for (let id = 1; id <= n; id++) {
-    out.push({ id, peer: `127.0.0.1:${await freePort()}`, client: `127.0.0.1:${await freePort()}` });
-  }
-  return out;
+  const base = await freeBasePort(n);
+  return Array.from({ length: n }, (_, i) => ({ id: i + 1, peer: `127.0.0.1:${String(base + 1 + i)}`, client: `127.0.0.1:${String(base + 101 + i)}` }));
 }
 
 /** A stand-in for the core's validator: accepts heartbeats only. */
