@@ -42,9 +42,14 @@ describe('a five-replica cell', () => {
   });
 
   it('redirects a write sent to a follower, applies it, and all five digests agree', async () => {
-    const statuses = await allStatuses(cell);
-    const master = statuses.find((s) => s.role === 'master')!;
-    const follower = statuses.find((s) => s.role !== 'master')!;
+    // A follower redirects to the master it has heard from; one that has not heard from it yet
+    // (just after the election) rightly answers "no master yet", so pick one that has.
+    const { master, follower } = await eventually(async () => {
+      const statuses = await allStatuses(cell);
+      const m = statuses.find((s) => s.role === 'master');
+      const f = statuses.find((s) => s.role === 'follower' && m !== undefined && s.masterId === m.id);
+      return m !== undefined && f !== undefined ? { master: m, follower: f } : undefined;
+    }, 'a follower that knows the master');
     const connection = await Connection.open(cell.config.replicas.find((r) => r.id === follower.id)!.client);
     const reply = await connection.request({ type: 'command', command: { type: 'CreateSession', clientName: 'redirected', leaseMs: 12_000 } }, 5_000);
     connection.close();

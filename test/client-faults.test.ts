@@ -301,6 +301,9 @@ describe('the client library under faults', () => {
       // Reads go out concurrently (commands go one at a time): each finds the master anew.
       const reads = await Promise.all(Array.from({ length: 8 }, async () => handle.read()));
       expect(reads.map((r) => r.toString())).toEqual(Array.from({ length: 8 }, () => 'x'));
+      // The observer reconnects when its next call or KeepAlive needs the master; make it call
+      // now, so that both clients have found the new master before the sockets are counted.
+      expect(await observer.exists('faults/many-calls')).toBe(true);
       const openNow = (): number => sockets.filter((s) => !s.destroyed).length;
       await eventually(
         () => (openNow() <= 2 ? true : undefined),
