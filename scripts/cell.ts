@@ -21,6 +21,8 @@ export interface CellOptions {
   readonly logLevel?: string;
   /** Extra flags for every replica (timing, batching). */
   readonly serverArgs?: readonly string[];
+  /** Extra flags for one replica (a trace file of its own). */
+  readonly perReplicaArgs?: (id: number) => readonly string[];
 }
 
 export interface ReplicaProcess {
@@ -76,6 +78,7 @@ export class LocalCell {
         '--data', join(this.#options.dir, `r${id}`),
         '--log-level', this.#options.logLevel ?? 'info',
         ...(this.#options.serverArgs ?? []),
+        ...(this.#options.perReplicaArgs?.(id) ?? []),
       ],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
     );

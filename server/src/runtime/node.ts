@@ -26,6 +26,7 @@ import { SqliteStore } from '../storage/sqlite-store.ts';
 import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
+import { WriteTrace } from './trace.ts';
 import { runTurn, type TurnInput } from './turn.ts';
 
 export interface Timing {
@@ -105,6 +106,8 @@ export interface NodeOptions {
   readonly cell: CellConfig;
   readonly id: number;
   readonly dataDir: string;
+  /** Append the write-path trace (trace.ts) to this file; off when absent. */
+  readonly traceFile?: string;
   readonly logger: Logger;
   readonly timing?: Partial<Timing>;
   readonly clock?: Clock;
@@ -132,6 +135,7 @@ export class ReplicaNode {
   readonly #log: Logger;
   readonly #self: ReplicaAddress;
   readonly #store: SqliteStore;
+  readonly #trace: WriteTrace | null;
   #stateDb: Database.Database;
   #machine: StateMachine;
   #lastSnapshotSlot = 0;
@@ -157,6 +161,7 @@ export class ReplicaNode {
     const self = options.cell.replicas.find((r) => r.id === options.id);
     if (self === undefined) throw new Error(`replica ${options.id} is not in the cell configuration`);
     this.#self = self;
+    this.#trace = options.traceFile === undefined ? null : new WriteTrace(options.traceFile, options.id);
     this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
 
     mkdirSync(options.dataDir, { recursive: true });
@@ -220,6 +225,7 @@ export class ReplicaNode {
       logger: this.#log,
       validate: validateMessage,
       onMessage: (from, message: Message) => {
+        this.#trace?.mark('peer-in', `${message.type} from ${String(from)}`);
         this.#enqueue({ type: 'message', from, message });
       },
       onAux: (from, body) => {
@@ -228,6 +234,7 @@ export class ReplicaNode {
     });
     const handler: FrontHandler = {
       onFrame: (connection, frame) => {
+        this.#trace?.mark('client-frame', frame.type);
         this.#connections.set(connection.id, connection);
         this.#service.onClientFrame(connection.id, frame, this.#clock.now());
         this.#flush();
@@ -274,6 +281,7 @@ export class ReplicaNode {
     await this.#peers.close();
     this.#store.close();
     this.#stateDb.close();
+    this.#trace?.close();
     this.#log.info({}, 'replica stopped');
   }
 
@@ -294,12 +302,16 @@ export class ReplicaNode {
     const proposals = this.#service.takeProposals();
     const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
+    this.#trace?.mark('turn', String(inputs.length));
     // Messages are gathered per peer and written as one frame each: before every persist (so
     // the master's early Accepts still leave before its fsync), before the first entry is
     // applied (the answers are durable by then) and at the end of the turn.
     const outgoing = new Map<number, Message[]>();
     const flushPeers = (): void => {
-      for (const [to, messages] of outgoing) this.#peers.sendBatch(to, messages);
+      for (const [to, messages] of outgoing) {
+        this.#trace?.mark('peers-out', `${messages.map((m) => m.type).join('+')} to ${String(to)}`);
+        this.#peers.sendBatch(to, messages);
+      }
       outgoing.clear();
     };
     const result = runTurn(
@@ -308,7 +320,9 @@ export class ReplicaNode {
         store: {
           persist: (batch) => {
             flushPeers();
+            this.#trace?.mark('persist-start', `accepted ${String(batch.accepted.length)} chosen ${String(batch.chosen.length)}`);
             this.#store.persist(batch);
+            this.#trace?.mark('persist-end');
           },
         },
         logger: coreLogger(this.#log),
@@ -322,7 +336,9 @@ export class ReplicaNode {
           // The Ready's answers (Accepted, promises) are durable already: let them go before
           // the state machine runs, so an acceptor's reply does not wait for its own apply.
           flushPeers();
+          this.#trace?.mark('apply-start', String(entry.slot));
           this.#service.apply(entry, now);
+          this.#trace?.mark('apply-end');
         },
         snapshotFor: (to, slot) => {
           this.#sendSnapshot(to, slot, now);
@@ -347,7 +363,9 @@ export class ReplicaNode {
 
   /** Sends what the service produced, to connections that are still open. */
   #flush(): void {
-    for (const { to, frame } of this.#service.takeOutbox()) this.#connections.get(to)?.send(frame);
+    const outbox = this.#service.takeOutbox();
+    if (outbox.length > 0) this.#trace?.mark('replies-out', String(outbox.length));
+    for (const { to, frame } of outbox) this.#connections.get(to)?.send(frame);
     if (this.#service.hasProposals) this.#scheduleTurn();
   }
 
