@@ -151,12 +151,12 @@ function positiveInt(text: string, flag: string): number {
   return n;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const out = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };
   const argv = process.argv.slice(2);
-  if (argv[0] === '--cell') return cellMain(argv.slice(1), out);
+  if (argv[0] === '--cell') return await cellMain(argv.slice(1), out);
   const flags = parseFlags(argv);
   const started = process.hrtime.bigint();
   const summary = emptySummary();
@@ -243,5 +243,7 @@ if (
   process.argv[1] !== undefined &&
   import.meta.url === pathToFileURL(resolve(process.argv[1])).href
 ) {
-  process.exitCode = main();
+  void main().then((status) => {
+    process.exitCode = status;
+  });
 }

@@ -65,8 +65,23 @@ function parseCellFlags(argv: readonly string[]): CellFlags {
   return flags;
 }
 
-/** Runs the cell mode; returns the exit status (non-zero on any violation). */
-export function cellMain(argv: readonly string[], out: (line: string) => void): number {
+/**
+ * Lets the event loop run once. Each seed calls `machine.snapshot()`, i.e. better-sqlite3's
+ * serialize(), for checkpoints and shipped snapshots; the Buffer it returns owns SQLite memory
+ * that Node frees only from a callback it queues on the event loop once the Buffer is collected
+ * (node_buffer.cc: SetImmediateThreadsafe). A loop over seeds that never yields never runs those
+ * callbacks, so every snapshot of every seed stayed in native memory (peak RSS 1.2 GB over 300
+ * seeds, 6.7 GB over 2,000) though the JS heap stayed at ~10 MB. One yield per seed frees them.
+ */
+function freeDeferredNativeMemory(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Runs the cell mode; resolves to the exit status (non-zero on any violation). */
+export async function cellMain(
+  argv: readonly string[],
+  out: (line: string) => void,
+): Promise<number> {
   const flags = parseCellFlags(argv);
   const started = process.hrtime.bigint();
   const totals = new Map<string, number>();
@@ -90,6 +105,7 @@ export function cellMain(argv: readonly string[], out: (line: string) => void): 
       );
       if (flags.stopOnFailure) break;
     }
+    await freeDeferredNativeMemory();
   }
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
   const figures = [...totals]
