@@ -308,9 +308,17 @@ export class ReplicaNode {
     // applied (the answers are durable by then) and at the end of the turn.
     const outgoing = new Map<number, Message[]>();
     const flushPeers = (): void => {
+      // Peers whose queues hold the very same messages (the master's Accepts, its heartbeats)
+      // get one encoding of them between them.
+      const groups: { to: number[]; messages: Message[] }[] = [];
       for (const [to, messages] of outgoing) {
-        this.#trace?.mark('peers-out', `${messages.map((m) => m.type).join('+')} to ${String(to)}`);
-        this.#peers.sendBatch(to, messages);
+        const same = groups.find((g) => g.messages.length === messages.length && g.messages.every((m, i) => m === messages[i]));
+        if (same === undefined) groups.push({ to: [to], messages });
+        else same.to.push(to);
+      }
+      for (const { to, messages } of groups) {
+        this.#trace?.mark('peers-out', `${messages.map((m) => m.type).join('+')} to ${to.join(',')}`);
+        this.#peers.sendBatchToEach(to, messages);
       }
       outgoing.clear();
     };

@@ -143,13 +143,26 @@ export class PeerTransport {
 
   /** Sends messages to one peer as one frame (one msgpack encoding, one socket write). */
   sendBatch(to: ReplicaId, messages: readonly Message[]): void {
-    if (messages.length === 0) return;
+    this.sendBatchToEach([to], messages);
+  }
+
+  /**
+   * Sends the same messages to each of `to` as one frame each, encoded once (the master's
+   * Accepts go to every follower alike, and their batch is the bulk of what it encodes).
+   */
+  sendBatchToEach(to: readonly ReplicaId[], messages: readonly Message[]): void {
+    if (messages.length === 0 || to.length === 0) return;
     const [first] = messages;
-    if (messages.length === 1 && first !== undefined) this.sendFrame(to, { type: 'paxos', message: first });
-    else this.sendFrame(to, { type: 'paxos-batch', messages });
+    const frame: PeerFrame = messages.length === 1 && first !== undefined ? { type: 'paxos', message: first } : { type: 'paxos-batch', messages };
+    const bytes = encodeFrame(frame);
+    for (const peer of to) this.#sendEncoded(peer, bytes);
   }
 
   sendFrame(to: ReplicaId, frame: PeerFrame): void {
+    this.#sendEncoded(to, encodeFrame(frame));
+  }
+
+  #sendEncoded(to: ReplicaId, bytes: Uint8Array): void {
     const link = this.#links.get(to);
     if (link?.socket == null || !link.isOpen) {
       this.stats.dropped++;
@@ -160,7 +173,7 @@ export class PeerTransport {
       this.#log.warn({ peer: to, bufferedBytes: link.socket.bufferedAmount }, 'peer link backed up, message dropped');
       return;
     }
-    link.socket.send(encodeFrame(frame));
+    link.socket.send(bytes);
     this.stats.sent++;
   }
 
