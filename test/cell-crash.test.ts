@@ -60,8 +60,11 @@ describe('a five-replica cell killed whole under write load', () => {
       // Let every writer get well past where it started (so compaction has run), then kill all.
       await eventually(() => (writers.every((w, i) => w.acked >= floor[i]! + 30) ? true : undefined), 'thirty acknowledged writes per writer', 60_000);
       await Promise.all(ids.map(async (id) => cell.signal(id, 'SIGKILL')));
+      const abandonedAt = Date.now();
       for (const w of writers) w.client.abandon();
       await Promise.all(writers.map(async (w) => w.done));
+      // abandon() ends calls still waiting for a master at once, not at their next attempt.
+      console.log(`[figure] round ${String(round)}: the writers' pending calls ended ${String(Date.now() - abandonedAt)} ms after abandon()`);
       const acked = writers.map((w) => w.acked);
 
       for (const id of ids) cell.start(id);

@@ -292,6 +292,9 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   #staleNext = Math.floor(Math.random() * 5);
   /** Wakes the KeepAlive loop early (a new connection to attach, the client closing). */
   #wakeKeepAlive = new AbortController();
+  /** Aborted by close() and abandon(): every call still waiting (for a master, a backoff, the
+   * end of jeopardy) ends at once with CLIENT_CLOSED instead of at its next attempt. */
+  readonly #closing = new AbortController();
   /** Resolved on every change of session state, for calls waiting out jeopardy. */
   #stateChanged = new AbortController();
 
@@ -883,10 +886,10 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   async #send(request: Request, options: SendOptions): Promise<Reply> {
     const timeoutMs = options.timeoutMs ?? this.#callTimeoutMs;
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : now() + timeoutMs;
-    const signal = options.signal;
+    const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal]);
     let lastError: PaxlockError | null = null;
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted === true) throw signal.reason;
+      if (signal.aborted) throw signal.reason;
       if (options.isSessionless !== true) this.#checkUsable();
       else if (this.#isClosed) throw new PaxlockError('CLIENT_CLOSED', 'the client is closed');
       const left = deadline - now();
@@ -1034,6 +1037,7 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
   #shutdown(): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
+    this.#closing.abort(new PaxlockError('CLIENT_CLOSED', 'the client is closed'));
     this.#lease?.onClosed();
     this.#endSession(new PaxlockError('CLIENT_CLOSED', 'the client is closed'));
     this.#dropConnection();
