@@ -1,13 +1,13 @@
 // The paxlock CLI as a user runs it: the real client/bin/paxlock executable, spawned from a
-// scratch directory against a real five-replica cell (one for the whole file: each CLI start
-// costs a tsx start-up). Proves that files round-trip byte-exact through stdin and stdout, that
+// scratch directory against a real five-replica cell (one for the whole file). The executable
+// runs from a bundle it rebuilds when a source is newer (checked last). Proves that files round-trip byte-exact through stdin and stdout, that
 // failures are one line with the documented exit code, that `lock` serialises commands and
 // propagates their status, that `elect` hands over at once when the leader is stopped, that
 // `status` works replica by replica, and that no command leaves its session behind.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -301,5 +301,29 @@ describe('the paxlock CLI', () => {
   it('leaves no session behind', async () => {
     // Every command above closed its session on the way out: only the test's own is left.
     expect((await client.listSessions()).map((s) => s.clientName)).toEqual(['cli-test']);
+  });
+});
+
+describe('the paxlock executable', () => {
+  it('runs from a bundle that it rebuilds when a source is newer than it', async () => {
+    const clientDir = resolve(bin, '..', '..');
+    const source = join(clientDir, 'src', 'cli.ts');
+    const bundle = join(clientDir, 'build', 'cli.mjs');
+    const now = new Date();
+    utimesSync(source, now, now);
+    try {
+      utimesSync(bundle, new Date(0), new Date(0)); // an out-of-date bundle, if there is one
+    } catch {
+      // none built yet: the first call builds it
+    }
+    const cwd = tempDir('cli-bundle');
+    try {
+      const help = await new Cli(['--help'], { cwd }).finished;
+      expect(help.code).toBe(0);
+      expect(help.stdout.toString('utf8')).toMatch(/paxlock <command>/);
+      expect(statSync(bundle).mtimeMs).toBeGreaterThanOrEqual(statSync(source).mtimeMs);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });
