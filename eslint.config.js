@@ -28,7 +28,7 @@ const impureSyntax = [
 ];
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist/**', '.data/**', 'server/bin/**', 'eslint.config.js'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', 'client/build/**', '.data/**', 'server/bin/**', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
