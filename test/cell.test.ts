@@ -78,6 +78,42 @@ describe('a five-replica cell', () => {
     expect(agreed.digests.size).toBe(1);
   });
 
+  it('serves Prometheus metrics on every replica\'s client port', async () => {
+    const scrape = async (address: string): Promise<Map<string, number>> => {
+      const response = await fetch(`http://${address}/metrics`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const samples = new Map<string, number>();
+      for (const line of (await response.text()).split('\n')) {
+        if (line === '' || line.startsWith('#')) continue;
+        const space = line.lastIndexOf(' ');
+        samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+      }
+      return samples;
+    };
+    // Once every link is up and the writes of the tests before are everywhere.
+    const all = await eventually(async () => {
+      const scraped = await Promise.all(cell.clientAddresses.map(scrape));
+      const linked = scraped.every((m) => [...m].filter(([k, v]) => k.startsWith('paxlock_peer_connected{') && v === 1).length === 4);
+      return linked && scraped.every((m) => (m.get('paxlock_applied_index') ?? 0) >= 3) ? scraped : undefined;
+    }, 'every replica linked to its four peers and caught up');
+    const masters = all.filter((m) => m.get('paxlock_is_master') === 1);
+    expect(masters).toHaveLength(1);
+    const masterId = all.indexOf(masters[0]!) + 1;
+    for (const [i, m] of all.entries()) {
+      expect(m.get(`paxlock_replica_info{cell="${cell.config.cell}",id="${String(i + 1)}"}`)).toBe(1);
+      expect(m.get('paxlock_master_id')).toBe(masterId);
+      expect(m.get('paxlock_commit_index')).toBeGreaterThanOrEqual(m.get('paxlock_applied_index')!);
+      expect(m.get('paxlock_log_fsyncs_total')).toBeGreaterThanOrEqual(1);
+      expect(m.get('paxlock_log_fsync_seconds_total')).toBeGreaterThan(0);
+      expect(m.get('paxlock_turns_total')).toBeGreaterThan(0);
+    }
+    expect(masters[0]!.get('paxlock_lease_remaining_seconds')).toBeGreaterThan(0);
+    expect(masters[0]!.get('paxlock_client_frames_total')).toBeGreaterThan(0);
+    expect((await fetch(`http://${cell.clientAddresses[0]!}/metrics`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`http://${cell.clientAddresses[0]!}/`)).status).toBe(426);
+  });
+
   it('answers bad input with an error or a closed connection, and keeps serving others', async () => {
     const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'bystander' });
     const master = client.masterAddress!;

@@ -26,6 +26,7 @@ import { SqliteStore } from '../storage/sqlite-store.ts';
 import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
+import { renderMetrics, type Metric } from './metrics.ts';
 import { WriteTrace } from './trace.ts';
 import { runTurn, type TurnInput } from './turn.ts';
 
@@ -147,6 +148,8 @@ export class ReplicaNode {
   readonly #service: CellService;
   readonly #inputs: TurnInput[] = [];
   readonly #connections = new Map<number, FrontConnection>();
+  /** Counts for /metrics that no component keeps itself. */
+  readonly #counts = { turns: 0, snapshotsTaken: 0, snapshotsSent: 0 };
   #isTurnScheduled = false;
   #ticker: NodeJS.Timeout | null = null;
   #prober: NodeJS.Timeout | null = null;
@@ -239,6 +242,7 @@ export class ReplicaNode {
         this.#service.onClientFrame(connection.id, frame, this.#clock.now());
         this.#flush();
       },
+      metrics: () => this.#metricsText(),
       onClose: (connection) => {
         this.#connections.delete(connection.id);
         this.#service.onClientClosed(connection.id);
@@ -285,6 +289,38 @@ export class ReplicaNode {
     this.#log.info({}, 'replica stopped');
   }
 
+  /** GET /metrics: this replica's role, progress, lease, sessions, disk and links (metrics.ts). */
+  #metricsText(): string {
+    const status = this.#service.status(this.#clock.now(), false);
+    const sessions = (this.#stateDb.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n;
+    const peers = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
+    const one = (value: number): { value: number }[] => [{ value }];
+    const metrics: Metric[] = [
+      { name: 'replica_info', help: 'This replica: its id and cell (always 1).', type: 'gauge', samples: [{ labels: { cell: this.#options.cell.cell, id: String(this.#options.id) }, value: 1 }] },
+      { name: 'is_master', help: '1 if this replica is the master.', type: 'gauge', samples: one(status.role === 'master' ? 1 : 0) },
+      { name: 'master_id', help: 'The replica this one takes for master (0: none known).', type: 'gauge', samples: one(status.masterId ?? 0) },
+      { name: 'epoch_round', help: 'The round of the highest ballot promised (the cell epoch).', type: 'gauge', samples: one(status.epoch.round) },
+      { name: 'commit_index', help: 'Every slot up to this one is chosen and known here.', type: 'gauge', samples: one(status.commit) },
+      { name: 'applied_index', help: 'Every slot up to this one is applied to the state machine here.', type: 'gauge', samples: one(status.applied) },
+      { name: 'lease_remaining_seconds', help: 'Master lease left (0 unless master).', type: 'gauge', samples: one(status.leaseRemainingMs / 1000) },
+      { name: 'sessions', help: 'Sessions in the replicated state.', type: 'gauge', samples: one(sessions) },
+      { name: 'client_connections', help: 'Client WebSocket connections open to this replica.', type: 'gauge', samples: one(this.#connections.size) },
+      { name: 'client_frames_total', help: 'Client frames received.', type: 'counter', samples: one(this.#front.stats.framesIn) },
+      { name: 'client_bad_frames_total', help: 'Client frames refused as invalid.', type: 'counter', samples: one(this.#front.stats.badFrames) },
+      { name: 'turns_total', help: 'Turns of the consensus core run.', type: 'counter', samples: one(this.#counts.turns) },
+      { name: 'log_commits_total', help: 'paxos.db transactions committed.', type: 'counter', samples: one(this.#store.stats.commits) },
+      { name: 'log_fsyncs_total', help: 'paxos.db transactions made durable with an fsync (promises, acceptances).', type: 'counter', samples: one(this.#store.stats.syncedCommits) },
+      { name: 'log_fsync_seconds_total', help: 'Time spent in those durable transactions.', type: 'counter', samples: one(this.#store.stats.syncedSeconds) },
+      { name: 'snapshots_taken_total', help: 'Durable state.db snapshots taken (each lets the log be compacted).', type: 'counter', samples: one(this.#counts.snapshotsTaken) },
+      { name: 'snapshots_sent_total', help: 'Snapshots shipped to replicas behind the compaction point.', type: 'counter', samples: one(this.#counts.snapshotsSent) },
+      { name: 'peer_connected', help: '1 if the link to this peer is up.', type: 'gauge', samples: peers.map((r) => ({ labels: { peer: String(r.id) }, value: this.#peers.isConnected(r.id) ? 1 : 0 })) },
+      { name: 'peer_frames_sent_total', help: 'Frames written to peers.', type: 'counter', samples: one(this.#peers.stats.sent) },
+      { name: 'peer_frames_dropped_total', help: 'Frames to peers dropped (link down or backed up).', type: 'counter', samples: one(this.#peers.stats.dropped) },
+      { name: 'peer_frames_invalid_total', help: 'Frames from peers refused as invalid.', type: 'counter', samples: one(this.#peers.stats.invalid) },
+    ];
+    return renderMetrics(metrics);
+  }
+
   status(): ReplicaStatus {
     return this.#service.status(this.#clock.now());
   }
@@ -299,6 +335,7 @@ export class ReplicaNode {
 
   #turn(): void {
     if (this.#isStopped) return;
+    this.#counts.turns++;
     const proposals = this.#service.takeProposals();
     const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
@@ -397,6 +434,7 @@ export class ReplicaNode {
     if (applied - this.#lastSnapshotSlot < this.#timing.snapshotEverySlots) return;
     this.#stateDb.pragma('wal_checkpoint(TRUNCATE)');
     this.#lastSnapshotSlot = applied;
+    this.#counts.snapshotsTaken++;
     this.#replica.snapshotTaken(applied);
     this.#log.info({ slot: applied }, 'snapshot taken, log compacted behind it');
     this.#scheduleTurn();
@@ -412,6 +450,7 @@ export class ReplicaNode {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const total = Math.max(1, Math.ceil(bytes.byteLength / SNAPSHOT_CHUNK_BYTES));
     this.#log.info({ peer: to, slot: applied, asked: slot, sizeBytes: bytes.byteLength, chunks: total }, 'sending snapshot');
+    this.#counts.snapshotsSent++;
     for (let index = 0; index < total; index++) {
       const chunk: SnapshotChunk = {
         kind: 'snapshot-chunk',

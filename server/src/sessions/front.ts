@@ -6,6 +6,7 @@
 // error reply. Nothing a client sends can throw past this file: the replica and every other
 // connection are unaffected.
 
+import { createServer, type Server } from 'node:http';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { decodeFrame, encodeFrame, ErrorCode, isFrameError, LIMITS, validateClientFrame } from '@paxlock/shared';
@@ -25,6 +26,8 @@ export interface FrontConnection {
 export interface FrontHandler {
   onFrame(connection: FrontConnection, frame: ClientFrame): void;
   onClose(connection: FrontConnection): void;
+  /** The body of GET /metrics (Prometheus text); without it the path is not served. */
+  metrics?(): string;
 }
 
 export interface FrontStats {
@@ -41,6 +44,7 @@ export class Front {
   readonly #log: Logger;
   readonly #sockets = new Set<WebSocket>();
   #server: WebSocketServer | null = null;
+  #http: Server | null = null;
   #nextId = 1;
 
   constructor(options: { address: string; handler: FrontHandler; logger: Logger }) {
@@ -51,11 +55,22 @@ export class Front {
 
   async start(): Promise<void> {
     const { host, port } = parseHostPort(this.#address);
-    const server = new WebSocketServer({ host, port, maxPayload: LIMITS.frameMaxBytes, perMessageDeflate: false });
+    // Plain HTTP on the same port answers GET /metrics; everything else must upgrade to WebSocket.
+    const http = createServer((request, response) => {
+      const { status, body } = this.#httpAnswer(request.method, request.url);
+      response.writeHead(status, { 'content-type': status === 200 ? 'text/plain; version=0.0.4; charset=utf-8' : 'text/plain' });
+      response.end(body);
+    });
+    this.#http = http;
+    const server = new WebSocketServer({ server: http, maxPayload: LIMITS.frameMaxBytes, perMessageDeflate: false });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', reject);
+      http.once('listening', resolve);
+      http.once('error', reject);
+      http.listen(port, host);
+    });
+    http.on('error', (err) => {
+      this.#log.error({ err }, 'client listener failed');
     });
     server.on('error', (err) => {
       this.#log.error({ err }, 'client listener failed');
@@ -68,12 +83,35 @@ export class Front {
   async close(): Promise<void> {
     for (const socket of this.#sockets) socket.terminate();
     const server = this.#server;
-    if (server === null) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => {
-        resolve();
+    const http = this.#http;
+    if (server !== null) {
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
       });
-    });
+    }
+    if (http !== null) {
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => {
+        http.close(() => {
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The answer to a plain HTTP request: GET /metrics, or a hint to use WebSocket. */
+  #httpAnswer(method: string | undefined, url: string | undefined): { status: number; body: string } {
+    if (url !== '/metrics' || this.#handler.metrics === undefined)
+      return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics\n' };
+    if (method !== 'GET') return { status: 405, body: 'GET only\n' };
+    try {
+      return { status: 200, body: this.#handler.metrics() };
+    } catch (err: unknown) {
+      this.#log.error({ err }, 'metrics failed');
+      return { status: 500, body: 'metrics failed\n' };
+    }
   }
 
   #onConnection(socket: WebSocket): void {

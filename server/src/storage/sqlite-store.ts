@@ -61,6 +61,8 @@ export class SqliteStore implements AcceptorStore {
   readonly #getMeta: Database.Statement<[string], MetaRow>;
   readonly #compact: Database.Statement<[number]>;
   readonly #persistTx: (batch: PersistBatch) => void;
+  /** Transactions committed, those that were fsynced, and the time those took (for /metrics). */
+  readonly stats = { commits: 0, syncedCommits: 0, syncedSeconds: 0 };
   readonly #synchronous: 'FULL' | 'NORMAL';
   #isSyncOff = false;
 
@@ -138,7 +140,14 @@ export class SqliteStore implements AcceptorStore {
     if (isPersistBatchEmpty(batch)) return;
     const needsFsync = batch.promised !== null || batch.accepted.length > 0;
     this.#setSyncOff(!needsFsync);
+    const started = process.hrtime.bigint();
     this.#persistTx(batch);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.stats.commits++;
+    if (needsFsync) {
+      this.stats.syncedCommits++;
+      this.stats.syncedSeconds += seconds;
+    }
   }
 
   /** Switches the connection between the configured sync level and OFF (no fsync). */
