@@ -44,6 +44,7 @@ try {
     `paxlock: replica ${status.id} is master (epoch ${status.epoch.round}.${status.epoch.replica}) after ${Date.now() - started} ms, at ${address}`,
   );
   console.log('paxlock: the cell configuration is', cell.configPath);
+  console.log(`paxlock: try \`pnpm paxlock status\`; metrics at http://${address}/metrics (every replica has them)`);
   console.log('paxlock: Ctrl-C stops the cell.');
 } catch (err: unknown) {
   console.error(`paxlock: ${(err as Error).message}`);
