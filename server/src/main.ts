@@ -23,6 +23,7 @@ const argv = yargs(hideBin(process.argv))
   .option('digest-every-ms', { type: 'number', default: DEFAULT_TIMING.digestEveryMs, describe: 'compare state digests through the log this often (0: never)' })
   .option('max-batch', { type: 'number', default: 1024, describe: 'most commands per slot (1 disables batching)' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] })
+  .option('client-send-buffer-max-bytes', { type: 'number', default: 16 * 1024 * 1024, describe: 'cut off a client that stopped reading once this much is waiting to be sent to it' })
   .option('trace-file', { type: 'string', describe: 'append a write-path trace (monotonic ns per stage) to this file; for scripts/trace-writes.ts' })
   .option('pretty', { type: 'boolean', default: false, describe: 'human-readable logs (development)' })
   .example('$0 --id 1 --config .data/cell.json --data .data/r1', 'run replica 1 of the local cell')
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     },
     maxBatchCommands: argv['max-batch'],
     ...(argv['trace-file'] === undefined ? {} : { traceFile: resolve(argv['trace-file']) }),
+    clientSendBufferMaxBytes: argv['client-send-buffer-max-bytes'],
   });
   await node.start();
   let isStopping = false;

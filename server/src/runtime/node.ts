@@ -109,6 +109,8 @@ export interface NodeOptions {
   readonly dataDir: string;
   /** Append the write-path trace (trace.ts) to this file; off when absent. */
   readonly traceFile?: string;
+  /** Cut off a client whose unsent frames exceed this (front.ts; default 16 MiB). */
+  readonly clientSendBufferMaxBytes?: number;
   readonly logger: Logger;
   readonly timing?: Partial<Timing>;
   readonly clock?: Clock;
@@ -248,7 +250,12 @@ export class ReplicaNode {
         this.#service.onClientClosed(connection.id);
       },
     };
-    this.#front = new Front({ address: self.client, handler, logger: this.#log });
+    this.#front = new Front({
+      address: self.client,
+      handler,
+      logger: this.#log,
+      ...(options.clientSendBufferMaxBytes === undefined ? {} : { sendBufferMaxBytes: options.clientSendBufferMaxBytes }),
+    });
   }
 
   async start(): Promise<void> {
@@ -307,6 +314,7 @@ export class ReplicaNode {
       { name: 'client_connections', help: 'Client WebSocket connections open to this replica.', type: 'gauge', samples: one(this.#connections.size) },
       { name: 'client_frames_total', help: 'Client frames received.', type: 'counter', samples: one(this.#front.stats.framesIn) },
       { name: 'client_bad_frames_total', help: 'Client frames refused as invalid.', type: 'counter', samples: one(this.#front.stats.badFrames) },
+      { name: 'client_slow_closed_total', help: 'Client connections cut off because they stopped reading.', type: 'counter', samples: one(this.#front.stats.closedForSlowness) },
       { name: 'turns_total', help: 'Turns of the consensus core run.', type: 'counter', samples: one(this.#counts.turns) },
       { name: 'log_commits_total', help: 'paxos.db transactions committed.', type: 'counter', samples: one(this.#store.stats.commits) },
       { name: 'log_fsyncs_total', help: 'paxos.db transactions made durable with an fsync (promises, acceptances).', type: 'counter', samples: one(this.#store.stats.syncedCommits) },

@@ -16,6 +16,13 @@ import { parseHostPort } from '../runtime/config.ts';
 const CLOSE_UNSUPPORTED = 1003;
 const CLOSE_INVALID = 1007;
 
+/**
+ * A connection whose unsent replies and events pile up past this (a client that stopped
+ * reading) is cut off, so one stuck reader cannot grow the master's memory without bound. Its
+ * session lives on: the client reconnects and learns of missed events (isEventGap).
+ */
+export const DEFAULT_SEND_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
 export interface FrontConnection {
   readonly id: number;
   send(frame: ServerFrame): void;
@@ -35,10 +42,13 @@ export interface FrontStats {
   framesIn: number;
   badFrames: number;
   closedForGarbage: number;
+  /** Connections cut off because they stopped reading (DEFAULT_SEND_BUFFER_MAX_BYTES). */
+  closedForSlowness: number;
 }
 
 export class Front {
-  readonly stats: FrontStats = { connections: 0, framesIn: 0, badFrames: 0, closedForGarbage: 0 };
+  readonly stats: FrontStats = { connections: 0, framesIn: 0, badFrames: 0, closedForGarbage: 0, closedForSlowness: 0 };
+  readonly #sendBufferMaxBytes: number;
   readonly #address: string;
   readonly #handler: FrontHandler;
   readonly #log: Logger;
@@ -47,8 +57,9 @@ export class Front {
   #http: Server | null = null;
   #nextId = 1;
 
-  constructor(options: { address: string; handler: FrontHandler; logger: Logger }) {
+  constructor(options: { address: string; handler: FrontHandler; logger: Logger; sendBufferMaxBytes?: number }) {
     this.#address = options.address;
+    this.#sendBufferMaxBytes = options.sendBufferMaxBytes ?? DEFAULT_SEND_BUFFER_MAX_BYTES;
     this.#handler = options.handler;
     this.#log = options.logger.child({ component: 'front' });
   }
@@ -120,7 +131,14 @@ export class Front {
     const connection: FrontConnection = {
       id: this.#nextId++,
       send: (frame) => {
-        if (socket.readyState === socket.OPEN) socket.send(encodeFrame(frame));
+        if (socket.readyState !== socket.OPEN) return;
+        if (socket.bufferedAmount > this.#sendBufferMaxBytes) {
+          this.stats.closedForSlowness++;
+          this.#log.warn({ connection: connection.id, bufferedBytes: socket.bufferedAmount }, 'client stopped reading, connection cut off');
+          socket.terminate();
+          return;
+        }
+        socket.send(encodeFrame(frame));
       },
       close: (code, reason) => {
         socket.close(code, reason);

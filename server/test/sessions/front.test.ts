@@ -1,0 +1,84 @@
+// The client front end cuts off a connection that stopped reading once what waits to be sent to
+// it passes the limit, and keeps serving the others: a stuck reader cannot grow the replica's
+// memory without bound. Real sockets on 127.0.0.1.
+import pino from 'pino';
+import { WebSocket } from 'ws';
+import { afterEach, expect, it } from 'vitest';
+import { encodeFrame, decodeFrame, type ClientFrame } from '@paxlock/shared';
+import { Front, type FrontConnection } from '../../src/sessions/front.ts';
+import { freeBasePort } from '../../../test/ports.ts';
+
+const fronts: Front[] = [];
+afterEach(async () => {
+  await Promise.all(fronts.splice(0).map(async (f) => f.close()));
+});
+
+async function open(address: string): Promise<WebSocket> {
+  const socket = new WebSocket(`ws://${address}/`, { perMessageDeflate: false });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => {
+      resolve();
+    });
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+it('cuts off a client that stopped reading once its unsent frames pass the limit, and serves the others', async () => {
+  const address = `127.0.0.1:${String((await freeBasePort(1)) + 1)}`;
+  const closed: number[] = [];
+  let frames = 0;
+  const front = new Front({
+    address,
+    logger: pino({ level: 'silent' }),
+    sendBufferMaxBytes: 1024 * 1024,
+    handler: {
+      onFrame: (connection: FrontConnection, frame: ClientFrame) => {
+        frames++;
+        const big = { type: 'error', id: frame.type === 'status' ? frame.id : 0, code: 'BAD_REQUEST', message: 'x'.repeat(200_000) } as const;
+        // A burst of large replies, as a client that floods reads and never reads the answers gets.
+        const count = frame.type === 'status' && frame.id === 1 ? 400 : 1;
+        for (let i = 0; i < count && connection.isOpen; i++) connection.send(big);
+      },
+      onClose: (connection) => {
+        closed.push(connection.id);
+      },
+    },
+  });
+  fronts.push(front);
+  await front.start();
+
+  const stuck = await open(address);
+  // Stop reading: the kernel buffers fill, then the front end's own queue grows past 1 MiB.
+  (stuck as unknown as { _socket: { pause(): void } })._socket.pause();
+  stuck.send(encodeFrame({ type: 'status', id: 1 }));
+  const stuckClosed = new Promise<void>((resolve) => {
+    stuck.once('close', () => {
+      resolve();
+    });
+  });
+  // The other client is served: it asks once and reads its one answer.
+  const other = await open(address);
+  const answer = new Promise<unknown>((resolve) => {
+    other.once('message', (data: Buffer) => {
+      resolve(decodeFrame(data));
+    });
+  });
+  other.send(encodeFrame({ type: 'status', id: 2 }));
+  expect(await answer).toMatchObject({ ok: true, value: { type: 'error', id: 2 } });
+
+  // Cut off: the server terminated it (the paused client learns of it once it reads again).
+  await new Promise<void>((resolve) => {
+    const check = (): void => {
+      if (closed.length > 0) resolve();
+      else setImmediate(check);
+    };
+    check();
+  });
+  expect(front.stats.closedForSlowness).toBe(1);
+  expect(closed).toEqual([1]);
+  expect(frames).toBe(2);
+  (stuck as unknown as { _socket: { resume(): void } })._socket.resume();
+  await stuckClosed;
+  other.close();
+});
