@@ -930,7 +930,8 @@ export class PaxlockClient extends EventEmitter<ClientEvents> {
             throw error;
           }
           lastError = error;
-          this.#dropConnection();
+          // A busy master is still the master: keep the connection, only back off.
+          if (reply.code !== ErrorCode.BUSY) this.#dropConnection();
           await sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500), signal);
           continue;
         }

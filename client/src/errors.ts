@@ -30,6 +30,7 @@ export function isRetryable(code: PaxlockErrorCode): boolean {
     code === ErrorCode.NO_MASTER ||
     code === ErrorCode.NOT_MASTER ||
     code === ErrorCode.NO_QUORUM ||
+    code === ErrorCode.BUSY ||
     code === ErrorCode.TIMEOUT
   );
 }

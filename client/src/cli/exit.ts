@@ -39,6 +39,7 @@ export function exitCodeOf(code: PaxlockErrorCode): ExitCode {
     case ErrorCode.NO_MASTER:
     case ErrorCode.NOT_MASTER:
     case ErrorCode.NO_QUORUM:
+    case ErrorCode.BUSY:
       return ExitCode.UNAVAILABLE;
     case ClientErrorCode.LOCK_LOST:
       return ExitCode.LOST;

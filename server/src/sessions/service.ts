@@ -59,7 +59,15 @@ export interface ServiceOptions {
   readonly digestEveryMs: number;
   /** This replica's state differs from the master's. */
   readonly onDiverged: (detail: { slot: number; mine: string; master: string }) => void;
+  /** Unanswered commands and reads held at once, all connections together (default 65,536). */
+  readonly maxOutstandingRequests?: number;
 }
+
+/**
+ * Bounds what a master holds for clients that send faster than the cell chooses (or that never
+ * wait for answers): past it, a request is answered BUSY at once and nothing is queued.
+ */
+export const DEFAULT_MAX_OUTSTANDING_REQUESTS = 65_536;
 
 export interface Outgoing {
   readonly to: ConnectionId;
@@ -151,6 +159,7 @@ export class CellService {
           else this.#redirect(connection, frame.id);
           return;
         }
+        if (this.#isFull(connection, frame.id)) return;
         this.#reads.push({ connection, frame, deadline: now + this.#o.requestTimeoutMs });
         this.#serveReads(now);
         return;
@@ -282,8 +291,18 @@ export class CellService {
       this.#send(connection, { type: 'error', id: frame.id, code: ErrorCode.BAD_REQUEST, message: 'not a client command' });
       return;
     }
-    this.#pending.set(commandKey(clientId, seq), { connection, id: frame.id, deadline: now + this.#o.requestTimeoutMs });
+    const key = commandKey(clientId, seq);
+    if (!this.#pending.has(key) && this.#isFull(connection, frame.id)) return;
+    this.#pending.set(key, { connection, id: frame.id, deadline: now + this.#o.requestTimeoutMs });
     this.#proposals.push({ clientId, seq, payload: encodeFrame(command) });
+  }
+
+  /** Answers BUSY and returns true if the master holds its limit of unanswered requests. */
+  #isFull(connection: ConnectionId, id: number): boolean {
+    const limit = this.#o.maxOutstandingRequests ?? DEFAULT_MAX_OUTSTANDING_REQUESTS;
+    if (this.#pending.size + this.#reads.length < limit) return false;
+    this.#send(connection, { type: 'error', id, code: ErrorCode.BUSY, message: `busy: ${String(limit)} requests in flight at the master; retry shortly` });
+    return true;
   }
 
   /** The turn's verdict on a client proposal taken from takeProposals(). */

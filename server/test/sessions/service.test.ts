@@ -29,7 +29,7 @@ class FakeReplica {
   }
 }
 
-function setup(): { service: CellService; replica: FakeReplica; machine: StateMachine; slot: { n: number } } {
+function setup(maxOutstandingRequests?: number): { service: CellService; replica: FakeReplica; machine: StateMachine; slot: { n: number } } {
   const replica = new FakeReplica();
   const machine = StateMachine.createInMemory({ cell: 'c' });
   const service = new CellService(
@@ -45,6 +45,7 @@ function setup(): { service: CellService; replica: FakeReplica; machine: StateMa
       onDiverged: () => {
         throw new Error('diverged');
       },
+      ...(maxOutstandingRequests === undefined ? {} : { maxOutstandingRequests }),
     },
     0,
   );
@@ -101,6 +102,34 @@ describe('CellService', () => {
     chooseAll(s, proposals, 0);
     const out: Outgoing[] = s.service.takeOutbox();
     expect(out).toMatchObject([{ to: 7, frame: { type: 'result', id: 1, slot: 1, result: { type: 'session-created' } } }]);
+  });
+
+  it('answers BUSY past its limit of unanswered requests, queueing nothing, and takes requests again once answered', () => {
+    const s = setup(3);
+    becomeMaster(s, 0);
+    const create = (id: number): ClientFrame => commandFrame(id, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000, nonce: `n${String(id)}` });
+    s.service.onClientFrame(7, create(1), 0);
+    s.service.onClientFrame(7, create(2), 0);
+    s.replica.isLeaseValid = false; // a read waits for the lease, so it is held too
+    s.service.onClientFrame(8, { type: 'query', id: 3, query: { type: 'ListSessions' } }, 0);
+    s.service.onClientFrame(9, create(4), 0);
+    s.service.onClientFrame(9, { type: 'query', id: 5, query: { type: 'ListSessions' } }, 0);
+    expect(s.service.takeOutbox()).toMatchObject([
+      { to: 9, frame: { type: 'error', id: 4, code: 'BUSY' } },
+      { to: 9, frame: { type: 'error', id: 5, code: 'BUSY' } },
+    ]);
+    // A retry of a request already held is not a new one: it is taken.
+    s.service.onClientFrame(7, { ...create(2), id: 6 }, 0);
+    expect(s.service.takeOutbox()).toEqual([]);
+    const proposals = s.service.takeProposals();
+    expect(proposals.map((p) => p.clientId)).toEqual(['create-nonce:n1', 'create-nonce:n2', 'create-nonce:n2']);
+    chooseAll(s, proposals.slice(0, 2), 0);
+    s.replica.isLeaseValid = true;
+    s.service.afterTurn(1);
+    expect(s.service.takeOutbox().map((o) => o.frame.type)).toEqual(['result', 'result', 'query-result']);
+    s.service.onClientFrame(9, create(7), 1);
+    expect(s.service.takeOutbox()).toEqual([]);
+    expect(s.service.takeProposals()).toHaveLength(1);
   });
 
   it('gives a retried CreateSession with the same nonce the same identity to the core', () => {
