@@ -4,7 +4,8 @@
 // readable id gets an error reply and the connection stays; bytes that are not a frame at all
 // (not binary, not msgpack, no readable id) close the connection with 1003/1007 after a final
 // error reply. Nothing a client sends can throw past this file: the replica and every other
-// connection are unaffected.
+// connection are unaffected. Plain HTTP on the same port serves GET /metrics (runtime/metrics.ts)
+// and nothing else; a connection that stops reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
 
 import { createServer, type Server } from 'node:http';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
