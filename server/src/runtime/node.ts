@@ -353,8 +353,8 @@ export class ReplicaNode {
     // applied (the answers are durable by then) and at the end of the turn.
     const outgoing = new Map<number, Message[]>();
     const flushPeers = (): void => {
-      // Peers whose queues hold the very same messages (the master's Accepts, its heartbeats)
-      // get one encoding of them between them.
+      // Peers whose queues hold the very same message objects (the master's Accepts, which go
+      // to every follower alike) get one encoding of them between them.
       const groups: { to: number[]; messages: Message[] }[] = [];
       for (const [to, messages] of outgoing) {
         const same = groups.find((g) => g.messages.length === messages.length && g.messages.every((m, i) => m === messages[i]));
