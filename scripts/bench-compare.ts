@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ETCD_INSTALL_HINT, etcdVersion } from './bench-etcd.ts';
+import { etcdVersionOrExit } from './bench-etcd.ts';
 import { WORKLOADS, benchOptions, flag } from './bench-workloads.ts';
 
 type Line = Record<string, unknown>;
@@ -81,11 +81,7 @@ const fmt = (v: unknown): string => {
 const fmtRatio = (r: number | null): string => (r === null ? '–' : `${r.toFixed(2)}×`);
 
 async function main(): Promise<void> {
-  const version = etcdVersion();
-  if (version === null) {
-    console.error(ETCD_INSTALL_HINT);
-    process.exit(2);
-  }
+  const version = etcdVersionOrExit();
   const options = benchOptions();
   const args = [
     '--seconds',

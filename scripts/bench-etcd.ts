@@ -37,11 +37,14 @@ export const ETCD_INSTALL_HINT =
   '(etcd 3.4.23; the package may also start a system etcd on 2379/2380, which this benchmark does not use), ' +
   'or set ETCD_BIN=/path/to/etcd.';
 
-/** The etcd binary's version line, or null when there is no etcd to run. */
-export function etcdVersion(): string | null {
+/** The etcd binary's version; without an etcd to run, says how to install one and exits 2. */
+export function etcdVersionOrExit(): string {
   const bin = process.env['ETCD_BIN'] ?? 'etcd';
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
-  if (r.error !== undefined || r.status !== 0) return null;
+  if (r.error !== undefined || r.status !== 0) {
+    console.error(ETCD_INSTALL_HINT);
+    process.exit(2);
+  }
   return /etcd Version: (\S+)/.exec(r.stdout)?.[1] ?? r.stdout.trim();
 }
 
@@ -378,11 +381,7 @@ class EtcdDriver implements Driver {
 }
 
 async function main(): Promise<void> {
-  const version = etcdVersion();
-  if (version === null) {
-    console.error(ETCD_INSTALL_HINT);
-    process.exit(2);
-  }
+  const version = etcdVersionOrExit();
   const options = benchOptions();
   const target = flag('etcd-target', 'all');
   if (target !== 'all' && target !== 'leader') throw new Error('--etcd-target: all or leader');
