@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type DatabaseConstructor from 'better-sqlite3';
+import { percentile } from './bench-workloads.ts';
 
 // better-sqlite3 is a dependency of the server package, so it is resolved from there.
 const requireFromServer = createRequire(new URL('../server/package.json', import.meta.url));
@@ -22,10 +23,6 @@ interface WriterResult {
   readonly commits: number;
   readonly p50: number;
   readonly p99: number;
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN;
 }
 
 function writer(dir: string, seconds: number): WriterResult {
@@ -44,7 +41,7 @@ function writer(dir: string, seconds: number): WriterResult {
   }
   db.close();
   latencies.sort((a, b) => a - b);
-  return { commits: latencies.length, p50: +quantile(latencies, 0.5).toFixed(3), p99: +quantile(latencies, 0.99).toFixed(3) };
+  return { commits: latencies.length, p50: +percentile(latencies, 50).toFixed(3), p99: +percentile(latencies, 99).toFixed(3) };
 }
 
 function option(name: string, fallback: string): string {
@@ -92,8 +89,8 @@ async function main(): Promise<void> {
       JSON.stringify({
         writers: count,
         commitsPerSecondEach: Math.round(results.reduce((n, r) => n + r.commits, 0) / count / seconds),
-        commitMsP50: quantile(p50s, 0.5),
-        commitMsP99: quantile(p99s, 0.5),
+        commitMsP50: percentile(p50s, 50),
+        commitMsP99: percentile(p99s, 50),
       }),
     );
   }

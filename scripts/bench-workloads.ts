@@ -123,7 +123,8 @@ export interface Driver {
   masterPid(): Promise<number>;
 }
 
-function percentile(sorted: number[], p: number): number {
+/** The p-th percentile (0-100) of ascending values: the nearest-rank value, NaN if none. */
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PaxlockClient, findMaster } from '../client/src/index.ts';
+import { percentile } from './bench-workloads.ts';
 import { LocalCell } from './cell.ts';
 
 interface Mark {
@@ -39,10 +40,6 @@ function readMarks(paths: readonly string[]): Mark[] {
 
 const ms = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
 
-function quantile(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN;
-}
 
 /**
  * The stages of one write, from the marks inside its client window [sent, received]. Returns
@@ -135,7 +132,8 @@ async function main(): Promise<void> {
   }
   console.log(JSON.stringify({ writes, decoded, master }));
   for (const [stage, values] of perStage) {
-    console.log(JSON.stringify({ stage, p50: +quantile(values, 0.5).toFixed(3), p90: +quantile(values, 0.9).toFixed(3) }));
+    const sorted = [...values].sort((a, b) => a - b);
+    console.log(JSON.stringify({ stage, p50: +percentile(sorted, 50).toFixed(3), p90: +percentile(sorted, 90).toFixed(3) }));
   }
 }
 
