@@ -13,7 +13,8 @@
 //
 // Prints one JSON line per workload: sequential writes (one client, N writes one at a time;
 // p50/p99) and concurrent writes (64 connections, one write each in flight, for S seconds;
-// writes/s, p50/p99, writes per fsync). Not a test: nothing is asserted.
+// writes/s, p50/p99, writes per master fsync, and the CPU microseconds each process spent per
+// write: compare with paxlock's at the same load). Not a test: nothing is asserted.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
@@ -34,7 +35,9 @@ const CONCURRENCY = 64;
 const PAYLOAD = Buffer.alloc(64, 1);
 
 /** What a replica process hears from the driver over IPC. */
-type Control = { readonly type: 'followers'; readonly ports: readonly number[] };
+type Control =
+  | { readonly type: 'followers'; readonly ports: readonly number[] }
+  | { readonly type: 'cpu' };
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -158,13 +161,15 @@ function replicaMain(role: string, dir: string, isSynced: boolean): void {
     if (address === null || typeof address === 'string') throw new Error('expected a TCP address');
     process.send?.({ type: 'listening', port: address.port });
   });
-  if (role === 'master') {
-    process.on('message', (message: Control) => {
+  process.on('message', (message: Control) => {
+    if (message.type === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send?.({ type: 'cpu', micros: user + system, syncs: disk.syncs });
+    } else {
       void master(disk, server, message.ports).then(() => process.send?.({ type: 'ready' }));
-    });
-  } else {
-    follower(disk, server);
-  }
+    }
+  });
+  if (role !== 'master') follower(disk, server);
   process.on('disconnect', () => {
     disk.close();
     process.exit(0);
@@ -173,9 +178,16 @@ function replicaMain(role: string, dir: string, isSynced: boolean): void {
 
 // --- the driver --------------------------------------------------------------------------------
 
-function nextMessage(child: ChildProcess, type: string): Promise<{ type: string; port?: number }> {
+interface Report {
+  readonly type: string;
+  readonly port?: number;
+  readonly micros?: number;
+  readonly syncs?: number;
+}
+
+function nextMessage(child: ChildProcess, type: string): Promise<Report> {
   return new Promise((resolve) => {
-    const onMessage = (message: { type: string; port?: number }): void => {
+    const onMessage = (message: Report): void => {
       if (message.type !== type) return;
       child.off('message', onMessage);
       resolve(message);
@@ -259,8 +271,17 @@ async function driverMain(): Promise<void> {
     one.close();
     console.log(JSON.stringify({ workload: 'sequential-writes', ops: writes, ...summary(sequential) }));
 
+    /** CPU microseconds used so far: each replica process's, then this driver's (the client). */
+    const cpuNow = async (): Promise<{ micros: number[]; masterSyncs: number }> => {
+      const replies = children.map((child) => nextMessage(child, 'cpu'));
+      for (const child of children) child.send({ type: 'cpu' } satisfies Control);
+      const { user, system } = process.cpuUsage();
+      const reports = await Promise.all(replies);
+      return { micros: [...reports.map((r) => r.micros ?? 0), user + system], masterSyncs: reports[0]?.syncs ?? 0 };
+    };
     const many = await Promise.all(Array.from({ length: CONCURRENCY }, async () => new Writer(await connect(masterPort))));
     const concurrent: number[] = [];
+    const cpuBefore = await cpuNow();
     const started = process.hrtime.bigint();
     const end = started + BigInt(Math.round(seconds * 1e9));
     await Promise.all(many.map(async (writer) => {
@@ -271,8 +292,20 @@ async function driverMain(): Promise<void> {
       }
     }));
     const elapsed = ms(started) / 1000;
+    const cpuAfter = await cpuNow();
     for (const writer of many) writer.close();
-    console.log(JSON.stringify({ workload: 'concurrent-writes', ops: concurrent.length, seconds: +elapsed.toFixed(2), opsPerSecond: Math.round(concurrent.length / elapsed), ...summary(concurrent), inFlight: CONCURRENCY }));
+    const cpuPerWrite = cpuAfter.micros.map((after, i) => +((after - (cpuBefore.micros[i] ?? 0)) / concurrent.length).toFixed(1));
+    const masterSyncs = cpuAfter.masterSyncs - cpuBefore.masterSyncs;
+    console.log(JSON.stringify({
+      workload: 'concurrent-writes',
+      ops: concurrent.length,
+      seconds: +elapsed.toFixed(2),
+      opsPerSecond: Math.round(concurrent.length / elapsed),
+      ...summary(concurrent),
+      inFlight: CONCURRENCY,
+      writesPerFsync: +(concurrent.length / Math.max(1, masterSyncs)).toFixed(1),
+      cpuMicrosPerWrite: { master: cpuPerWrite[0], followers: cpuPerWrite.slice(1, 1 + FOLLOWERS), client: cpuPerWrite[1 + FOLLOWERS] },
+    }));
   } finally {
     await Promise.all(children.map((child) => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) resolve();
