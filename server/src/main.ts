@@ -9,6 +9,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, loadCellConfig } from './runtime/config.ts';
 import { DEFAULT_TIMING, ReplicaNode } from './runtime/node.ts';
+import { RestoreError, restoreBackup } from './runtime/restore.ts';
 
 const argv = yargs(hideBin(process.argv))
   .scriptName('paxlock-server')
@@ -26,7 +27,9 @@ const argv = yargs(hideBin(process.argv))
   .option('client-send-buffer-max-bytes', { type: 'number', default: 16 * 1024 * 1024, describe: 'cut off a client that stopped reading once this much is waiting to be sent to it' })
   .option('trace-file', { type: 'string', describe: 'append a write-path trace (monotonic ns per stage) to this file; for scripts/trace-writes.ts' })
   .option('pretty', { type: 'boolean', default: false, describe: 'human-readable logs (development)' })
+  .option('restore', { type: 'string', describe: 'first install this backup (`paxlock backup FILE`) as the state; only into an empty data directory, and every replica of the cell from the same file' })
   .example('$0 --id 1 --config .data/cell.json --data .data/r1', 'run replica 1 of the local cell')
+  .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --restore backup.db', 'restore replica 1 from a backup (do the same on all five)')
   .strict()
   .help()
   .parseSync();
@@ -38,6 +41,11 @@ const logger = pino(
 
 async function main(): Promise<void> {
   const cell = loadCellConfig(argv.config);
+  const restoreFrom = argv.restore;
+  if (restoreFrom !== undefined) {
+    const restored = restoreBackup({ file: resolve(restoreFrom), dataDir: resolve(argv.data), cell: cell.cell });
+    logger.info({ file: resolve(restoreFrom), slot: restored.slot, sizeBytes: restored.sizeBytes }, 'state restored from backup');
+  }
   const node = new ReplicaNode({
     cell,
     id: argv.id,
@@ -77,7 +85,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof RestoreError) {
     process.stderr.write(`paxlock-server: ${err.message}\n`);
     process.exit(2);
   }

@@ -683,6 +683,7 @@ class CellCluster {
       query: (query: unknown) => node.machine.query(query),
       pendingLockDelays: () => node.machine.pendingLockDelays(),
       digest: () => node.machine.digest(),
+      snapshot: () => node.machine.snapshot(),
       get appliedIndex() {
         return node.machine.appliedIndex;
       },

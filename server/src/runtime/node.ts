@@ -20,7 +20,7 @@ import type { Message } from '../paxos/messages.ts';
 import type { Config as PaxosConfig, Logger as CoreLogger } from '../paxos/ports.ts';
 import { Replica } from '../paxos/replica.ts';
 import { validateMessage } from '../paxos/validate.ts';
-import { Front, type FrontConnection, type FrontHandler } from '../sessions/front.ts';
+import { Front, type FrontConnection, type FrontHandler, type HttpAnswer } from '../sessions/front.ts';
 import { CellService } from '../sessions/service.ts';
 import { SqliteStore } from '../storage/sqlite-store.ts';
 import { processClock, type Clock } from './clock.ts';
@@ -245,6 +245,7 @@ export class ReplicaNode {
         this.#flush();
       },
       metrics: () => this.#metricsText(),
+      backup: () => this.#backupAnswer(),
       onClose: (connection) => {
         this.#connections.delete(connection.id);
         this.#service.onClientClosed(connection.id);
@@ -294,6 +295,22 @@ export class ReplicaNode {
     this.#stateDb.close();
     this.#trace?.close();
     this.#log.info({}, 'replica stopped');
+  }
+
+  /** GET /backup: the state database from the master (service.ts), or where the master is. */
+  #backupAnswer(): HttpAnswer {
+    const answer = this.#service.backup(this.#clock.now());
+    if ('image' in answer) {
+      const sha256 = createHash('sha256').update(answer.image).digest('hex');
+      this.#log.info({ slot: answer.slot, sizeBytes: answer.image.byteLength, sha256 }, 'backup served');
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/vnd.sqlite3', 'x-paxlock-cell': this.#options.cell.cell, 'x-paxlock-slot': String(answer.slot), 'x-paxlock-sha256': sha256 },
+        body: answer.image,
+      };
+    }
+    if (answer.master !== null) return { status: 307, headers: { location: `http://${answer.master}/backup` }, body: `the master is ${answer.master}\n` };
+    return { status: 503, body: 'no master yet: retry shortly\n' };
   }
 
   /** GET /metrics: this replica's role, progress, lease, sessions, disk and links (metrics.ts). */

@@ -5,7 +5,8 @@
 // (not binary, not msgpack, no readable id) close the connection with 1003/1007 after a final
 // error reply. Nothing a client sends can throw past this file: the replica and every other
 // connection are unaffected. Plain HTTP on the same port serves GET /metrics (runtime/metrics.ts)
-// and nothing else; a connection that stops reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
+// and GET /backup (the state database, from the master) and nothing else; a connection that stops
+// reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
 
 import { createServer, type Server } from 'node:http';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -31,11 +32,20 @@ export interface FrontConnection {
   readonly isOpen: boolean;
 }
 
+/** An answer to a plain HTTP request. */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body: string | Uint8Array;
+}
+
 export interface FrontHandler {
   onFrame(connection: FrontConnection, frame: ClientFrame): void;
   onClose(connection: FrontConnection): void;
   /** The body of GET /metrics (Prometheus text); without it the path is not served. */
   metrics?(): string;
+  /** The answer to GET /backup (a consistent copy of the state); without it the path is not served. */
+  backup?(): HttpAnswer;
 }
 
 export interface FrontStats {
@@ -67,10 +77,10 @@ export class Front {
 
   async start(): Promise<void> {
     const { host, port } = parseHostPort(this.#address);
-    // Plain HTTP on the same port answers GET /metrics; everything else must upgrade to WebSocket.
+    // Plain HTTP on the same port answers GET /metrics and /backup; everything else must upgrade to WebSocket.
     const http = createServer((request, response) => {
-      const { status, body } = this.#httpAnswer(request.method, request.url);
-      response.writeHead(status, { 'content-type': status === 200 ? 'text/plain; version=0.0.4; charset=utf-8' : 'text/plain' });
+      const { status, headers, body } = this.#httpAnswer(request.method, request.url);
+      response.writeHead(status, { 'content-type': 'text/plain', ...headers });
       response.end(body);
     });
     this.#http = http;
@@ -113,16 +123,24 @@ export class Front {
     }
   }
 
-  /** The answer to a plain HTTP request: GET /metrics, or a hint to use WebSocket. */
-  #httpAnswer(method: string | undefined, url: string | undefined): { status: number; body: string } {
-    if (url !== '/metrics' || this.#handler.metrics === undefined)
-      return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics\n' };
+  /** The answer to a plain HTTP request: GET /metrics or /backup, or a hint to use WebSocket. */
+  #httpAnswer(method: string | undefined, url: string | undefined): HttpAnswer {
+    const path = url?.split('?')[0];
+    const handler = this.#handler;
+    const serve: (() => HttpAnswer) | undefined =
+      path === '/metrics' && handler.metrics !== undefined
+        ? () => ({ status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: handler.metrics?.() ?? '' })
+        : path === '/backup' && handler.backup !== undefined
+          ? () => handler.backup?.() ?? { status: 404, body: 'no backups here\n' }
+          : undefined;
+    if (serve === undefined)
+      return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics or /backup\n' };
     if (method !== 'GET') return { status: 405, body: 'GET only\n' };
     try {
-      return { status: 200, body: this.#handler.metrics() };
+      return serve();
     } catch (err: unknown) {
-      this.#log.error({ err }, 'metrics failed');
-      return { status: 500, body: 'metrics failed\n' };
+      this.#log.error({ err, path }, 'HTTP request failed');
+      return { status: 500, body: `${path ?? ''} failed\n` };
     }
   }
 

@@ -49,7 +49,7 @@ export interface ServiceOptions {
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
   readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
   /** The state machine; a getter because a snapshot install replaces it. */
-  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex'>;
+  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex' | 'snapshot'>;
   readonly logger: Logger;
   /** Unique to this process's life: names CreateSession proposals and digest marks. */
   readonly bootNonce: string;
@@ -194,6 +194,20 @@ export class CellService {
   answerFreshnessProbe(now: number): number | null {
     if (!this.#isServing || !this.#o.replica.canServeReads(now)) return null;
     return this.#o.replica.status(now).commit;
+  }
+
+  /**
+   * GET /backup: the master under its lease gives the whole state database at its applied index
+   * (every write acknowledged so far is in it: writes are answered after they are applied);
+   * any other replica names the master it knows, or null.
+   */
+  backup(now: number): { readonly image: Uint8Array; readonly slot: number } | { readonly master: string | null } {
+    if (this.#isServing && this.#o.replica.canServeReads(now)) {
+      const machine = this.#o.machine();
+      return { image: machine.snapshot(), slot: machine.appliedIndex };
+    }
+    const masterId = this.#o.replica.status(now).masterId;
+    return { master: masterId === null || masterId === this.#o.id ? null : (this.#o.clientAddresses.get(masterId) ?? null) };
   }
 
   /** A stale read at a follower: answered from this replica's state if it can promise the bound. */

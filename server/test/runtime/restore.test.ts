@@ -1,0 +1,68 @@
+// paxlock-server --restore (runtime/restore.ts): a backup becomes state.db only in an empty data
+// directory and only if it is a paxlock state of this cell with at least one applied entry; then
+// the installed file opens as the same state, at the same slot.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { StateMachine } from '../../src/machine/index.ts';
+import { RestoreError, restoreBackup } from '../../src/runtime/restore.ts';
+import { bytes, CELL, Harness, ROOT } from '../machine/harness.ts';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'paxlock-restore-test-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A backup as GET /backup serves it: the serialized state of a machine with a file in it. */
+function backupFile(): { file: string; slot: number; digest: string } {
+  const h = new Harness();
+  const s = h.session();
+  h.handle(s, `${ROOT}/kept`, { contents: bytes('kept across the restore') });
+  const file = join(dir, 'backup.db');
+  writeFileSync(file, h.machine.snapshot());
+  return { file, slot: h.machine.appliedIndex, digest: h.machine.digest() };
+}
+
+describe('restoreBackup', () => {
+  test('installs the backup as state.db, which opens at the same slot with the same state', () => {
+    const { file, slot, digest } = backupFile();
+    const dataDir = join(dir, 'r1');
+    expect(restoreBackup({ file, dataDir, cell: CELL }).slot).toBe(slot);
+    expect(readdirSync(dataDir)).toEqual(['state.db']);
+    const db = new Database(join(dataDir, 'state.db'));
+    const machine = StateMachine.open(db, { cell: CELL });
+    expect(machine.appliedIndex).toBe(slot);
+    expect(machine.digest()).toBe(digest);
+    db.close();
+  });
+
+  test('refuses a data directory that already holds paxos.db or state.db, writing nothing', () => {
+    const { file } = backupFile();
+    for (const existing of ['paxos.db', 'state.db']) {
+      const dataDir = join(dir, `has-${existing}`);
+      mkdirSync(dataDir);
+      writeFileSync(join(dataDir, existing), 'x');
+      expect(() => restoreBackup({ file, dataDir, cell: CELL })).toThrow(new RegExp(`already holds ${existing.replace('.', '\\.')}`));
+      expect(readdirSync(dataDir)).toEqual([existing]);
+    }
+  });
+
+  test('refuses a backup of another cell, a file that is not a database, a missing file and an empty state', () => {
+    const { file } = backupFile();
+    const dataDir = join(dir, 'r1');
+    expect(() => restoreBackup({ file, dataDir, cell: 'other' })).toThrow(/belongs to cell c, not other/);
+    const text = join(dir, 'notes.txt');
+    writeFileSync(text, 'not a database at all, just some words long enough to fill a header page');
+    expect(() => restoreBackup({ file: text, dataDir, cell: CELL })).toThrow(RestoreError);
+    expect(() => restoreBackup({ file: join(dir, 'missing.db'), dataDir, cell: CELL })).toThrow(/cannot read/);
+    const empty = join(dir, 'empty.db');
+    writeFileSync(empty, StateMachine.createInMemory({ cell: CELL }).snapshot());
+    expect(() => restoreBackup({ file: empty, dataDir, cell: CELL })).toThrow(/no applied log entry/);
+    expect(existsSync(join(dataDir, 'state.db'))).toBe(false);
+  });
+});
