@@ -113,6 +113,12 @@ describe('a five-replica cell under faults', () => {
     const master = await currentMaster(cell);
     const followers = cell.config.replicas.map((r) => r.id).filter((id) => id !== master.id);
 
+    const healthOf = async (id: number): Promise<{ status: number; health: boolean; role: string }> => {
+      const response = await fetch(`http://${cell.config.replicas.find((r) => r.id === id)!.client}/health`);
+      const body = (await response.json()) as { health: boolean; role: string };
+      return { status: response.status, health: body.health, role: body.role };
+    };
+
     await cell.signal(followers[0]!, 'SIGKILL');
     await cell.signal(followers[1]!, 'SIGKILL');
     const acked: string[] = [];
@@ -122,6 +128,8 @@ describe('a five-replica cell under faults', () => {
       expect(r.type).toBe('contents-set');
       acked.push(value);
     }
+    // GET /health: the master still serves, so it says healthy.
+    expect(await healthOf(master.id)).toEqual({ status: 200, health: true, role: 'master' });
 
     await cell.signal(followers[2]!, 'SIGKILL');
     const stuck = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'stuck', findMasterTimeoutMs: 10_000 }).then(
@@ -137,6 +145,13 @@ describe('a five-replica cell under faults', () => {
     expect(write).toBeInstanceOf(ConnectionError);
     expect((write as ConnectionError).code).toBe('NO_QUORUM');
     expect((write as ConnectionError).message).toMatch(/no quorum: 2 of 5 replicas reachable/);
+    // Neither survivor is part of a working cell now, and GET /health says so (503).
+    const survivors = [master.id, followers[3]!];
+    const unhealthy = await eventually(async () => {
+      const all = await Promise.all(survivors.map(healthOf));
+      return all.every((h) => h.status === 503 && !h.health) ? all : undefined;
+    }, 'both survivors reporting unhealthy');
+    expect(unhealthy.map((h) => h.role)).not.toContain('master');
 
     for (const id of followers.slice(0, 3)) cell.start(id);
     await currentMaster(cell);

@@ -114,6 +114,25 @@ describe('a five-replica cell', () => {
     expect((await fetch(`http://${cell.clientAddresses[0]!}/`)).status).toBe(426);
   });
 
+  it('answers GET /health on every replica: 200 with the master it knows', async () => {
+    const health = await eventually(async () => {
+      const all = await Promise.all(
+        cell.clientAddresses.map(async (address) => {
+          const response = await fetch(`http://${address}/health`);
+          expect(response.headers.get('content-type')).toBe('application/json');
+          return { status: response.status, body: (await response.json()) as { health: boolean; role: string; masterId: number | null; id: number } };
+        }),
+      );
+      return all.every((h) => h.status === 200) ? all : undefined;
+    }, 'all five replicas healthy');
+    const masterIds = new Set(health.map((h) => h.body.masterId));
+    expect(masterIds.size).toBe(1);
+    const master = health.filter((h) => h.body.role === 'master');
+    expect(master.map((h) => h.body.id)).toEqual([...masterIds]);
+    expect(health.every((h) => h.body.health)).toBe(true);
+    expect((await fetch(`http://${cell.clientAddresses[0]!}/health`, { method: 'POST' })).status).toBe(405);
+  });
+
   it('answers bad input with an error or a closed connection, and keeps serving others', async () => {
     const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'bystander' });
     const master = client.masterAddress!;

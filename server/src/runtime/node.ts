@@ -246,6 +246,7 @@ export class ReplicaNode {
       },
       metrics: () => this.#metricsText(),
       backup: () => this.#backupAnswer(),
+      health: () => this.#healthAnswer(),
       onClose: (connection) => {
         this.#connections.delete(connection.id);
         this.#service.onClientClosed(connection.id);
@@ -295,6 +296,15 @@ export class ReplicaNode {
     this.#stateDb.close();
     this.#trace?.close();
     this.#log.info({}, 'replica stopped');
+  }
+
+  /** GET /health: 200 if this replica is part of a working cell (service.ts), else 503; JSON either way. */
+  #healthAnswer(): HttpAnswer {
+    const now = this.#clock.now();
+    const { isHealthy, reason } = this.#service.health(now);
+    const status = this.#service.status(now, false);
+    const body = { health: isHealthy, ...(reason === null ? {} : { reason }), id: status.id, cell: status.cell, role: status.role, masterId: status.masterId, master: status.master, commit: status.commit, applied: status.applied };
+    return { status: isHealthy ? 200 : 503, headers: { 'content-type': 'application/json' }, body: `${JSON.stringify(body)}\n` };
   }
 
   /** GET /backup: the state database from the master (service.ts), or where the master is. */

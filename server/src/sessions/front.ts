@@ -5,7 +5,7 @@
 // (not binary, not msgpack, no readable id) close the connection with 1003/1007 after a final
 // error reply. Nothing a client sends can throw past this file: the replica and every other
 // connection are unaffected. Plain HTTP on the same port serves GET /metrics (runtime/metrics.ts)
-// and GET /backup (the state database, from the master) and nothing else; a connection that stops
+// GET /health and GET /backup (the state database, from the master) and nothing else; a connection that stops
 // reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
 
 import { createServer, type Server } from 'node:http';
@@ -46,6 +46,8 @@ export interface FrontHandler {
   metrics?(): string;
   /** The answer to GET /backup (a consistent copy of the state); without it the path is not served. */
   backup?(): HttpAnswer;
+  /** The answer to GET /health (200 if this replica is part of a working cell, else 503). */
+  health?(): HttpAnswer;
 }
 
 export interface FrontStats {
@@ -132,9 +134,11 @@ export class Front {
         ? () => ({ status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: handler.metrics?.() ?? '' })
         : path === '/backup' && handler.backup !== undefined
           ? () => handler.backup?.() ?? { status: 404, body: 'no backups here\n' }
-          : undefined;
+          : path === '/health' && handler.health !== undefined
+            ? () => handler.health?.() ?? { status: 404, body: 'no health here\n' }
+            : undefined;
     if (serve === undefined)
-      return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics or /backup\n' };
+      return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics, /health or /backup\n' };
     if (method !== 'GET') return { status: 405, body: 'GET only\n' };
     try {
       return serve();

@@ -197,6 +197,21 @@ export class CellService {
   }
 
   /**
+   * GET /health: whether this replica is part of a cell that works. The master is healthy while
+   * it serves under its lease; a follower while it knows a master (it forgets it when it stops
+   * hearing from it, or stands for master itself); a candidate never.
+   */
+  health(now: number): { readonly isHealthy: boolean; readonly reason: string | null } {
+    const status = this.#o.replica.status(now);
+    if (status.role === 'master') {
+      const isServing = this.#isServing && this.#o.replica.canServeReads(now);
+      return { isHealthy: isServing, reason: isServing ? null : 'master without a valid lease (not serving)' };
+    }
+    if (status.masterId === null) return { isHealthy: false, reason: `${status.role} that knows no master (election under way, or no quorum)` };
+    return { isHealthy: true, reason: null };
+  }
+
+  /**
    * GET /backup: the master under its lease gives the whole state database at its applied index
    * (every write acknowledged so far is in it: writes are answered after they are applied);
    * any other replica names the master it knows, or null.
