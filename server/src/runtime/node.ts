@@ -156,6 +156,8 @@ export class ReplicaNode {
   #ticker: NodeJS.Timeout | null = null;
   #prober: NodeJS.Timeout | null = null;
   readonly #bootNonce: string;
+  /** This replica's history of the cell (SqliteStore.incarnation; peers.ts refuses other histories). */
+  #incarnation: number | null;
   #isStopped = false;
 
   constructor(options: NodeOptions) {
@@ -177,6 +179,7 @@ export class ReplicaNode {
 
     const now = this.#clock.now();
     const durable = this.#store.load();
+    this.#incarnation = this.#store.incarnation;
     const config: PaxosConfig = {
       id: options.id,
       replicas: options.cell.replicas.map((r) => r.id),
@@ -219,7 +222,7 @@ export class ReplicaNode {
       now,
     );
     this.#log.info(
-      { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex },
+      { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex, incarnation: this.#incarnation },
       'replica starting',
     );
 
@@ -235,6 +238,12 @@ export class ReplicaNode {
       },
       onAux: (from, body) => {
         this.#onAux(from, body);
+      },
+      incarnation: () => this.#incarnation,
+      onIncarnation: (incarnation) => {
+        this.#store.setIncarnation(incarnation);
+        this.#incarnation = incarnation;
+        this.#log.info({ incarnation }, 'fresh replica joined the cell history of its peers');
       },
     });
     const handler: FrontHandler = {

@@ -8,8 +8,13 @@
 // partition heals. Every drop is counted and, at debug level, logged with its reason.
 //
 // The first frame on a link is a hello naming the cell, the dialer's id and the id it meant to
-// reach. A hello from an unknown replica, for another cell or for another replica, or from an
-// address that is not the configured one, is refused: the link is closed with code 4403.
+// reach, and the history (incarnation) of the cell its state belongs to. A hello from an unknown
+// replica, for another cell or for another replica, from an address that is not the configured
+// one, or from another history of the cell (one replica restored from a backup, the other not, or
+// from another backup; as etcd refuses a member with another cluster ID), is refused: the link
+// is closed with code 4403. A fresh replica, of no history yet, takes the history of the first
+// master it hears from (a heartbeat or an Accept) and then closes its links from peers of any
+// other: a master holds a majority's promises, so at most one history can win a fresh replica.
 
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { decodeFrame, encodeFrame } from '@paxlock/shared';
@@ -27,7 +32,15 @@ const MAX_BATCH_MESSAGES = 100_000;
 
 /** A frame on a peer link after the hello. Snapshot transfer adds its own frames later. */
 export type PeerFrame =
-  | { readonly type: 'hello'; readonly version: number; readonly cell: string; readonly from: ReplicaId; readonly to: ReplicaId }
+  | {
+      readonly type: 'hello';
+      readonly version: number;
+      readonly cell: string;
+      readonly from: ReplicaId;
+      readonly to: ReplicaId;
+      /** The sender's history of the cell (SqliteStore.incarnation); null or absent: fresh. */
+      readonly incarnation?: number | null;
+    }
   | { readonly type: 'paxos'; readonly message: Message }
   /** Several messages for one peer from one turn: one frame, one write. */
   | { readonly type: 'paxos-batch'; readonly messages: readonly Message[] }
@@ -44,6 +57,10 @@ export interface PeerTransportOptions {
   readonly onMessage: (from: ReplicaId, message: Message) => void;
   /** Frames other than paxos messages (snapshot chunks, digests), still unvalidated. */
   readonly onAux?: (from: ReplicaId, body: unknown) => void;
+  /** This replica's history of the cell; null while fresh. Absent: null. */
+  readonly incarnation?: () => number | null;
+  /** A fresh replica met a peer of history `incarnation`: it belongs to that history now. */
+  readonly onIncarnation?: (incarnation: number) => void;
   readonly maxFrameBytes?: number;
   readonly maxBufferedBytes?: number;
   readonly backoffInitialMs?: number;
@@ -61,8 +78,8 @@ export interface PeerStats {
 /** Checks a hello frame against the configuration; returns the peer's id or why it is refused. */
 export function checkHello(
   raw: unknown,
-  expect: { cell: string; self: ReplicaId; replicas: readonly ReplicaAddress[]; remoteAddress: string | undefined },
-): { ok: true; from: ReplicaId } | { ok: false; reason: string } {
+  expect: { cell: string; self: ReplicaId; replicas: readonly ReplicaAddress[]; remoteAddress: string | undefined; incarnation?: number | null },
+): { ok: true; from: ReplicaId; incarnation: number | null } | { ok: false; reason: string } {
   if (typeof raw !== 'object' || raw === null) return { ok: false, reason: 'hello is not an object' };
   const hello = raw as Record<string, unknown>;
   if (hello['type'] !== 'hello') return { ok: false, reason: 'first frame is not a hello' };
@@ -79,7 +96,16 @@ export function checkHello(
   if (isIpAddress(host) && remote !== normalizeAddress(host)) {
     return { ok: false, reason: `replica ${from} must connect from ${host}` };
   }
-  return { ok: true, from };
+  const theirs = hello['incarnation'];
+  if (theirs !== undefined && theirs !== null && !(typeof theirs === 'number' && Number.isSafeInteger(theirs) && theirs >= 0)) {
+    return { ok: false, reason: 'hello has a malformed incarnation' };
+  }
+  const incarnation = theirs ?? null;
+  const mine = expect.incarnation ?? null;
+  if (incarnation !== null && mine !== null && incarnation !== mine) {
+    return { ok: false, reason: `replica ${from} holds another history of cell ${expect.cell} (incarnation ${incarnation}, here ${mine}): restore every replica from the same backup, or start it on an empty data directory` };
+  }
+  return { ok: true, from, incarnation };
 }
 
 function normalizeAddress(address: string | undefined): string {
@@ -97,6 +123,8 @@ interface OutboundLink {
   isOpen: boolean;
   backoffMs: number;
   timer: NodeJS.Timeout | null;
+  /** Why the peer last refused our hello (logged once per reason), or null. */
+  refusedFor: string | null;
 }
 
 export class PeerTransport {
@@ -104,7 +132,10 @@ export class PeerTransport {
   readonly #options: PeerTransportOptions;
   readonly #log: Logger;
   readonly #links = new Map<ReplicaId, OutboundLink>();
-  readonly #inbound = new Set<WebSocket>();
+  /** Links peers dialed to us, with the history each peer's hello named (null: fresh or unknown yet). */
+  readonly #inbound = new Map<WebSocket, number | null>();
+  /** Inbound links closed because their peer is of another history than the one adopted. */
+  readonly #leftBehind = new WeakSet<WebSocket>();
   #server: WebSocketServer | null = null;
   #isClosed = false;
 
@@ -130,7 +161,7 @@ export class PeerTransport {
     });
     for (const peer of this.#options.replicas) {
       if (peer.id === this.#options.self.id) continue;
-      const link: OutboundLink = { peer, socket: null, isOpen: false, backoffMs: this.#backoffInitialMs(), timer: null };
+      const link: OutboundLink = { peer, socket: null, isOpen: false, backoffMs: this.#backoffInitialMs(), timer: null, refusedFor: null };
       this.#links.set(peer.id, link);
       this.#dial(link);
     }
@@ -187,7 +218,7 @@ export class PeerTransport {
       if (link.timer !== null) clearTimeout(link.timer);
       link.socket?.terminate();
     }
-    for (const socket of this.#inbound) socket.terminate();
+    for (const socket of this.#inbound.keys()) socket.terminate();
     const server = this.#server;
     if (server !== null) {
       await new Promise<void>((resolve) => {
@@ -210,6 +241,7 @@ export class PeerTransport {
         cell: this.#options.cell,
         from: this.#options.self.id,
         to: link.peer.id,
+        incarnation: this.#options.incarnation?.() ?? null,
       };
       socket.send(encodeFrame(hello));
       link.isOpen = true;
@@ -222,8 +254,18 @@ export class PeerTransport {
     socket.on('error', (err) => {
       this.#log.debug({ peer: link.peer.id, err }, 'peer link error');
     });
-    socket.on('close', (code) => {
-      if (link.isOpen) this.#log.info({ peer: link.peer.id, code }, 'peer link down');
+    socket.on('close', (code, reason) => {
+      if (code === CLOSE_REFUSED) {
+        // The peer refused our hello (another cell, another history...): nothing will change
+        // soon, so redial at the slowest pace, and say why once rather than on every try.
+        const why = reason.toString();
+        if (link.refusedFor !== why) this.#log.warn({ peer: link.peer.id, reason: why }, 'peer refused this replica');
+        link.refusedFor = why;
+        link.backoffMs = this.#backoffMaxMs();
+      } else if (link.isOpen) {
+        link.refusedFor = null;
+        this.#log.info({ peer: link.peer.id, code }, 'peer link down');
+      }
       link.isOpen = false;
       link.socket = null;
       if (this.#isClosed) return;
@@ -237,7 +279,7 @@ export class PeerTransport {
 
   #onInbound(socket: WebSocket, remoteAddress: string | undefined): void {
     let from: ReplicaId | null = null;
-    this.#inbound.add(socket);
+    this.#inbound.set(socket, null);
     socket.on('close', () => this.#inbound.delete(socket));
     socket.on('error', (err) => {
       this.#log.debug({ peer: from, err }, 'inbound peer link error');
@@ -252,6 +294,7 @@ export class PeerTransport {
           self: this.#options.self.id,
           replicas: this.#options.replicas,
           remoteAddress,
+          incarnation: this.#options.incarnation?.() ?? null,
         });
         if (!verdict.ok) {
           this.stats.refused++;
@@ -260,6 +303,7 @@ export class PeerTransport {
           return;
         }
         from = verdict.from;
+        this.#inbound.set(socket, verdict.incarnation);
         return;
       }
       this.stats.received++;
@@ -274,12 +318,12 @@ export class PeerTransport {
     }
     const frame = raw as Record<string, unknown>;
     if (frame['type'] === 'paxos') {
-      this.#onPaxos(from, frame['message']);
+      this.#onPaxos(from, frame['message'], socket);
       return;
     }
     const batch = frame['messages'];
     if (frame['type'] === 'paxos-batch' && Array.isArray(batch) && batch.length <= MAX_BATCH_MESSAGES) {
-      for (const raw of batch) this.#onPaxos(from, raw);
+      for (const raw of batch) this.#onPaxos(from, raw, socket);
       return;
     }
     if (frame['type'] === 'aux' && this.#options.onAux !== undefined) {
@@ -289,7 +333,7 @@ export class PeerTransport {
     this.#invalid(from, socket, 'unknown frame type');
   }
 
-  #onPaxos(from: ReplicaId, raw: unknown): void {
+  #onPaxos(from: ReplicaId, raw: unknown, socket: WebSocket): void {
     const message = this.#options.validate(raw);
     if (message === null) {
       // A malformed message from a configured peer is a bug or corruption there; drop it
@@ -298,7 +342,24 @@ export class PeerTransport {
       this.#log.warn({ peer: from }, 'invalid paxos message dropped');
       return;
     }
+    if (this.#leftBehind.has(socket)) return; // a peer of another history (#maybeAdopt)
+    if (message.type === 'heartbeat' || message.type === 'accept') this.#maybeAdopt(socket);
     this.#options.onMessage(from, message);
+  }
+
+  /**
+   * A fresh replica hears from a master: it takes that master's history, and drops its links
+   * from peers of another (they are refused at their next hello).
+   */
+  #maybeAdopt(socket: WebSocket): void {
+    const theirs = this.#inbound.get(socket) ?? null;
+    if (theirs === null || (this.#options.incarnation?.() ?? null) !== null) return;
+    this.#options.onIncarnation?.(theirs);
+    for (const [other, incarnation] of this.#inbound) {
+      if (incarnation === null || incarnation === theirs) continue;
+      this.#leftBehind.add(other);
+      other.close(CLOSE_REFUSED, 'this replica joined another history of the cell');
+    }
   }
 
   #invalid(from: ReplicaId, socket: WebSocket, reason: string): void {

@@ -8,13 +8,21 @@
 // new master, as after any fail-over, and expire unless their clients keep them alive; their
 // locks are released after their lock-delay, their ephemeral files deleted.
 //
+// The restored replica's paxos.db records the backup's incarnation (the first 48 bits of its
+// sha256): replicas restored from the same file share it, and peers.ts refuses a peer with
+// another (one restored from another backup, or one left with the old state), as etcd refuses a
+// member with another cluster ID. A replica started on an empty directory without --restore
+// takes the history of the first peer it meets.
+//
 // Refused, with nothing written: a data directory that already holds paxos.db or state.db (a
 // replica with a log of its own must not be given another state), a file that is not a paxlock
 // state database of this cell, or one that holds no applied entry (not a backup of a running cell).
 
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateMachine } from '../machine/machine.ts';
+import { SqliteStore } from '../storage/sqlite-store.ts';
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';
@@ -24,8 +32,16 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Checks `file` and writes it as `dataDir`/state.db, durably; returns the backup's slot. */
-export function restoreBackup(options: { readonly file: string; readonly dataDir: string; readonly cell: string }): { slot: number; sizeBytes: number } {
+/** The history a backup starts: replicas restored from the same bytes share it; never 0 (the original). */
+export function incarnationOf(bytes: Uint8Array): number {
+  return Math.max(1, Number.parseInt(createHash('sha256').update(bytes).digest('hex').slice(0, 12), 16));
+}
+
+/**
+ * Checks `file` and writes it as `dataDir`/state.db, durably, beside a fresh paxos.db that
+ * records the backup's incarnation; returns the backup's slot and incarnation.
+ */
+export function restoreBackup(options: { readonly file: string; readonly dataDir: string; readonly cell: string }): { slot: number; sizeBytes: number; incarnation: number } {
   const { file, dataDir, cell } = options;
   for (const name of ['paxos.db', 'state.db']) {
     if (existsSync(join(dataDir, name)))
@@ -56,8 +72,12 @@ export function restoreBackup(options: { readonly file: string; readonly dataDir
   fsyncSync(fd);
   closeSync(fd);
   renameSync(temporary, target);
+  const incarnation = incarnationOf(bytes);
+  const store = new SqliteStore({ path: join(dataDir, 'paxos.db') });
+  store.setIncarnation(incarnation);
+  store.close();
   const dirFd = openSync(dataDir, 'r');
   fsyncSync(dirFd);
   closeSync(dirFd);
-  return { slot, sizeBytes: bytes.byteLength };
+  return { slot, sizeBytes: bytes.byteLength, incarnation };
 }

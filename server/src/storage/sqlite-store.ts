@@ -136,6 +136,25 @@ export class SqliteStore implements AcceptorStore {
     return { isFresh: booted === undefined, promised, entries, commit, compactedBelow };
   }
 
+  /**
+   * Which history of the cell this replica's state belongs to (peers.ts refuses a peer of
+   * another): the number restore.ts wrote for a restored replica, or one adopted from the peers
+   * by a fresh one; 0 for a replica that has written without either (the cell's original
+   * history); null while fresh (it may join any).
+   */
+  get incarnation(): number | null {
+    const row = this.#getMeta.get('incarnation');
+    if (row !== undefined) return row.value;
+    return this.#getMeta.get('booted') === undefined ? null : 0;
+  }
+
+  /** Records the history this replica belongs to (durably; does not make the store booted). */
+  setIncarnation(incarnation: number): void {
+    assert(Number.isSafeInteger(incarnation) && incarnation >= 0, `bad incarnation ${String(incarnation)}`);
+    this.#setSyncOff(false);
+    this.#setMeta.run('incarnation', incarnation);
+  }
+
   persist(batch: PersistBatch): void {
     if (isPersistBatchEmpty(batch)) return;
     const needsFsync = batch.promised !== null || batch.accepted.length > 0;

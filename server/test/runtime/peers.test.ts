@@ -101,13 +101,52 @@ describe('PeerTransport', () => {
     expect(b.stats.invalid).toBe(1);
   });
 
+  it('a fresh replica takes the history of the first master it hears from, then refuses peers of another', async () => {
+    const replicas = await addresses(3);
+    const inbox: [number, Message][] = [];
+    let adopted: number | null = null;
+    const make = (id: number, incarnation: () => number | null, onIncarnation?: (n: number) => void): PeerTransport => {
+      const t = new PeerTransport({
+        cell: 'test',
+        self: replicas.find((r) => r.id === id)!,
+        replicas,
+        logger,
+        validate: validateHeartbeat,
+        onMessage: (from, message) => {
+          if (id === 3) inbox.push([from, message]);
+        },
+        incarnation,
+        ...(onIncarnation === undefined ? {} : { onIncarnation }),
+        backoffInitialMs: 10,
+        backoffMaxMs: 50,
+      });
+      open.push(t);
+      return t;
+    };
+    const a = make(1, () => 7); // restored from one backup
+    const b = make(2, () => 9); // from another
+    const c = make(3, () => adopted, (n) => {
+      adopted = n;
+    });
+    await Promise.all([a.start(), b.start(), c.start()]);
+    await until(() => a.isConnected(3) && b.isConnected(3), 'both links to the fresh replica up');
+    a.send({ to: 3, message: heartbeat(1) }); // a master's heartbeat: the fresh replica joins history 7
+    await until(() => inbox.length === 1, 'the heartbeat');
+    expect(adopted).toBe(7);
+    await until(() => c.stats.refused >= 1, "the other history's next hello refused");
+    b.send({ to: 3, message: heartbeat(2) });
+    a.send({ to: 3, message: heartbeat(3) });
+    await until(() => inbox.length === 2, "history 7's next heartbeat");
+    expect(inbox.map(([from]) => from)).toEqual([1, 1]);
+  });
+
   it('refuses a hello from an unknown replica, another cell, or for another replica', () => {
     const replicas: ReplicaAddress[] = [
       { id: 1, peer: '127.0.0.1:1', client: '127.0.0.1:2' },
       { id: 2, peer: '127.0.0.1:3', client: '127.0.0.1:4' },
     ];
     const expect1 = { cell: 'c', self: 1, replicas, remoteAddress: '127.0.0.1' };
-    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1 }, expect1)).toEqual({ ok: true, from: 2 });
+    expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1 }, expect1)).toEqual({ ok: true, from: 2, incarnation: null });
     expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 9, to: 1 }, expect1).ok).toBe(false);
     expect(checkHello({ type: 'hello', version: 1, cell: 'x', from: 2, to: 1 }, expect1).ok).toBe(false);
     expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 2 }, expect1).ok).toBe(false);
@@ -116,6 +155,20 @@ describe('PeerTransport', () => {
     expect(checkHello({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1 }, { ...expect1, remoteAddress: '10.0.0.9' }).ok).toBe(false);
     expect(checkHello('garbage', expect1).ok).toBe(false);
     expect(checkHello(undefined, expect1).ok).toBe(false);
+  });
+
+  it('refuses a peer of another history of the cell (restored from another backup, or not restored), lets a fresh one in', () => {
+    const expect1 = { cell: 'c', self: 1, replicas: [{ id: 1, peer: '127.0.0.1:1', client: '127.0.0.1:2' }, { id: 2, peer: '127.0.0.1:3', client: '127.0.0.1:4' }], remoteAddress: '127.0.0.1' };
+    const hello = (incarnation: unknown): unknown => ({ type: 'hello', version: 1, cell: 'c', from: 2, to: 1, incarnation });
+    expect(checkHello(hello(7), { ...expect1, incarnation: 7 })).toEqual({ ok: true, from: 2, incarnation: 7 });
+    const other = checkHello(hello(8), { ...expect1, incarnation: 7 });
+    expect(other.ok).toBe(false);
+    expect(!other.ok && other.reason).toMatch(/another history of cell c \(incarnation 8, here 7\)/);
+    expect(checkHello(hello(0), { ...expect1, incarnation: 7 }).ok).toBe(false); // the original history against a restored one
+    expect(checkHello(hello(null), { ...expect1, incarnation: 7 })).toEqual({ ok: true, from: 2, incarnation: null }); // a fresh peer
+    expect(checkHello(hello(7), { ...expect1, incarnation: null })).toEqual({ ok: true, from: 2, incarnation: 7 }); // we are fresh
+    expect(checkHello(hello(-1), { ...expect1, incarnation: null }).ok).toBe(false);
+    expect(checkHello(hello('7'), { ...expect1, incarnation: null }).ok).toBe(false);
   });
 
   it('closes a socket whose first frame is not a valid hello, and keeps serving others', async () => {

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { StateMachine } from '../../src/machine/index.ts';
-import { RestoreError, restoreBackup } from '../../src/runtime/restore.ts';
+import { incarnationOf, RestoreError, restoreBackup } from '../../src/runtime/restore.ts';
+import { SqliteStore } from '../../src/storage/sqlite-store.ts';
 import { bytes, CELL, Harness, ROOT } from '../machine/harness.ts';
 
 let dir: string;
@@ -32,8 +33,17 @@ describe('restoreBackup', () => {
   test('installs the backup as state.db, which opens at the same slot with the same state', () => {
     const { file, slot, digest } = backupFile();
     const dataDir = join(dir, 'r1');
-    expect(restoreBackup({ file, dataDir, cell: CELL }).slot).toBe(slot);
-    expect(readdirSync(dataDir)).toEqual(['state.db']);
+    const restored = restoreBackup({ file, dataDir, cell: CELL });
+    expect(restored.slot).toBe(slot);
+    expect(readdirSync(dataDir).sort()).toEqual(['paxos.db', 'state.db']);
+    // paxos.db is fresh (no restart wait, no log) but records the backup's history.
+    const store = new SqliteStore({ path: join(dataDir, 'paxos.db') });
+    expect(store.load()).toMatchObject({ isFresh: true, commit: 0, entries: [] });
+    expect(store.incarnation).toBe(restored.incarnation);
+    store.close();
+    // The same file gives every replica the same history; another backup another one.
+    expect(restoreBackup({ file, dataDir: join(dir, 'r2'), cell: CELL }).incarnation).toBe(restored.incarnation);
+    expect(incarnationOf(Buffer.from('another backup'))).not.toBe(restored.incarnation);
     const db = new Database(join(dataDir, 'state.db'));
     const machine = StateMachine.open(db, { cell: CELL });
     expect(machine.appliedIndex).toBe(slot);

@@ -37,6 +37,21 @@ describe('SqliteStore', () => {
     reopened.close();
   });
 
+  it('keeps the incarnation: null while fresh, 0 once written without one, the recorded one otherwise', () => {
+    const store = new SqliteStore({ path });
+    expect(store.incarnation).toBeNull();
+    store.setIncarnation(42);
+    expect(store.load().isFresh).toBe(true); // recording it does not make the store booted
+    store.close();
+    const reopened = new SqliteStore({ path });
+    expect(reopened.incarnation).toBe(42);
+    reopened.close();
+    const other = new SqliteStore({ path: path + '-2' });
+    other.persist({ ...empty, promised: { round: 1, replica: 1 } });
+    expect(other.incarnation).toBe(0);
+    other.close();
+  });
+
   it('returns after a reopen exactly what was persisted', () => {
     const store = new SqliteStore({ path });
     const v1 = batchValue(10, 'c1', 1);
