@@ -1,8 +1,8 @@
 // paxlock: the command-line client, in the manner of etcdctl and zkCli. Files, directories,
-// watches, locks around a command, leader election, and the cell's sessions, locks and
-// replicas. `paxlock --help` and `paxlock <command> --help` list everything; cli/exit.ts
-// defines the exit codes scripts can rely on; cli/invocation.ts what every command guarantees
-// (session closed at exit, one-line errors, bounded by --timeout).
+// watches, locks around a command, leader election, the cell's sessions, locks and replicas,
+// and backups of its state. `paxlock --help` and `paxlock <command> --help` list everything;
+// cli/exit.ts defines the exit codes scripts can rely on; cli/invocation.ts what every command
+// guarantees (session closed at exit, one-line errors, bounded by --timeout).
 //
 // Run it as client/bin/paxlock, or `pnpm paxlock <command>` from the repository root.
 
@@ -381,6 +381,34 @@ async function main(): Promise<void> {
         ),
       async (argv) =>
         invoke('status', undefined, globals(argv), async (run) => commands.status(run)),
+    )
+    .command(
+      'backup <file>',
+      'copy the cell’s whole state, as of one slot, from the master to FILE',
+      (y) =>
+        documented(
+          y
+            .positional('file', {
+              type: 'string',
+              demandOption: true,
+              describe: 'where to write the backup (an SQLite image; not - for stdout)',
+            })
+            .option('force', {
+              type: 'boolean',
+              default: false,
+              describe: 'replace FILE if it exists (otherwise exit 3)',
+            })
+            .example('$0 backup cell-2024-06-01.db', 'one line: cell, slot, bytes, sha256, file')
+            .example('$0 backup --json --force nightly.db', '{ cell, slot, bytes, sha256, file }')
+            .epilogue(
+              'The master sends its state database as of one applied slot, with the image’s sha256; paxlock checks it, writes FILE.tmp-<pid>, fsyncs it, renames it to FILE and fsyncs the directory, so FILE is either the whole checked backup or untouched. Any replica will do: a follower redirects to the master. A large state may need more than the default --timeout of 10s. The backup holds files, directories and their contents, locks and sessions (which expire after a restore unless their clients keep them alive).\n\nTo restore a cell from FILE: stop all five replicas, then start every one of them on an empty data directory with the same file:\n  paxlock-server --id N --config cell.json --data EMPTY_DIR --restore FILE\nThe cell carries on from the backup’s slot; writes made after the backup are not in it. A replica refuses to restore over an existing paxos.db or state.db, or from a file that is not a backup of this cell.\n',
+            ),
+        ),
+      async (argv) =>
+        // (yargs hands `-` over as an empty string: name it as given in error lines.)
+        invoke('backup', argv.file === '' ? '-' : argv.file, globals(argv), async (run) =>
+          commands.backup(run, { file: argv.file, force: argv.force }),
+        ),
     )
     .demandCommand(1, 'name a command')
     .recommendCommands()

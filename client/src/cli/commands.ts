@@ -3,6 +3,9 @@
 // or JSON with --json) and returns the exit code. Failures are thrown as PaxlockErrors; invoke()
 // turns them into one line and an exit code.
 
+import { createHash } from 'node:crypto';
+import { link, lstat, open, rename, unlink } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { ErrorCode, LIMITS, type DirEntry, type NodeStat } from '@paxlock/shared';
 import { Connection } from '../connection.ts';
 import type { PaxlockClient, ReadOptions } from '../client.ts';
@@ -485,4 +488,212 @@ export async function status(run: Invocation): Promise<number> {
     throw new PaxlockError(ErrorCode.NO_QUORUM, 'no replica answered');
   }
   return ExitCode.OK;
+}
+
+// --- backup ------------------------------------------------------------------------------------
+
+export interface BackupArgs {
+  readonly file: string;
+  /** Replace FILE if it exists. */
+  readonly force: boolean;
+}
+
+/** The first bytes of every SQLite database file. */
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+/** What a replica's `GET /backup` answered with 200: the image's headers, its body unread. */
+interface BackupResponse {
+  readonly response: Response;
+  readonly cell: string;
+  readonly slot: number;
+  readonly sha256: string;
+}
+
+/**
+ * Asks each replica in turn for `GET /backup` (a follower redirects to the master, and fetch
+ * follows); the first 200 wins. Each replica gets a few seconds to start answering, so one that
+ * is frozen does not use up the whole --timeout; once it answers, the body is bounded by the
+ * deadline alone (the per-replica bound is cleared: it would cut a large image off).
+ */
+async function fetchBackup(run: Invocation): Promise<BackupResponse> {
+  const perReplicaMs = Math.min(3_000, run.timeoutMs);
+  const failures: string[] = [];
+  for (const address of run.cell) {
+    const url = `http://${address}/backup`;
+    const attempt = new AbortController();
+    const timer = setTimeout(() => {
+      attempt.abort(new DOMException('no answer in time', 'TimeoutError'));
+    }, perReplicaMs);
+    let response: Response;
+    try {
+      response = await fetch(url, { signal: AbortSignal.any([run.signal, attempt.signal]) });
+    } catch (err: unknown) {
+      if (run.signal.aborted) {
+        if (run.interruptedBy === null)
+          failures.push(`${address}: no answer within the --timeout of ${run.timeoutMs} ms`);
+        break;
+      }
+      failures.push(`${address}: ${fetchFailure(err)}`);
+      continue;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (response.status !== 200) {
+      // The reason is a one-line text body (503: no master known); read a little of it, bounded.
+      const reason = await response.text().then(
+        (text) => text.trim().split('\n')[0]?.slice(0, 200) ?? '',
+        () => '',
+      );
+      failures.push(`${address}: ${response.status}${reason === '' ? '' : ` ${reason}`}`);
+      continue;
+    }
+    const cell = response.headers.get('x-paxlock-cell');
+    const slot = response.headers.get('x-paxlock-slot');
+    const sha256 = response.headers.get('x-paxlock-sha256');
+    if (
+      cell === null ||
+      slot === null ||
+      !/^\d+$/.test(slot) ||
+      sha256 === null ||
+      !/^[0-9a-f]{64}$/.test(sha256)
+    ) {
+      await response.body?.cancel();
+      throw new Error(
+        `${response.url} answered 200 without well-formed x-paxlock-cell, x-paxlock-slot and x-paxlock-sha256 headers: not a paxlock backup`,
+      );
+    }
+    return { response, cell, slot: Number(slot), sha256 };
+  }
+  throw new PaxlockError(
+    ErrorCode.NO_MASTER,
+    `no replica answered with a backup (the cell has no master?): ${failures.join('; ')}`,
+  );
+}
+
+/** Why a fetch failed, in a few words: fetch's own message is only "fetch failed". */
+function fetchFailure(err: unknown): string {
+  if (err instanceof Error && err.name === 'TimeoutError') return 'no answer in time';
+  const cause: unknown = err instanceof Error ? err.cause : undefined;
+  if (cause instanceof Error) return 'code' in cause ? String(cause.code) : cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** fsyncs a directory, so that a rename into it survives a crash. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err: unknown) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+function errnoOf(err: unknown): unknown {
+  return err instanceof Error && 'code' in err ? err.code : undefined;
+}
+
+/**
+ * Moves `from` to `to` unless `to` exists, atomically: a hard link cannot replace a file.
+ * 'no-links' where the file system has none (the caller renames instead).
+ */
+async function linkNoClobber(from: string, to: string): Promise<'linked' | 'exists' | 'no-links'> {
+  try {
+    await link(from, to);
+  } catch (err: unknown) {
+    const code = errnoOf(err);
+    if (code === 'EEXIST') return 'exists';
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') return 'no-links';
+    throw err;
+  }
+  await unlink(from);
+  return 'linked';
+}
+
+/**
+ * `backup FILE`: the master's state database, as of one applied slot, written durably to FILE.
+ * The body streams to FILE.tmp-<pid> through the hash; only if the hash matches the master's is
+ * the file fsynced and moved to FILE (a hard link without --force, which cannot replace a file
+ * that appeared meanwhile; a rename with it, or on a file system without hard links), and the
+ * directory fsynced. Any failure removes the temporary file: FILE is either the whole, checked
+ * backup or untouched.
+ */
+export async function backup(run: Invocation, args: BackupArgs): Promise<number> {
+  // (yargs hands `-` over as an empty string.)
+  if (args.file === '-' || args.file === '')
+    throw usageError('backup writes a binary SQLite image: name a FILE (not - for stdout)');
+  const file = resolve(args.file);
+  const alreadyThere = (): PaxlockError =>
+    new PaxlockError(ErrorCode.EXISTS, `${file} exists (--force to replace it)`);
+  // Checked before asking the cell too, so a refused backup costs the master nothing.
+  if (!args.force && (await exists(file))) throw alreadyThere();
+  run.startDeadline(run.timeoutMs);
+  // The temporary file first: a directory that cannot take it fails before the master is asked.
+  const temporary = `${file}.tmp-${process.pid}`;
+  let isMoved = false;
+  const handle = await open(temporary, 'wx');
+  try {
+    const { response, cell, slot, sha256 } = await fetchBackup(run);
+    const hash = createHash('sha256');
+    let sizeBytes = 0;
+    let head = Buffer.alloc(0);
+    try {
+      if (response.body === null) throw new Error(`${response.url} answered 200 with no body`);
+      // (fetch's body is typed as a stream of `any`; it yields Uint8Arrays.)
+      for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+        hash.update(chunk);
+        sizeBytes += chunk.length;
+        if (head.length < SQLITE_HEADER.length) head = Buffer.concat([head, chunk]);
+        for (let offset = 0; offset < chunk.length;)
+          offset += (await handle.write(chunk, offset)).bytesWritten;
+      }
+    } catch (err: unknown) {
+      // The deadline ran out (or the connection broke) while the image was on its way.
+      if (run.signal.aborted && run.interruptedBy === null)
+        throw new PaxlockError(
+          ErrorCode.TIMEOUT,
+          `the backup was not received within the --timeout of ${run.timeoutMs} ms (${sizeBytes} bytes so far; a larger --timeout?)`,
+        );
+      throw err;
+    }
+    const actual = hash.digest('hex');
+    if (actual !== sha256)
+      throw new Error(
+        `the backup's sha256 is ${actual}, not ${sha256} as the master said: the image was damaged on the way; nothing written`,
+      );
+    if (!head.subarray(0, SQLITE_HEADER.length).equals(SQLITE_HEADER))
+      throw new Error('the backup is not an SQLite database; nothing written');
+    await handle.sync();
+    await handle.close();
+    if (args.force) {
+      await rename(temporary, file);
+    } else {
+      const linked = await linkNoClobber(temporary, file);
+      if (linked === 'exists') throw alreadyThere();
+      if (linked === 'no-links') {
+        if (await exists(file)) throw alreadyThere();
+        await rename(temporary, file);
+      }
+    }
+    isMoved = true;
+    await syncDirectory(dirname(file));
+    if (run.isJson) await writeJson({ cell, slot, bytes: sizeBytes, sha256, file });
+    else
+      await writeOut(
+        `backup of cell ${cell} at slot ${slot}: ${sizeBytes} bytes, sha256 ${sha256}, written to ${file}\n`,
+      );
+    return ExitCode.OK;
+  } finally {
+    await handle.close().catch(() => undefined);
+    if (!isMoved) await unlink(temporary).catch(() => undefined);
+  }
 }
