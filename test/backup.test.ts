@@ -266,10 +266,12 @@ describe('paxlock backup, and paxlock-server --restore', () => {
     expect(agreed[0]!.applied).toBeGreaterThan(Number(slot));
     expect(new Set(agreed.map((s) => s.digest)).size).toBe(1);
 
-    // 5. Refusals: over a data directory that has a log (the restored cell's, now stopped); from a
-    // backup of another cell; from a file that is not a backup. Each exits before serving.
+    // 5. Refusals: over a data directory that has a log of another history (the original cell's,
+    // stopped; restoring the same backup again over a restored one is a no-op, see
+    // server/test/runtime/restore.test.ts); from a backup of another cell; from a file that is
+    // not a backup. Each exits before serving.
     await restored.stopAll();
-    const used = restored.dataPath(1, '');
+    const used = original.dataPath(1, '');
     const paxosBefore = sha256(readFileSync(join(used, 'paxos.db')));
     // (Only its cell.json: the same replicas, another cell name. Nothing of it is started.)
     const otherConfig = new LocalCell({

@@ -44,7 +44,10 @@ async function main(): Promise<void> {
   const restoreFrom = argv.restore;
   if (restoreFrom !== undefined) {
     const restored = restoreBackup({ file: resolve(restoreFrom), dataDir: resolve(argv.data), cell: cell.cell });
-    logger.info({ file: resolve(restoreFrom), slot: restored.slot, sizeBytes: restored.sizeBytes, incarnation: restored.incarnation }, 'state restored from backup');
+    logger.info(
+      { file: resolve(restoreFrom), slot: restored.slot, sizeBytes: restored.sizeBytes, incarnation: restored.incarnation },
+      restored.isAlreadyRestored ? 'already restored from this backup: starting as usual' : 'state restored from backup',
+    );
   }
   const node = new ReplicaNode({
     cell,

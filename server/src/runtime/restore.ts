@@ -14,9 +14,11 @@
 // member with another cluster ID. A replica started on an empty directory without --restore
 // takes the history of the first peer it meets.
 //
-// Refused, with nothing written: a data directory that already holds paxos.db or state.db (a
-// replica with a log of its own must not be given another state), a file that is not a paxlock
-// state database of this cell, or one that holds no applied entry (not a backup of a running cell).
+// Refused, with nothing written: a data directory that already holds a state of its own (paxos.db
+// not restored from this backup, state.db, or either's WAL files, which SQLite would replay over
+// the backup), a file that is not a paxlock state database of this cell, or one that holds no
+// applied entry (not a backup of a running cell). Restoring again from the same backup into a
+// directory restored from it is a no-op, so the flag can stay in a service file.
 
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
@@ -37,16 +39,40 @@ export function incarnationOf(bytes: Uint8Array): number {
   return Math.max(1, Number.parseInt(createHash('sha256').update(bytes).digest('hex').slice(0, 12), 16));
 }
 
-/**
- * Checks `file` and writes it as `dataDir`/state.db, durably, beside a fresh paxos.db that
- * records the backup's incarnation; returns the backup's slot and incarnation.
- */
-export function restoreBackup(options: { readonly file: string; readonly dataDir: string; readonly cell: string }): { slot: number; sizeBytes: number; incarnation: number } {
-  const { file, dataDir, cell } = options;
-  for (const name of ['paxos.db', 'state.db']) {
-    if (existsSync(join(dataDir, name)))
-      throw new RestoreError(`${dataDir} already holds ${name}: restore only into an empty data directory (every replica of the cell, from the same backup)`);
+/** The files a data directory must not hold for a restore (WAL leftovers would be replayed over it). */
+const EXISTING_STATE = ['state.db', 'state.db-wal', 'state.db-shm', 'paxos.db-wal', 'paxos.db-shm'];
+
+/** What restoreBackup did: installed the backup, or found it installed already and left all alone. */
+export interface Restored {
+  readonly slot: number;
+  readonly sizeBytes: number;
+  readonly incarnation: number;
+  readonly isAlreadyRestored: boolean;
+}
+
+/** The incarnation paxos.db records, or why it cannot be read. */
+function recordedIncarnation(path: string): number | null | Error {
+  try {
+    const store = new SqliteStore({ path });
+    try {
+      return store.incarnation;
+    } finally {
+      store.close();
+    }
+  } catch (err: unknown) {
+    return err instanceof Error ? err : new Error(String(err));
   }
+}
+
+/**
+ * Checks `file` and installs it: first a fresh paxos.db that records the backup's incarnation,
+ * then the backup as state.db, each durably. A data directory that already holds a paxos.db
+ * recording this very backup's incarnation was restored from it before (the flag left in a
+ * service file, a crash between the two steps): it is left as it is and the replica starts
+ * normally, catching up from its peers. Anything else already there is refused.
+ */
+export function restoreBackup(options: { readonly file: string; readonly dataDir: string; readonly cell: string }): Restored {
+  const { file, dataDir, cell } = options;
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -62,22 +88,32 @@ export function restoreBackup(options: { readonly file: string; readonly dataDir
     throw new RestoreError(`${file} is not a paxlock state database of cell ${cell}: ${messageOf(err)}`);
   }
   if (slot < 1) throw new RestoreError(`${file} holds no applied log entry: it is not a backup of a running cell`);
+  const incarnation = incarnationOf(bytes);
+  const restored = { slot, sizeBytes: bytes.byteLength, incarnation };
+
+  const paxosPath = join(dataDir, 'paxos.db');
+  if (existsSync(paxosPath)) {
+    if (recordedIncarnation(paxosPath) === incarnation) return { ...restored, isAlreadyRestored: true };
+    throw new RestoreError(`${dataDir} already holds paxos.db (not restored from this backup): restore only into an empty data directory (every replica of the cell, from the same backup)`);
+  }
+  for (const name of EXISTING_STATE) {
+    if (existsSync(join(dataDir, name)))
+      throw new RestoreError(`${dataDir} already holds ${name}: restore only into an empty data directory (every replica of the cell, from the same backup)`);
+  }
 
   mkdirSync(dataDir, { recursive: true });
-  const target = join(dataDir, 'state.db');
+  const store = new SqliteStore({ path: paxosPath });
+  store.setIncarnation(incarnation);
+  store.close();
   const temporary = join(dataDir, 'state.db.restoring');
   rmSync(temporary, { force: true });
   StateMachine.restoreToFile(bytes, temporary);
   const fd = openSync(temporary, 'r');
   fsyncSync(fd);
   closeSync(fd);
-  renameSync(temporary, target);
-  const incarnation = incarnationOf(bytes);
-  const store = new SqliteStore({ path: join(dataDir, 'paxos.db') });
-  store.setIncarnation(incarnation);
-  store.close();
+  renameSync(temporary, join(dataDir, 'state.db'));
   const dirFd = openSync(dataDir, 'r');
   fsyncSync(dirFd);
   closeSync(dirFd);
-  return { slot, sizeBytes: bytes.byteLength, incarnation };
+  return { ...restored, isAlreadyRestored: false };
 }

@@ -51,15 +51,46 @@ describe('restoreBackup', () => {
     db.close();
   });
 
-  test('refuses a data directory that already holds paxos.db or state.db, writing nothing', () => {
+  test('refuses a data directory with a state of its own, WAL leftovers included, writing nothing', () => {
     const { file } = backupFile();
-    for (const existing of ['paxos.db', 'state.db']) {
+    for (const existing of ['paxos.db', 'state.db', 'state.db-wal', 'state.db-shm', 'paxos.db-wal', 'paxos.db-shm']) {
       const dataDir = join(dir, `has-${existing}`);
       mkdirSync(dataDir);
       writeFileSync(join(dataDir, existing), 'x');
-      expect(() => restoreBackup({ file, dataDir, cell: CELL })).toThrow(new RegExp(`already holds ${existing.replace('.', '\\.')}`));
+      expect(() => restoreBackup({ file, dataDir, cell: CELL })).toThrow(new RegExp(`already holds ${existing.replace(/\./g, '\\.')}`));
       expect(readdirSync(dataDir)).toEqual([existing]);
     }
+    // A paxos.db of the cell's original history (written, no incarnation recorded).
+    const used = join(dir, 'used');
+    mkdirSync(used);
+    const store = new SqliteStore({ path: join(used, 'paxos.db') });
+    store.persist({ promised: { round: 1, replica: 1 }, accepted: [], chosen: [], commit: null, compactBelow: null });
+    store.close();
+    expect(() => restoreBackup({ file, dataDir: used, cell: CELL })).toThrow(/already holds paxos\.db \(not restored from this backup\)/);
+    expect(readdirSync(used)).toEqual(['paxos.db']);
+  });
+
+  test('restoring again from the same backup leaves the directory alone; from another backup is refused', () => {
+    const { file } = backupFile();
+    const dataDir = join(dir, 'r1');
+    expect(restoreBackup({ file, dataDir, cell: CELL }).isAlreadyRestored).toBe(false);
+    // The replica ran a while: its state moved on past the backup.
+    const db = new Database(join(dataDir, 'state.db'));
+    const h = new Harness(StateMachine.open(db, { cell: CELL }));
+    h.session();
+    const moved = h.machine.appliedIndex;
+    db.close();
+    const again = restoreBackup({ file, dataDir, cell: CELL });
+    expect(again.isAlreadyRestored).toBe(true);
+    const reopened = new Database(join(dataDir, 'state.db'));
+    expect(StateMachine.open(reopened, { cell: CELL }).appliedIndex).toBe(moved);
+    reopened.close();
+    const other = join(dir, 'other.db');
+    const h2 = new Harness();
+    h2.session();
+    h2.session();
+    writeFileSync(other, h2.machine.snapshot());
+    expect(() => restoreBackup({ file: other, dataDir, cell: CELL })).toThrow(/not restored from this backup/);
   });
 
   test('refuses a backup of another cell, a file that is not a database, a missing file and an empty state', () => {
