@@ -9,7 +9,7 @@
 // the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -27,6 +27,7 @@ import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
 import { renderMetrics, type Metric } from './metrics.ts';
+import { renameDurably, writeStateFile } from './state-file.ts';
 import { WriteTrace } from './trace.ts';
 import { runTurn, type TurnInput } from './turn.ts';
 
@@ -568,17 +569,10 @@ export class ReplicaNode {
     const dir = this.#options.dataDir;
     const target = join(dir, 'state.db');
     const temporary = join(dir, 'state.db.incoming');
-    rmSync(temporary, { force: true });
-    StateMachine.restoreToFile(bytes, temporary);
-    const fd = openSync(temporary, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
+    writeStateFile(bytes, temporary);
     this.#stateDb.close();
     for (const suffix of ['-wal', '-shm']) if (existsSync(target + suffix)) rmSync(target + suffix);
-    renameSync(temporary, target);
-    const dirFd = openSync(dir, 'r');
-    fsyncSync(dirFd);
-    closeSync(dirFd);
+    renameDurably(temporary, target);
     this.#stateDb = this.#openStateDb();
     this.#machine = StateMachine.open(this.#stateDb, { cell: this.#options.cell.cell });
     this.#lastSnapshotSlot = this.#machine.appliedIndex;

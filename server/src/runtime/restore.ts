@@ -21,10 +21,11 @@
 // directory restored from it is a no-op, so the flag can stay in a service file.
 
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateMachine } from '../machine/machine.ts';
 import { SqliteStore } from '../storage/sqlite-store.ts';
+import { renameDurably, writeStateFile } from './state-file.ts';
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';
@@ -106,14 +107,7 @@ export function restoreBackup(options: { readonly file: string; readonly dataDir
   store.setIncarnation(incarnation);
   store.close();
   const temporary = join(dataDir, 'state.db.restoring');
-  rmSync(temporary, { force: true });
-  StateMachine.restoreToFile(bytes, temporary);
-  const fd = openSync(temporary, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(temporary, join(dataDir, 'state.db'));
-  const dirFd = openSync(dataDir, 'r');
-  fsyncSync(dirFd);
-  closeSync(dirFd);
+  writeStateFile(bytes, temporary);
+  renameDurably(temporary, join(dataDir, 'state.db'));
   return { ...restored, isAlreadyRestored: false };
 }
