@@ -81,3 +81,37 @@ it('cuts off a client that stopped reading once its unsent frames pass the limit
   await stuckClosed;
   other.close();
 });
+
+it('answers plain HTTP: GET /metrics, /health and /backup from the handler (bytes and headers as given), 405 for other methods, 426 elsewhere', async () => {
+  const address = `127.0.0.1:${String((await freeBasePort(1)) + 1)}`;
+  const image = Uint8Array.from({ length: 70_000 }, (_, i) => i % 251);
+  let isHealthy = true;
+  const front = new Front({
+    address,
+    logger: pino({ level: 'silent' }),
+    handler: {
+      onFrame: () => undefined,
+      onClose: () => undefined,
+      metrics: () => 'paxlock_up 1\n',
+      health: () => ({ status: isHealthy ? 200 : 503, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ health: isHealthy }) }),
+      backup: () => ({ status: 200, headers: { 'content-type': 'application/vnd.sqlite3', 'x-paxlock-slot': '42' }, body: image }),
+    },
+  });
+  fronts.push(front);
+  await front.start();
+  const get = async (path: string, method = 'GET'): Promise<Response> => fetch(`http://${address}${path}`, { method });
+
+  const metrics = await get('/metrics');
+  expect([metrics.status, await metrics.text()]).toEqual([200, 'paxlock_up 1\n']);
+  const backup = await get('/backup?x=1');
+  expect(backup.status).toBe(200);
+  expect(backup.headers.get('x-paxlock-slot')).toBe('42');
+  expect(backup.headers.get('content-type')).toBe('application/vnd.sqlite3');
+  expect(new Uint8Array(await backup.arrayBuffer())).toEqual(image);
+  expect((await get('/health')).status).toBe(200);
+  isHealthy = false;
+  const unhealthy = await get('/health');
+  expect([unhealthy.status, await unhealthy.json()]).toEqual([503, { health: false }]);
+  for (const path of ['/metrics', '/health', '/backup']) expect((await get(path, 'POST')).status).toBe(405);
+  expect((await get('/elsewhere')).status).toBe(426);
+});

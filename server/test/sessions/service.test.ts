@@ -218,3 +218,33 @@ describe('CellService', () => {
     expect(s.replica.proposed.some((c) => c.clientId === 'digest-check:boot')).toBe(true);
   });
 });
+
+describe('health and backup (GET /health, GET /backup)', () => {
+  it('a follower that knows a master is healthy and points a backup at it; with no master it is neither', () => {
+    const s = setup();
+    expect(s.service.health(0)).toEqual({ isHealthy: true, reason: null });
+    expect(s.service.backup(0)).toEqual({ master: 'r2:2' });
+    s.replica.masterId = null;
+    expect(s.service.health(0).isHealthy).toBe(false);
+    expect(s.service.health(0).reason).toMatch(/knows no master/);
+    expect(s.service.backup(0)).toEqual({ master: null });
+    s.replica.role = 'candidate';
+    expect(s.service.health(0).isHealthy).toBe(false);
+  });
+
+  it('the master gives its whole state at its applied slot while it serves, and is unhealthy without its lease', () => {
+    const s = setup();
+    becomeMaster(s, 0);
+    createSession(s, 0);
+    expect(s.service.health(0)).toEqual({ isHealthy: true, reason: null });
+    const answer = s.service.backup(0);
+    if (!('image' in answer)) throw new Error('no image from the serving master');
+    expect(answer.slot).toBe(s.machine.appliedIndex);
+    const copy = StateMachine.restore(answer.image, { cell: 'c' });
+    expect(copy.digest()).toBe(s.machine.digest());
+    s.replica.isLeaseValid = false;
+    expect(s.service.health(0).isHealthy).toBe(false);
+    expect(s.service.health(0).reason).toMatch(/without a valid lease/);
+    expect(s.service.backup(0)).toEqual({ master: null }); // it is its own master, and cannot serve it
+  });
+});
