@@ -107,7 +107,11 @@ describe('a five-replica cell', () => {
       expect(m.get('paxlock_log_fsyncs_total')).toBeGreaterThanOrEqual(1);
       expect(m.get('paxlock_log_fsync_seconds_total')).toBeGreaterThan(0);
       expect(m.get('paxlock_turns_total')).toBeGreaterThan(0);
+      expect(m.get('paxlock_master_changes_total')).toBeGreaterThanOrEqual(1);
+      expect(m.get('paxlock_is_healthy')).toBe(1);
     }
+    // The master stood for election at least once to become master.
+    expect(masters[0]!.get('paxlock_candidacies_total')).toBeGreaterThanOrEqual(1);
     expect(masters[0]!.get('paxlock_lease_remaining_seconds')).toBeGreaterThan(0);
     expect(masters[0]!.get('paxlock_client_frames_total')).toBeGreaterThan(0);
     expect((await fetch(`http://${cell.clientAddresses[0]!}/metrics`, { method: 'POST' })).status).toBe(405);

@@ -152,7 +152,9 @@ export class ReplicaNode {
   readonly #inputs: TurnInput[] = [];
   readonly #connections = new Map<number, FrontConnection>();
   /** Counts for /metrics that no component keeps itself. */
-  readonly #counts = { turns: 0, snapshotsTaken: 0, snapshotsSent: 0 };
+  readonly #counts = { turns: 0, snapshotsTaken: 0, snapshotsSent: 0, masterChanges: 0, candidacies: 0, backupsServed: 0 };
+  /** What the last turn left: to count master changes and candidacies (for /metrics). */
+  #seen: { masterId: number | null; role: string; round: number } = { masterId: null, role: 'follower', round: -1 };
   #isTurnScheduled = false;
   #ticker: NodeJS.Timeout | null = null;
   #prober: NodeJS.Timeout | null = null;
@@ -323,6 +325,7 @@ export class ReplicaNode {
     if ('image' in answer) {
       const sha256 = createHash('sha256').update(answer.image).digest('hex');
       this.#log.info({ slot: answer.slot, sizeBytes: answer.image.byteLength, sha256 }, 'backup served');
+      this.#counts.backupsServed++;
       return {
         status: 200,
         headers: { 'content-type': 'application/vnd.sqlite3', 'x-paxlock-cell': this.#options.cell.cell, 'x-paxlock-slot': String(answer.slot), 'x-paxlock-sha256': sha256 },
@@ -358,6 +361,10 @@ export class ReplicaNode {
       { name: 'log_fsync_seconds_total', help: 'Time spent in those durable transactions.', type: 'counter', samples: one(this.#store.stats.syncedSeconds) },
       { name: 'snapshots_taken_total', help: 'Durable state.db snapshots taken (each lets the log be compacted).', type: 'counter', samples: one(this.#counts.snapshotsTaken) },
       { name: 'snapshots_sent_total', help: 'Snapshots shipped to replicas behind the compaction point.', type: 'counter', samples: one(this.#counts.snapshotsSent) },
+      { name: 'master_changes_total', help: 'Times this replica came to know a new master (the first included); alert on its rate.', type: 'counter', samples: one(this.#counts.masterChanges) },
+      { name: 'candidacies_total', help: 'Elections this replica started (each a new ballot of its own).', type: 'counter', samples: one(this.#counts.candidacies) },
+      { name: 'is_healthy', help: '1 while GET /health answers 200 here.', type: 'gauge', samples: one(this.#service.health(this.#clock.now()).isHealthy ? 1 : 0) },
+      { name: 'backups_served_total', help: 'GET /backup answered with the state database.', type: 'counter', samples: one(this.#counts.backupsServed) },
       { name: 'peer_connected', help: '1 if the link to this peer is up.', type: 'gauge', samples: peers.map((r) => ({ labels: { peer: String(r.id) }, value: this.#peers.isConnected(r.id) ? 1 : 0 })) },
       { name: 'peer_frames_sent_total', help: 'Frames written to peers.', type: 'counter', samples: one(this.#peers.stats.sent) },
       { name: 'peer_frames_dropped_total', help: 'Frames to peers dropped (link down or backed up).', type: 'counter', samples: one(this.#peers.stats.dropped) },
@@ -444,11 +451,21 @@ export class ReplicaNode {
     });
     // Replies to applied writes leave now, not after the master duties and snapshot check.
     this.#flush();
+    this.#noteLeadership(now);
     this.#maybeSnapshot();
     this.#service.afterTurn(now);
     this.#flush();
     // The service may have proposed (expiries, lock-delay ends, digest marks) after the turn.
     if (this.#replica.hasReady()) this.#scheduleTurn();
+  }
+
+  /** Counts a new master known here, and each candidacy this replica starts (a new ballot as candidate). */
+  #noteLeadership(now: number): void {
+    const status = this.#replica.status(now);
+    const seen = this.#seen;
+    if (status.masterId !== null && status.masterId !== seen.masterId) this.#counts.masterChanges++;
+    if (status.role === 'candidate' && (seen.role !== 'candidate' || status.ballot.round !== seen.round)) this.#counts.candidacies++;
+    this.#seen = { masterId: status.masterId, role: status.role, round: status.ballot.round };
   }
 
   /** Sends what the service produced, to connections that are still open. */
