@@ -241,7 +241,7 @@ export class PeerTransport {
         cell: this.#options.cell,
         from: this.#options.self.id,
         to: link.peer.id,
-        incarnation: this.#options.incarnation?.() ?? null,
+        incarnation: this.#incarnation(),
       };
       socket.send(encodeFrame(hello));
       link.isOpen = true;
@@ -294,7 +294,7 @@ export class PeerTransport {
           self: this.#options.self.id,
           replicas: this.#options.replicas,
           remoteAddress,
-          incarnation: this.#options.incarnation?.() ?? null,
+          incarnation: this.#incarnation(),
         });
         if (!verdict.ok) {
           this.stats.refused++;
@@ -353,7 +353,7 @@ export class PeerTransport {
    */
   #maybeAdopt(socket: WebSocket): void {
     const theirs = this.#inbound.get(socket) ?? null;
-    if (theirs === null || (this.#options.incarnation?.() ?? null) !== null) return;
+    if (theirs === null || this.#incarnation() !== null) return;
     this.#options.onIncarnation?.(theirs);
     for (const [other, incarnation] of this.#inbound) {
       if (incarnation === null || incarnation === theirs) continue;
@@ -366,6 +366,11 @@ export class PeerTransport {
     this.stats.invalid++;
     this.#log.warn({ peer: from, reason }, 'bad peer frame, link closed');
     socket.close(CLOSE_BAD_FRAME, reason);
+  }
+
+  /** This replica's history of the cell (null while fresh). */
+  #incarnation(): number | null {
+    return this.#options.incarnation?.() ?? null;
   }
 
   #maxFrameBytes(): number {

@@ -51,8 +51,8 @@ export interface Restored {
   readonly isAlreadyRestored: boolean;
 }
 
-/** The incarnation paxos.db records, or why it cannot be read. */
-function recordedIncarnation(path: string): number | null | Error {
+/** The incarnation paxos.db records; null if it records none or cannot be read. */
+function recordedIncarnation(path: string): number | null {
   try {
     const store = new SqliteStore({ path });
     try {
@@ -60,8 +60,8 @@ function recordedIncarnation(path: string): number | null | Error {
     } finally {
       store.close();
     }
-  } catch (err: unknown) {
-    return err instanceof Error ? err : new Error(String(err));
+  } catch {
+    return null;
   }
 }
 

@@ -125,18 +125,10 @@ export class Front {
     }
   }
 
-  /** The answer to a plain HTTP request: GET /metrics or /backup, or a hint to use WebSocket. */
+  /** The answer to a plain HTTP request: GET /metrics, /health or /backup, or a hint to use WebSocket. */
   #httpAnswer(method: string | undefined, url: string | undefined): HttpAnswer {
     const path = url?.split('?')[0];
-    const handler = this.#handler;
-    const serve: (() => HttpAnswer) | undefined =
-      path === '/metrics' && handler.metrics !== undefined
-        ? () => ({ status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: handler.metrics?.() ?? '' })
-        : path === '/backup' && handler.backup !== undefined
-          ? () => handler.backup?.() ?? { status: 404, body: 'no backups here\n' }
-          : path === '/health' && handler.health !== undefined
-            ? () => handler.health?.() ?? { status: 404, body: 'no health here\n' }
-            : undefined;
+    const serve = this.#route(path);
     if (serve === undefined)
       return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics, /health or /backup\n' };
     if (method !== 'GET') return { status: 405, body: 'GET only\n' };
@@ -146,6 +138,17 @@ export class Front {
       this.#log.error({ err, path }, 'HTTP request failed');
       return { status: 500, body: `${path ?? ''} failed\n` };
     }
+  }
+
+  /** The handler's answer for `path`, if it serves that path. */
+  #route(path: string | undefined): (() => HttpAnswer) | undefined {
+    const handler = this.#handler;
+    const metrics = handler.metrics?.bind(handler);
+    if (path === '/metrics' && metrics !== undefined)
+      return () => ({ status: 200, headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }, body: metrics() });
+    if (path === '/health') return handler.health?.bind(handler);
+    if (path === '/backup') return handler.backup?.bind(handler);
+    return undefined;
   }
 
   #onConnection(socket: WebSocket): void {

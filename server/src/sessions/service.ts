@@ -221,8 +221,7 @@ export class CellService {
       const machine = this.#o.machine();
       return { image: machine.snapshot(), slot: machine.appliedIndex };
     }
-    const masterId = this.#o.replica.status(now).masterId;
-    return { master: masterId === null || masterId === this.#o.id ? null : (this.#o.clientAddresses.get(masterId) ?? null) };
+    return { master: this.#otherMasterAddress(this.#o.replica.status(now).masterId) };
   }
 
   /** A stale read at a follower: answered from this replica's state if it can promise the bound. */
@@ -532,9 +531,12 @@ export class CellService {
   }
 
   #redirect(connection: ConnectionId, id: number): void {
-    const masterId = this.#status.masterId;
-    const master = masterId === null || masterId === this.#o.id ? null : (this.#o.clientAddresses.get(masterId) ?? null);
-    this.#send(connection, { type: 'redirect', id, master, epoch: this.#epoch() });
+    this.#send(connection, { type: 'redirect', id, master: this.#otherMasterAddress(this.#status.masterId), epoch: this.#epoch() });
+  }
+
+  /** Where to send a client: the client address of the master, unless none is known or it is us. */
+  #otherMasterAddress(masterId: ReplicaId | null): string | null {
+    return masterId === null || masterId === this.#o.id ? null : (this.#o.clientAddresses.get(masterId) ?? null);
   }
 
   #send(to: ConnectionId, frame: ServerFrame): void {
