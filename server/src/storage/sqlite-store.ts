@@ -11,6 +11,12 @@
 // and never a promise or acceptance that a later fsync'd batch made durable. This takes the
 // master's third fsync (marking a slot chosen) off the write path.
 //
+// Every slot at or below the durable commit index is chosen (store.ts), so a row there needs no
+// mark of its own: when a value learned chosen is the one already stored and the same batch's
+// commit covers its slot, the row is left as it is (no second copy of the value in the WAL);
+// load() reads `is_chosen` as "marked, or at or below commit". Only values chosen above the
+// commit index (past a gap) or different from the stored acceptance are written again.
+//
 // The prose contract is in store.ts. This file checks it on both sides of the disk: before a
 // write (a promise never decreases, a chosen value is never replaced by another) and after a
 // read (the loaded state is well formed), and crashes on a violation, as STYLE.md asks.
@@ -42,6 +48,13 @@ interface MetaRow {
   value: number;
 }
 
+/** The stored row at a slot, as a chosen value is checked against it. */
+interface StoredRow {
+  is_chosen: number;
+  /** 1 when the stored value is byte for byte the one being checked. */
+  same: number;
+}
+
 export interface SqliteStoreOptions {
   /** Path of paxos.db. */
   readonly path: string;
@@ -54,7 +67,8 @@ export interface SqliteStoreOptions {
 
 export class SqliteStore implements AcceptorStore {
   readonly #db: Database.Database;
-  readonly #getEntry: Database.Statement<[number], EntryRow>;
+  readonly #getStored: Database.Statement<[Buffer, number], StoredRow>;
+  readonly #markChosen: Database.Statement<[number]>;
   readonly #upsertAccepted: Database.Statement<[number, number, number, Buffer]>;
   readonly #upsertChosen: Database.Statement<[number, number, number, Buffer]>;
   readonly #setMeta: Database.Statement<[string, number]>;
@@ -65,6 +79,9 @@ export class SqliteStore implements AcceptorStore {
   readonly stats = { commits: 0, syncedCommits: 0, syncedSeconds: 0 };
   readonly #synchronous: 'FULL' | 'NORMAL';
   #isSyncOff = false;
+  /** What is on disk, kept in step after each committed transaction. */
+  #isBooted: boolean;
+  #commit: number;
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new Database(options.path);
@@ -91,9 +108,10 @@ export class SqliteStore implements AcceptorStore {
     } else {
       assert(version.value === SCHEMA_VERSION, `paxos.db schema ${version.value} is not ${SCHEMA_VERSION}`);
     }
-    this.#getEntry = this.#db.prepare<[number], EntryRow>(
-      'SELECT slot, ballot_round, ballot_replica, value, is_chosen FROM entries WHERE slot = ?',
+    this.#getStored = this.#db.prepare<[Buffer, number], StoredRow>(
+      'SELECT is_chosen, value = ? AS same FROM entries WHERE slot = ?',
     );
+    this.#markChosen = this.#db.prepare<[number]>('UPDATE entries SET is_chosen = 1 WHERE slot = ?');
     this.#upsertAccepted = this.#db.prepare<[number, number, number, Buffer]>(
       `INSERT INTO entries (slot, ballot_round, ballot_replica, value, is_chosen) VALUES (?, ?, ?, ?, 0)
        ON CONFLICT (slot) DO UPDATE SET ballot_round = excluded.ballot_round,
@@ -108,6 +126,8 @@ export class SqliteStore implements AcceptorStore {
     this.#persistTx = this.#db.transaction((batch: PersistBatch) => {
       this.#persistInTransaction(batch);
     });
+    this.#isBooted = this.#getMeta.get('booted') !== undefined;
+    this.#commit = this.#meta('commit', 0);
   }
 
   load(): DurableState {
@@ -127,12 +147,9 @@ export class SqliteStore implements AcceptorStore {
       // Checks after reading: what came back from disk must be what the contract allows.
       assert(Number.isSafeInteger(row.slot) && row.slot >= compactedBelow, 'paxos.db: entry below the compaction point');
       const ballot = { round: row.ballot_round, replica: row.ballot_replica };
-      return { slot: row.slot, ballot, value: decodeValue(row.value), isChosen: row.is_chosen === 1 };
+      return { slot: row.slot, ballot, value: decodeValue(row.value), isChosen: row.is_chosen === 1 || row.slot <= commit };
     });
     assert(commit >= 0 && compactedBelow >= 1, 'paxos.db: negative commit or compaction point');
-    for (const entry of entries) {
-      if (entry.slot <= commit) assert(entry.isChosen, `paxos.db: slot ${entry.slot} <= commit is not chosen`);
-    }
     return { isFresh: booted === undefined, promised, entries, commit, compactedBelow };
   }
 
@@ -161,6 +178,9 @@ export class SqliteStore implements AcceptorStore {
     this.#setSyncOff(!needsFsync);
     const started = process.hrtime.bigint();
     this.#persistTx(batch);
+    // Only after the commit: a batch refused by a check above leaves these as they were.
+    this.#isBooted = true;
+    if (batch.commit !== null) this.#commit = batch.commit;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.stats.commits++;
     if (needsFsync) {
@@ -181,36 +201,43 @@ export class SqliteStore implements AcceptorStore {
   }
 
   #persistInTransaction(batch: PersistBatch): void {
-    this.#setMeta.run('booted', 1);
+    if (!this.#isBooted) this.#setMeta.run('booted', 1);
     if (batch.promised !== null) {
       const current = { round: this.#meta('promised_round', 0), replica: this.#meta('promised_replica', 0) };
       assert(compareBallots(batch.promised, current) >= 0, 'promise would decrease');
       this.#setMeta.run('promised_round', batch.promised.round);
       this.#setMeta.run('promised_replica', batch.promised.replica);
     }
+    // Chosen on disk: marked, or at or below the commit index (durable before this batch).
+    const isChosen = (slot: number, row: StoredRow): boolean => row.is_chosen === 1 || slot <= this.#commit;
     for (const entry of batch.accepted) {
-      const existing = this.#getEntry.get(entry.slot);
-      if (existing !== undefined && existing.is_chosen === 1) {
+      const encoded = encodeValue(entry.value);
+      const existing = this.#getStored.get(encoded, entry.slot);
+      if (existing !== undefined && isChosen(entry.slot, existing)) {
         // A later ballot can only re-accept the chosen value (Paxos safety); keep the chosen row.
-        assert(existing.value.equals(encodeValue(entry.value)), `slot ${entry.slot}: accept differs from chosen value`);
+        assert(existing.same === 1, `slot ${entry.slot}: accept differs from chosen value`);
         continue;
       }
-      this.#upsertAccepted.run(entry.slot, entry.ballot.round, entry.ballot.replica, encodeValue(entry.value));
+      this.#upsertAccepted.run(entry.slot, entry.ballot.round, entry.ballot.replica, encoded);
     }
+    const commit = batch.commit ?? this.#commit;
     for (const entry of batch.chosen) {
       const encoded = encodeValue(entry.value);
-      const existing = this.#getEntry.get(entry.slot);
-      if (existing !== undefined && existing.is_chosen === 1) {
-        assert(existing.value.equals(encoded), `slot ${entry.slot}: two different chosen values`);
+      const existing = this.#getStored.get(encoded, entry.slot);
+      if (existing !== undefined && isChosen(entry.slot, existing)) {
+        assert(existing.same === 1, `slot ${entry.slot}: two different chosen values`);
         continue;
       }
-      const ballot = existing !== undefined && existing.value.equals(encoded)
-        ? { round: existing.ballot_round, replica: existing.ballot_replica }
-        : ZERO_BALLOT;
-      this.#upsertChosen.run(entry.slot, ballot.round, ballot.replica, encoded);
+      if (existing?.same === 1) {
+        // The stored acceptance is the chosen value: the commit index below marks it, or a flag.
+        if (entry.slot > commit) this.#markChosen.run(entry.slot);
+        continue;
+      }
+      // Not stored, or another value accepted in an earlier ballot: store the chosen one.
+      this.#upsertChosen.run(entry.slot, ZERO_BALLOT.round, ZERO_BALLOT.replica, encoded);
     }
     if (batch.commit !== null) {
-      assert(batch.commit >= this.#meta('commit', 0), 'commit would decrease');
+      assert(batch.commit >= this.#commit, 'commit would decrease');
       this.#setMeta.run('commit', batch.commit);
     }
     if (batch.compactBelow !== null) {
@@ -227,8 +254,20 @@ export class SqliteStore implements AcceptorStore {
   }
 }
 
+/**
+ * Encodings of values already written, by identity: a value is immutable, and the same object
+ * is stored once as accepted and checked again when it is learned chosen.
+ */
+const encodings = new WeakMap<SlotValue, Buffer>();
+
 export function encodeValue(value: SlotValue): Buffer {
-  return packr.pack(value);
+  let bytes = encodings.get(value);
+  if (bytes === undefined) {
+    // A copy: msgpackr's result may share its working buffer with the next encoding.
+    bytes = Buffer.from(packr.pack(value));
+    encodings.set(value, bytes);
+  }
+  return bytes;
 }
 
 export function decodeValue(bytes: Buffer): SlotValue {

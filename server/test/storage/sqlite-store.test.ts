@@ -3,6 +3,7 @@
 // atomic, and the invariants (promise and commit never decrease, a chosen value is never
 // replaced) are enforced before anything is written.
 import { mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -132,6 +133,48 @@ describe('SqliteStore', () => {
     store.persist({ ...empty, chosen: [{ slot: 1, value: batchValue(1, 'a', 1) }, { slot: 2, value: batchValue(1, 'a', 2) }], commit: 2 });
     expect(() => store.persist({ ...empty, commit: 1 })).toThrow(/commit would decrease/);
     store.close();
+  });
+
+  it('leaves a stored acceptance unmarked when the commit index covers it, and loads it as chosen', () => {
+    const store = new SqliteStore({ path });
+    const ballot = { round: 2, replica: 1 };
+    const [v1, v2, v3] = [batchValue(1, 'a', 1), batchValue(2, 'a', 2), batchValue(3, 'a', 3)];
+    store.persist({ ...empty, accepted: [1, 2, 3].map((slot, i) => ({ slot, ballot, value: [v1, v2, v3][i]! })) });
+    // Slots 1 and 3 learned chosen, commit 1: slot 3 is past the gap at 2 and needs its flag.
+    store.persist({ ...empty, chosen: [{ slot: 1, value: v1 }, { slot: 3, value: v3 }], commit: 1 });
+    store.close();
+    const raw = new Database(path, { readonly: true });
+    const flags = raw.prepare('SELECT slot, is_chosen, ballot_round FROM entries ORDER BY slot').all();
+    raw.close();
+    expect(flags).toEqual([
+      { slot: 1, is_chosen: 0, ballot_round: 2 },
+      { slot: 2, is_chosen: 0, ballot_round: 2 },
+      { slot: 3, is_chosen: 1, ballot_round: 2 },
+    ]);
+    const reopened = new SqliteStore({ path });
+    expect(reopened.load().entries.map((e) => [e.slot, e.isChosen, e.ballot.round])).toEqual([
+      [1, true, 2],
+      [2, false, 2],
+      [3, true, 2],
+    ]);
+    // Chosen through the commit index alone, slot 1 still refuses another value, after a reopen too.
+    expect(() => reopened.persist({ ...empty, accepted: [{ slot: 1, ballot: { round: 3, replica: 2 }, value: v2 }] })).toThrow(
+      /accept differs from chosen value/,
+    );
+    expect(() => reopened.persist({ ...empty, chosen: [{ slot: 1, value: v3 }] })).toThrow(/two different chosen values/);
+    reopened.persist({ ...empty, accepted: [{ slot: 1, ballot: { round: 3, replica: 2 }, value: batchValue(1, 'a', 1) }] });
+    expect(reopened.load().entries[0]).toMatchObject({ slot: 1, isChosen: true, ballot: { round: 2, replica: 1 } });
+    reopened.close();
+  });
+
+  it('replaces an acceptance from an earlier ballot by the different value chosen at its slot', () => {
+    const store = new SqliteStore({ path });
+    store.persist({ ...empty, accepted: [{ slot: 1, ballot: { round: 1, replica: 3 }, value: batchValue(1, 'old', 1) }] });
+    store.persist({ ...empty, chosen: [{ slot: 1, value: batchValue(1, 'new', 1) }], commit: 1 });
+    store.close();
+    const [entry] = new SqliteStore({ path }).load().entries;
+    expect(entry).toMatchObject({ slot: 1, ballot: { round: 0, replica: 0 }, isChosen: true });
+    expect(entry?.value.type === 'batch' && entry.value.commands[0]?.clientId).toBe('new');
   });
 
   it('drops entries below the compaction point and remembers it', () => {
