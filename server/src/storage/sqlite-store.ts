@@ -82,6 +82,12 @@ export class SqliteStore implements AcceptorStore {
   /** What is on disk, kept in step after each committed transaction. */
   #isBooted: boolean;
   #commit: number;
+  /**
+   * The encoding of each value accepted above the commit index, by slot: a value is immutable,
+   * and the same object comes back when it is learned chosen, so it is not encoded twice. Entries
+   * leave as the commit index passes them (the map holds only what is in flight).
+   */
+  readonly #encoded = new Map<number, { value: SlotValue; bytes: Buffer }>();
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new Database(options.path);
@@ -180,7 +186,10 @@ export class SqliteStore implements AcceptorStore {
     this.#persistTx(batch);
     // Only after the commit: a batch refused by a check above leaves these as they were.
     this.#isBooted = true;
-    if (batch.commit !== null) this.#commit = batch.commit;
+    if (batch.commit !== null) {
+      this.#commit = batch.commit;
+      for (const slot of this.#encoded.keys()) if (slot <= batch.commit) this.#encoded.delete(slot);
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.stats.commits++;
     if (needsFsync) {
@@ -211,7 +220,7 @@ export class SqliteStore implements AcceptorStore {
     // Chosen on disk: marked, or at or below the commit index (durable before this batch).
     const isChosen = (slot: number, row: StoredRow): boolean => row.is_chosen === 1 || slot <= this.#commit;
     for (const entry of batch.accepted) {
-      const encoded = encodeValue(entry.value);
+      const encoded = this.#encode(entry.slot, entry.value);
       const existing = this.#getStored.get(encoded, entry.slot);
       if (existing !== undefined && isChosen(entry.slot, existing)) {
         // A later ballot can only re-accept the chosen value (Paxos safety); keep the chosen row.
@@ -222,7 +231,7 @@ export class SqliteStore implements AcceptorStore {
     }
     const commit = batch.commit ?? this.#commit;
     for (const entry of batch.chosen) {
-      const encoded = encodeValue(entry.value);
+      const encoded = this.#encode(entry.slot, entry.value);
       const existing = this.#getStored.get(encoded, entry.slot);
       if (existing !== undefined && isChosen(entry.slot, existing)) {
         assert(existing.same === 1, `slot ${entry.slot}: two different chosen values`);
@@ -249,25 +258,23 @@ export class SqliteStore implements AcceptorStore {
     }
   }
 
+  /** The stored form of `value` at `slot`, encoded once per value object while in flight. */
+  #encode(slot: number, value: SlotValue): Buffer {
+    const known = this.#encoded.get(slot);
+    if (known?.value === value) return known.bytes;
+    // A copy: msgpackr's result may share its working buffer with the next encoding.
+    const bytes = Buffer.from(encodeValue(value));
+    if (slot > this.#commit) this.#encoded.set(slot, { value, bytes });
+    return bytes;
+  }
+
   #meta(key: string, fallback: number): number {
     return this.#getMeta.get(key)?.value ?? fallback;
   }
 }
 
-/**
- * Encodings of values already written, by identity: a value is immutable, and the same object
- * is stored once as accepted and checked again when it is learned chosen.
- */
-const encodings = new WeakMap<SlotValue, Buffer>();
-
 export function encodeValue(value: SlotValue): Buffer {
-  let bytes = encodings.get(value);
-  if (bytes === undefined) {
-    // A copy: msgpackr's result may share its working buffer with the next encoding.
-    bytes = Buffer.from(packr.pack(value));
-    encodings.set(value, bytes);
-  }
-  return bytes;
+  return packr.pack(value);
 }
 
 export function decodeValue(bytes: Buffer): SlotValue {
