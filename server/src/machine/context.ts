@@ -4,7 +4,7 @@
 // nothing and emits nothing, however far it got. Anything else thrown is a bug and aborts the
 // whole entry (STYLE.md, Errors).
 
-import { basename, ErrorCode, type MachineEvent, type NodeStat } from '@paxlock/shared';
+import { assert, basename, ErrorCode, type MachineEvent, type NodeStat } from '@paxlock/shared';
 import type { HandleRow, NodeRow, Tables } from './tables.ts';
 
 export interface Context {
@@ -70,10 +70,20 @@ export function liveHandle(
   return { handle, node };
 }
 
+/**
+ * Fails as liveHandle does, for a handle that one of the narrow live-handle joins in tables.ts
+ * (contentsTarget, lockTarget, livePath) did not find: those find exactly the handles liveHandle
+ * accepts, so liveHandle throws the BAD_HANDLE it would have thrown with the same message.
+ */
+export function failNotLive(t: Tables, session: number, handleId: number): never {
+  liveHandle(t, session, handleId);
+  assert(false, `handle ${handleId} of session ${session} is live but its join found nothing`);
+}
+
 /** Sends a child-* event to the live handles on `parent` that subscribed to `bit`. */
 export function notifyParent(
   ctx: Context,
-  parent: NodeRow,
+  parent: { readonly path: string; readonly instance: number },
   bit: number,
   type: 'child-added' | 'child-removed' | 'child-modified',
   childPath: string,

@@ -19,7 +19,15 @@ import {
 } from '@paxlock/shared';
 import type { AclSet, ContentsSet, Open, Opened, SetACL, SetContents } from '@paxlock/shared';
 import { assert } from '@paxlock/shared';
-import { fail, liveHandle, nodeStat, notifyParent, ownHandle, type Context } from './context.ts';
+import {
+  fail,
+  failNotLive,
+  liveHandle,
+  nodeStat,
+  notifyParent,
+  ownHandle,
+  type Context,
+} from './context.ts';
 import { dropHandleLock, dropLockOfDeletedNode } from './locks.ts';
 import type { HandleRow, NodeRow } from './tables.ts';
 
@@ -92,8 +100,14 @@ function createNode(ctx: Context, command: Open): NodeRow {
   return node;
 }
 
+/**
+ * Every failure comes before the first write (the UPDATE), so a failing SetContents changes
+ * nothing even without its own SAVEPOINT (machine.ts, NO_SAVEPOINT).
+ */
 export function setContents(ctx: Context, command: SetContents): ContentsSet {
-  const { handle, node } = liveHandle(ctx.t, command.session, command.handle);
+  const node =
+    ctx.t.contentsTarget(command.session, command.handle) ??
+    failNotLive(ctx.t, command.session, command.handle);
   if (node.is_directory === 1) fail(ErrorCode.IS_A_DIRECTORY, `${node.path} is a directory`);
   if (command.ifGeneration !== undefined && command.ifGeneration !== node.content_generation) {
     fail(
@@ -108,7 +122,7 @@ export function setContents(ctx: Context, command: SetContents): ContentsSet {
     node.path,
     node.instance,
     EventMask.contentsModified,
-    handle.id,
+    command.handle,
   )) {
     ctx.events.push({
       type: 'contents-modified',
@@ -118,7 +132,18 @@ export function setContents(ctx: Context, command: SetContents): ContentsSet {
       contentGeneration,
     });
   }
-  notifyParent(ctx, parentNode(ctx, node), EventMask.childModified, 'child-modified', node.path);
+  // Only the cell root has no parent, and it is a directory, which failed above.
+  assert(
+    node.parent !== null && node.parent_instance !== null,
+    `parent of ${node.path} is missing`,
+  );
+  notifyParent(
+    ctx,
+    { path: node.parent, instance: node.parent_instance },
+    EventMask.childModified,
+    'child-modified',
+    node.path,
+  );
   return { type: 'contents-set', contentGeneration, checksum };
 }
 

@@ -21,12 +21,12 @@ import type {
   LockMode,
   Queued,
 } from '@paxlock/shared';
-import { fail, liveHandle, type Context } from './context.ts';
-import type { HandleRow, HolderRow, NodeRow } from './tables.ts';
+import { fail, failNotLive, liveHandle, type Context } from './context.ts';
+import type { HandleRow, HolderRow, LockTarget } from './tables.ts';
 
 function isDelayed(ctx: Context, path: string): boolean {
-  const delay = ctx.t.delay(path);
-  return delay !== undefined && delay.ends_ms > ctx.nowMs;
+  const endsMs = ctx.t.delayEndsMs(path);
+  return endsMs !== undefined && endsMs > ctx.nowMs;
 }
 
 function conflicts(mode: LockMode, holders: readonly HolderRow[]): boolean {
@@ -37,7 +37,7 @@ function conflicts(mode: LockMode, holders: readonly HolderRow[]): boolean {
 /** Makes a handle a holder and tells the node's other subscribed handles. Returns the sequencer. */
 function grant(
   ctx: Context,
-  node: NodeRow,
+  node: LockTarget,
   handle: { id: number; session: number },
   mode: LockMode,
   wasFree: boolean,
@@ -73,9 +73,10 @@ function grant(
  * waiter, so shared waiters behind an exclusive waiter wait for it. Returns how many were granted.
  */
 export function grantWaiters(ctx: Context, path: string): number {
-  if (isDelayed(ctx, path)) return 0;
+  // Two reads in either order: an empty queue (the common case) is the cheaper one to rule out.
   const waiters = ctx.t.waiters(path);
   if (waiters.length === 0) return 0;
+  if (isDelayed(ctx, path)) return 0;
   let node = ctx.t.node(path);
   if (node === undefined) return 0;
   const holders = ctx.t.holders(path);
@@ -109,9 +110,16 @@ export function grantWaiters(ctx: Context, path: string): number {
   return granted;
 }
 
+/**
+ * Every failure comes before the first write (a grant or the queue insert), so a failing Acquire
+ * changes nothing even without its own SAVEPOINT (machine.ts, NO_SAVEPOINT).
+ */
 export function acquire(ctx: Context, command: Acquire): Acquired | Queued {
-  const { handle, node } = liveHandle(ctx.t, command.session, command.handle);
-  if (ctx.t.holder(handle.id) !== undefined || ctx.t.waiter(handle.id) !== undefined) {
+  const node =
+    ctx.t.lockTarget(command.session, command.handle) ??
+    failNotLive(ctx.t, command.session, command.handle);
+  const handle = { id: command.handle, session: command.session };
+  if (ctx.t.holdsOrWaits(handle.id)) {
     fail(
       ErrorCode.LOCK_ALREADY_OWNED,
       `handle ${handle.id} already holds or waits for ${node.path}`,
@@ -183,11 +191,18 @@ export function dropHandleLock(ctx: Context, handle: HandleRow, isLost: boolean)
   return false;
 }
 
+/**
+ * dropHandleLock(handle, false) for a handle known to hold its lock. Every failure comes before
+ * the first write (deleting the hold), so a failing Release changes nothing even without its own
+ * SAVEPOINT (machine.ts, NO_SAVEPOINT).
+ */
 export function release(ctx: Context, session: number, handleId: number): void {
-  const { handle, node } = liveHandle(ctx.t, session, handleId);
-  if (ctx.t.holder(handle.id) === undefined)
-    fail(ErrorCode.LOCK_NOT_HELD, `handle ${handle.id} does not hold ${node.path}`);
-  dropHandleLock(ctx, handle, false);
+  const path = ctx.t.livePath(session, handleId) ?? failNotLive(ctx.t, session, handleId);
+  const heldPath = ctx.t.holderPath(handleId);
+  if (heldPath === undefined)
+    fail(ErrorCode.LOCK_NOT_HELD, `handle ${handleId} does not hold ${path}`);
+  ctx.t.deleteHolder(handleId);
+  grantWaiters(ctx, heldPath);
 }
 
 export function cancelWait(ctx: Context, session: number, handleId: number): void {

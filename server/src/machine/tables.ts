@@ -6,6 +6,9 @@
 // Hot-path reads use better-sqlite3's raw mode (arrays) and build the row objects here: the
 // driver spends about 250 ns per column building a row object, several times what an object
 // literal costs, and those reads run several times per command (see scripts/bench-machine.ts).
+// For the same reason the hottest commands (SetContents, Acquire, Release) read their handle and
+// node through one join that selects only the columns they use (contentsTarget, lockTarget,
+// livePath), and yes/no or single-value reads use pluck mode, which builds no row at all.
 
 import type Database from 'better-sqlite3';
 import { assert } from '@paxlock/shared';
@@ -91,6 +94,26 @@ export interface DelayRow {
   ends_ms: number;
 }
 
+/**
+ * What SetContents needs of a live handle's node, read in one join: the node and its parent's
+ * instance (null only for the cell root, which is a directory and so never written).
+ */
+export interface ContentsTarget {
+  path: string;
+  parent: string | null;
+  parent_instance: number | null;
+  instance: number;
+  is_directory: number;
+  content_generation: number;
+}
+
+/** What Acquire needs of a live handle's node. */
+export interface LockTarget {
+  path: string;
+  instance: number;
+  lock_generation: number;
+}
+
 export interface WatcherRow {
   id: number;
   session: number;
@@ -160,6 +183,21 @@ function waiterOf(r: Raw): WaiterRow {
   };
 }
 
+function contentsTargetOf(r: Raw): ContentsTarget {
+  return {
+    path: r[0] as string,
+    parent: r[1] as string | null,
+    parent_instance: r[2] as number | null,
+    instance: r[3] as number,
+    is_directory: r[4] as number,
+    content_generation: r[5] as number,
+  };
+}
+
+function lockTargetOf(r: Raw): LockTarget {
+  return { path: r[0] as string, instance: r[1] as number, lock_generation: r[2] as number };
+}
+
 function watcherOf(r: Raw): WatcherRow {
   return { id: r[0] as number, session: r[1] as number };
 }
@@ -168,7 +206,7 @@ export class Tables {
   readonly db: Database.Database;
   readonly #machine: Database.Statement<[], MachineRow>;
   readonly #setProgress: Database.Statement<[number, number]>;
-  readonly #counters: Record<Counter, Database.Statement<[], { id: number }>>;
+  readonly #counters: Record<Counter, Database.Statement<[], number>>;
 
   readonly #node: Database.Statement<[string], Raw>;
   readonly #contents: Database.Statement<[string], { contents: Uint8Array }>;
@@ -176,8 +214,8 @@ export class Tables {
   readonly #deleteNode: Database.Statement<[string]>;
   readonly #setContents: Database.Statement<[Uint8Array, string, number, string]>;
   readonly #setAcl: Database.Statement<[string, string, string, string]>;
-  readonly #bumpLockGeneration: Database.Statement<[string], { lock_generation: number }>;
-  readonly #hasChild: Database.Statement<[string], { found: number }>;
+  readonly #bumpLockGeneration: Database.Statement<[string], number>;
+  readonly #hasChild: Database.Statement<[string], number>;
   readonly #children: Database.Statement<
     [string],
     { path: string; is_directory: number; is_ephemeral: number }
@@ -192,6 +230,9 @@ export class Tables {
   readonly #recordReply: Database.Statement<[number, string, number]>;
 
   readonly #handle: Database.Statement<[number], Raw>;
+  readonly #contentsTarget: Database.Statement<[number, number], Raw>;
+  readonly #lockTarget: Database.Statement<[number, number], Raw>;
+  readonly #livePath: Database.Statement<[number, number], string>;
   readonly #handlesOfSession: Database.Statement<[number], Raw>;
   readonly #handleCount: Database.Statement<[number], number>;
   readonly #countHandle: Database.Statement<[number, number]>;
@@ -202,17 +243,20 @@ export class Tables {
   readonly #deleteHandle: Database.Statement<[number]>;
 
   readonly #holder: Database.Statement<[number], Raw>;
+  readonly #holderPath: Database.Statement<[number], string>;
+  readonly #holdsOrWaits: Database.Statement<[number, number], number>;
   readonly #holders: Database.Statement<[string], Raw>;
   readonly #insertHolder: Database.Statement<[number, string, number, LockMode, number]>;
   readonly #deleteHolder: Database.Statement<[number]>;
   readonly #deleteHoldersOf: Database.Statement<[string]>;
   readonly #waiter: Database.Statement<[number], Raw>;
   readonly #waiters: Database.Statement<[string], Raw>;
-  readonly #hasWaiter: Database.Statement<[string], { found: number }>;
+  readonly #hasWaiter: Database.Statement<[string], number>;
   readonly #insertWaiter: Database.Statement<[number, number, string, number, LockMode, number]>;
   readonly #deleteWaiter: Database.Statement<[number]>;
   readonly #deleteWaitersOf: Database.Statement<[string]>;
   readonly #delay: Database.Statement<[string], DelayRow>;
+  readonly #delayEndsMs: Database.Statement<[string], number>;
   readonly #delays: Database.Statement<[], DelayRow>;
   readonly #extendDelay: Database.Statement<[string, number]>;
   readonly #deleteDelay: Database.Statement<[string]>;
@@ -225,10 +269,12 @@ export class Tables {
     this.#setProgress = db.prepare(
       'UPDATE machine SET applied_index = ?, time_ms = ? WHERE id = 1',
     );
-    const counter = (name: Counter): Database.Statement<[], { id: number }> =>
-      db.prepare(
-        `UPDATE machine SET ${name} = ${name} + 1 WHERE id = 1 RETURNING ${name} - 1 AS id`,
-      );
+    const counter = (name: Counter): Database.Statement<[], number> =>
+      db
+        .prepare<[], number>(
+          `UPDATE machine SET ${name} = ${name} + 1 WHERE id = 1 RETURNING ${name} - 1 AS id`,
+        )
+        .pluck(true);
     this.#counters = {
       next_session: counter('next_session'),
       next_handle: counter('next_handle'),
@@ -254,10 +300,14 @@ export class Tables {
     this.#setAcl = db.prepare(
       'UPDATE nodes SET acl_read = ?, acl_write = ?, acl_change = ?, acl_generation = acl_generation + 1 WHERE path = ?',
     );
-    this.#bumpLockGeneration = db.prepare(
-      'UPDATE nodes SET lock_generation = lock_generation + 1 WHERE path = ? RETURNING lock_generation',
-    );
-    this.#hasChild = db.prepare('SELECT 1 AS found FROM nodes WHERE parent = ? LIMIT 1');
+    this.#bumpLockGeneration = db
+      .prepare<[string], number>(
+        'UPDATE nodes SET lock_generation = lock_generation + 1 WHERE path = ? RETURNING lock_generation',
+      )
+      .pluck(true);
+    this.#hasChild = db
+      .prepare<[string], number>('SELECT 1 FROM nodes WHERE parent = ? LIMIT 1')
+      .pluck(true);
     this.#children = db.prepare(
       'SELECT path, is_directory, is_ephemeral FROM nodes WHERE parent = ? ORDER BY path',
     );
@@ -284,6 +334,29 @@ export class Tables {
     this.#handle = db
       .prepare<[number], Raw>(`SELECT ${HANDLE_COLUMNS} FROM handles WHERE id = ?`)
       .raw(true);
+    // A handle is live when a node with its path and instance exists (schema.ts); these joins find
+    // nothing for a handle that is absent, another session's or dead, and liveHandle says which.
+    this.#contentsTarget = db
+      .prepare<[number, number], Raw>(
+        `SELECT n.path, n.parent, p.instance, n.instance, n.is_directory, n.content_generation
+         FROM handles h JOIN nodes n ON n.path = h.path AND n.instance = h.instance
+         LEFT JOIN nodes p ON p.path = n.parent
+         WHERE h.id = ? AND h.session = ?`,
+      )
+      .raw(true);
+    this.#lockTarget = db
+      .prepare<[number, number], Raw>(
+        `SELECT n.path, n.instance, n.lock_generation
+         FROM handles h JOIN nodes n ON n.path = h.path AND n.instance = h.instance
+         WHERE h.id = ? AND h.session = ?`,
+      )
+      .raw(true);
+    this.#livePath = db
+      .prepare<[number, number], string>(
+        `SELECT n.path FROM handles h JOIN nodes n ON n.path = h.path AND n.instance = h.instance
+         WHERE h.id = ? AND h.session = ?`,
+      )
+      .pluck(true);
     this.#handlesOfSession = db
       .prepare<[number], Raw>(`SELECT ${HANDLE_COLUMNS} FROM handles WHERE session = ? ORDER BY id`)
       .raw(true);
@@ -320,6 +393,15 @@ export class Tables {
         `SELECT ${HOLDER_COLUMNS} FROM lock_holders WHERE path = ? ORDER BY handle`,
       )
       .raw(true);
+    this.#holderPath = db
+      .prepare<[number], string>('SELECT path FROM lock_holders WHERE handle = ?')
+      .pluck(true);
+    this.#holdsOrWaits = db
+      .prepare<[number, number], number>(
+        `SELECT EXISTS (SELECT 1 FROM lock_holders WHERE handle = ?)
+           OR EXISTS (SELECT 1 FROM lock_waiters WHERE handle = ?)`,
+      )
+      .pluck(true);
     this.#insertHolder = db.prepare(
       'INSERT INTO lock_holders (handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?)',
     );
@@ -333,13 +415,18 @@ export class Tables {
         `SELECT ${WAITER_COLUMNS} FROM lock_waiters WHERE path = ? ORDER BY id`,
       )
       .raw(true);
-    this.#hasWaiter = db.prepare('SELECT 1 AS found FROM lock_waiters WHERE path = ? LIMIT 1');
+    this.#hasWaiter = db
+      .prepare<[string], number>('SELECT 1 FROM lock_waiters WHERE path = ? LIMIT 1')
+      .pluck(true);
     this.#insertWaiter = db.prepare(
       'INSERT INTO lock_waiters (id, handle, path, session, mode, since_ms) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#deleteWaiter = db.prepare('DELETE FROM lock_waiters WHERE handle = ?');
     this.#deleteWaitersOf = db.prepare('DELETE FROM lock_waiters WHERE path = ?');
     this.#delay = db.prepare('SELECT * FROM lock_delays WHERE path = ?');
+    this.#delayEndsMs = db
+      .prepare<[string], number>('SELECT ends_ms FROM lock_delays WHERE path = ?')
+      .pluck(true);
     this.#delays = db.prepare('SELECT * FROM lock_delays ORDER BY ends_ms, path');
     this.#extendDelay = db.prepare(
       `INSERT INTO lock_delays (path, ends_ms) VALUES (?, ?)
@@ -364,9 +451,9 @@ export class Tables {
   }
   /** Takes the next id from a counter kept in the database. */
   nextId(counter: Counter): number {
-    const row = this.#counters[counter].get();
-    assert(row !== undefined, `counter ${counter} is missing`);
-    return row.id;
+    const id = this.#counters[counter].get();
+    assert(id !== undefined, `counter ${counter} is missing`);
+    return id;
   }
 
   // --- nodes
@@ -393,9 +480,9 @@ export class Tables {
     this.#setAcl.run(read, write, changeAcl, path);
   }
   bumpLockGeneration(path: string): number {
-    const row = this.#bumpLockGeneration.get(path);
-    assert(row !== undefined, `lock generation of missing node ${path}`);
-    return row.lock_generation;
+    const lockGeneration = this.#bumpLockGeneration.get(path);
+    assert(lockGeneration !== undefined, `lock generation of missing node ${path}`);
+    return lockGeneration;
   }
   hasChild(path: string): boolean {
     return this.#hasChild.get(path) !== undefined;
@@ -442,6 +529,20 @@ export class Tables {
     const row = this.#handle.get(id);
     return row === undefined ? undefined : handleOf(row);
   }
+  /** The node of the session's live handle, as SetContents needs it; undefined if not live. */
+  contentsTarget(session: number, handleId: number): ContentsTarget | undefined {
+    const row = this.#contentsTarget.get(handleId, session);
+    return row === undefined ? undefined : contentsTargetOf(row);
+  }
+  /** The node of the session's live handle, as Acquire needs it; undefined if not live. */
+  lockTarget(session: number, handleId: number): LockTarget | undefined {
+    const row = this.#lockTarget.get(handleId, session);
+    return row === undefined ? undefined : lockTargetOf(row);
+  }
+  /** The path of the session's live handle; undefined if not live. */
+  livePath(session: number, handleId: number): string | undefined {
+    return this.#livePath.get(handleId, session);
+  }
   handlesOfSession(session: number): HandleRow[] {
     return this.#handlesOfSession.all(session).map(handleOf);
   }
@@ -479,6 +580,14 @@ export class Tables {
   holder(handle: number): HolderRow | undefined {
     const row = this.#holder.get(handle);
     return row === undefined ? undefined : holderOf(row);
+  }
+  /** The path whose lock the handle holds, if it holds one. */
+  holderPath(handle: number): string | undefined {
+    return this.#holderPath.get(handle);
+  }
+  /** Whether the handle holds its node's lock or waits for it. */
+  holdsOrWaits(handle: number): boolean {
+    return this.#holdsOrWaits.get(handle, handle) === 1;
   }
   holders(path: string): HolderRow[] {
     return this.#holders.all(path).map(holderOf);
@@ -526,6 +635,10 @@ export class Tables {
   }
   delay(path: string): DelayRow | undefined {
     return this.#delay.get(path);
+  }
+  /** When the path's pending lock-delay ends, if it has one. */
+  delayEndsMs(path: string): number | undefined {
+    return this.#delayEndsMs.get(path);
   }
   /**
    * Every pending lock-delay, earliest end first. The master asks after every turn, and the
