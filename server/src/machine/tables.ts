@@ -261,6 +261,11 @@ export class Tables {
   readonly #extendDelay: Database.Statement<[string, number]>;
   readonly #deleteDelay: Database.Statement<[string]>;
   #delaysCache: readonly DelayRow[] | null = null;
+  /**
+   * How many writing statements have run, so machine.ts can assert that a command it runs
+   * without a SAVEPOINT failed before writing anything. Every method that writes counts itself.
+   */
+  #writeCount = 0;
   readonly #lockPaths: Database.Statement<[], { path: string }>;
 
   constructor(db: Database.Database) {
@@ -439,6 +444,10 @@ export class Tables {
     );
   }
 
+  get writeCount(): number {
+    return this.#writeCount;
+  }
+
   // --- machine row
 
   machine(): MachineRow {
@@ -447,10 +456,12 @@ export class Tables {
     return row;
   }
   setProgress(appliedIndex: number, timeMs: number): void {
+    this.#writeCount++;
     this.#setProgress.run(appliedIndex, timeMs);
   }
   /** Takes the next id from a counter kept in the database. */
   nextId(counter: Counter): number {
+    this.#writeCount++;
     const id = this.#counters[counter].get();
     assert(id !== undefined, `counter ${counter} is missing`);
     return id;
@@ -468,18 +479,23 @@ export class Tables {
     return row.contents;
   }
   insertNode(node: NewNode): void {
+    this.#writeCount++;
     this.#insertNode.run(node);
   }
   deleteNode(path: string): void {
+    this.#writeCount++;
     this.#deleteNode.run(path);
   }
   setContents(path: string, contents: Uint8Array, checksum: string, nowMs: number): void {
+    this.#writeCount++;
     this.#setContents.run(contents, checksum, nowMs, path);
   }
   setAcl(path: string, read: string, write: string, changeAcl: string): void {
+    this.#writeCount++;
     this.#setAcl.run(read, write, changeAcl, path);
   }
   bumpLockGeneration(path: string): number {
+    this.#writeCount++;
     const lockGeneration = this.#bumpLockGeneration.get(path);
     assert(lockGeneration !== undefined, `lock generation of missing node ${path}`);
     return lockGeneration;
@@ -510,6 +526,7 @@ export class Tables {
     id: number,
     options: { clientName: string; leaseMs: number; nowMs: number; nonce: string | null },
   ): void {
+    this.#writeCount++;
     this.#insertSession.run(id, options.clientName, options.leaseMs, options.nowMs, options.nonce);
   }
   /** The live session created with this nonce, if any. */
@@ -517,9 +534,11 @@ export class Tables {
     return this.#sessionByNonce.get(nonce);
   }
   deleteSession(id: number): void {
+    this.#writeCount++;
     this.#deleteSession.run(id);
   }
   recordReply(session: number, seq: number, resultJson: string): void {
+    this.#writeCount++;
     this.#recordReply.run(seq, resultJson, session);
   }
 
@@ -560,6 +579,7 @@ export class Tables {
     return this.#watchers.all(path, instance, bit, exceptHandle).map(watcherOf);
   }
   insertHandle(handle: HandleRow): void {
+    this.#writeCount++;
     this.#insertHandle.run(
       handle.id,
       handle.session,
@@ -568,10 +588,13 @@ export class Tables {
       handle.event_mask,
       handle.lock_delay_ms,
     );
+    this.#writeCount++;
     this.#countHandle.run(1, handle.session);
   }
   deleteHandle(handle: HandleRow): void {
+    this.#writeCount++;
     this.#deleteHandle.run(handle.id);
+    this.#writeCount++;
     this.#countHandle.run(-1, handle.session);
   }
 
@@ -593,6 +616,7 @@ export class Tables {
     return this.#holders.all(path).map(holderOf);
   }
   insertHolder(holder: HolderRow): void {
+    this.#writeCount++;
     this.#insertHolder.run(
       holder.handle,
       holder.path,
@@ -602,9 +626,11 @@ export class Tables {
     );
   }
   deleteHolder(handle: number): void {
+    this.#writeCount++;
     this.#deleteHolder.run(handle);
   }
   deleteHoldersOf(path: string): void {
+    this.#writeCount++;
     this.#deleteHoldersOf.run(path);
   }
   waiter(handle: number): WaiterRow | undefined {
@@ -618,6 +644,7 @@ export class Tables {
     return this.#hasWaiter.get(path) !== undefined;
   }
   insertWaiter(waiter: WaiterRow): void {
+    this.#writeCount++;
     this.#insertWaiter.run(
       waiter.id,
       waiter.handle,
@@ -628,9 +655,11 @@ export class Tables {
     );
   }
   deleteWaiter(handle: number): void {
+    this.#writeCount++;
     this.#deleteWaiter.run(handle);
   }
   deleteWaitersOf(path: string): void {
+    this.#writeCount++;
     this.#deleteWaitersOf.run(path);
   }
   delay(path: string): DelayRow | undefined {
@@ -652,10 +681,12 @@ export class Tables {
   /** Sets a lock-delay on a path, never shortening one already pending. */
   extendDelay(path: string, endsMs: number): void {
     this.#delaysCache = null;
+    this.#writeCount++;
     this.#extendDelay.run(path, endsMs);
   }
   deleteDelay(path: string): void {
     this.#delaysCache = null;
+    this.#writeCount++;
     this.#deleteDelay.run(path);
   }
   /** Paths with a holder, a waiter or a lock-delay, sorted. */

@@ -119,6 +119,79 @@ describe('apply', () => {
     expect(broken).not.toBe(digest);
   });
 
+  test('SetContents, Acquire and Release, run without a savepoint, change nothing when they fail', () => {
+    // Two twins with subscribers on the file and on its parent; one applies an entry with every
+    // failure these three commands have between good commands, the other only the good ones.
+    const twin = (): { h: Harness; s: number; t: number; f: number; g: number; d: number } => {
+      const h = new Harness();
+      const s = h.session();
+      const t = h.session();
+      h.handle(t, ROOT, { directory: true, eventMask: 63 });
+      const f = h.handle(s, `${ROOT}/f`, { contents: bytes('one') });
+      h.handle(t, `${ROOT}/f`, { eventMask: 63 });
+      const g = h.handle(t, `${ROOT}/f`);
+      h.acquire(t, g);
+      const d = h.handle(s, `${ROOT}/d`, { directory: true });
+      return { h, s, t, f, g, d };
+    };
+    const a = twin();
+    const b = twin();
+    expect(a.h.machine.digest()).toBe(b.h.machine.digest());
+    const { s, t, f, g, d } = a;
+    const seq = 100;
+    const good = [
+      { type: 'SetContents', session: s, seq, handle: f, contents: bytes('two') },
+      { type: 'Release', session: t, seq, handle: g },
+      { type: 'Acquire', session: s, seq: seq + 9, handle: f, mode: 'exclusive', wait: false },
+    ];
+    const failing = [
+      {
+        type: 'SetContents',
+        session: s,
+        seq: seq + 1,
+        handle: f,
+        contents: bytes('x'),
+        ifGeneration: 1,
+      },
+      { type: 'SetContents', session: s, seq: seq + 2, handle: d, contents: bytes('x') },
+      { type: 'SetContents', session: t, seq: seq + 1, handle: f, contents: bytes('x') },
+      { type: 'Acquire', session: s, seq: seq + 3, handle: f, mode: 'shared', wait: false },
+      { type: 'Acquire', session: t, seq: seq + 2, handle: g, mode: 'exclusive', wait: true },
+      { type: 'Acquire', session: s, seq: seq + 4, handle: d + 1, mode: 'exclusive', wait: false },
+      { type: 'Release', session: s, seq: seq + 5, handle: f },
+      { type: 'Release', session: t, seq: seq + 3, handle: g },
+    ];
+    const [first, second, third] = good;
+    const withFailures = a.h.entry(
+      first,
+      ...failing.slice(0, 5),
+      second,
+      ...failing.slice(5),
+      third,
+    );
+    const withoutFailures = b.h.entry(...good);
+    expect(
+      withFailures.results.map((result) => (result.type === 'error' ? result.code : result.type)),
+    ).toEqual([
+      'contents-set',
+      'CAS_MISMATCH',
+      'IS_A_DIRECTORY',
+      'BAD_HANDLE',
+      'LOCK_HELD',
+      'LOCK_ALREADY_OWNED',
+      'released',
+      'BAD_HANDLE',
+      'LOCK_NOT_HELD',
+      'LOCK_NOT_HELD',
+      'acquired',
+    ]);
+    const kept = [0, 6, 10].map((index) => withFailures.results[index]);
+    expect(kept).toEqual(withoutFailures.results);
+    expect(withFailures.events).toEqual(withoutFailures.events);
+    expect(withFailures.events.length).toBeGreaterThan(0);
+    expect(a.h.machine.digest()).toBe(b.h.machine.digest());
+  });
+
   test('results answer commands one to one, and later commands see earlier ones in the entry', () => {
     const h = new Harness();
     const { results } = h.entry(
