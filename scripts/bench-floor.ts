@@ -260,17 +260,6 @@ async function driverMain(): Promise<void> {
     const masterPort = ports[0]!;
     console.log(JSON.stringify({ floor: 'five bare Node processes, WebSocket links, one append+fsync per replica per turn', fsync: isSynced }));
 
-    const one = new Writer(await connect(masterPort));
-    for (let i = 0; i < 200; i++) await one.write(); // warm-up
-    const sequential: number[] = [];
-    for (let i = 0; i < writes; i++) {
-      const start = process.hrtime.bigint();
-      await one.write();
-      sequential.push(ms(start));
-    }
-    one.close();
-    console.log(JSON.stringify({ workload: 'sequential-writes', ops: writes, ...summary(sequential) }));
-
     /** CPU microseconds used so far: each replica process's, then this driver's (the client). */
     const cpuNow = async (): Promise<{ micros: number[]; masterSyncs: number }> => {
       const replies = children.map((child) => nextMessage(child, 'cpu'));
@@ -279,6 +268,25 @@ async function driverMain(): Promise<void> {
       const reports = await Promise.all(replies);
       return { micros: [...reports.map((r) => r.micros ?? 0), user + system], masterSyncs: reports[0]?.syncs ?? 0 };
     };
+    const one = new Writer(await connect(masterPort));
+    for (let i = 0; i < 200; i++) await one.write(); // warm-up
+    const sequential: number[] = [];
+    const seqCpuBefore = await cpuNow();
+    for (let i = 0; i < writes; i++) {
+      const start = process.hrtime.bigint();
+      await one.write();
+      sequential.push(ms(start));
+    }
+    const seqCpuAfter = await cpuNow();
+    one.close();
+    const seqCpu = seqCpuAfter.micros.map((after, i) => +((after - (seqCpuBefore.micros[i] ?? 0)) / writes).toFixed(1));
+    console.log(JSON.stringify({
+      workload: 'sequential-writes',
+      ops: writes,
+      ...summary(sequential),
+      cpuMicrosPerWrite: { master: seqCpu[0], followers: seqCpu.slice(1, 1 + FOLLOWERS), client: seqCpu[1 + FOLLOWERS] },
+    }));
+
     const many = await Promise.all(Array.from({ length: CONCURRENCY }, async () => new Writer(await connect(masterPort))));
     const concurrent: number[] = [];
     const cpuBefore = await cpuNow();

@@ -111,6 +111,14 @@ export interface HeldSessions {
   details?(): Record<string, unknown>;
 }
 
+/** The master's (leader's) log counters, where a driver can read them. */
+export interface LogCounters {
+  /** Log entries chosen so far (a paxlock slot holds a batch of commands). */
+  readonly slots: number;
+  /** Durable (fsynced) commits of the master's log so far. */
+  readonly fsyncs: number;
+}
+
 export interface Driver {
   /** One client per key name, each connected and ready. */
   keyClients(keys: readonly string[]): Promise<KeyClient[]>;
@@ -121,6 +129,8 @@ export interface Driver {
   /** Every server process, and the master's (leader's). */
   serverPids(): number[];
   masterPid(): Promise<number>;
+  /** The master's log counters, if this system exposes them. */
+  logCounters?(): Promise<LogCounters | null>;
 }
 
 /** The p-th percentile (0-100) of ascending values: the nearest-rank value, NaN if none. */
@@ -188,37 +198,58 @@ export async function runWorkloads(
   const shouldRun = (name: string): boolean =>
     options.only.length === 0 || options.only.includes(name);
   const ms = options.seconds * 1000;
-  // With --cpu: CPU of this process and of the servers while a workload ran, as extra fields.
-  let cpuMark = { at: 0, client: 0, server: 0 };
+  // With --cpu: CPU of this process, of the servers and of the master (leader) while a workload
+  // ran, as extra fields: per cent of one core, and microseconds per operation; with a driver
+  // that reads the master's log counters, also the log entries (slots) and fsyncs per operation.
+  let cpuMark = { at: 0, client: 0, server: 0, master: 0, masterPid: 0, log: null as LogCounters | null };
   const serverCpu = (): number =>
     driver.serverPids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  const markCpu = (): void => {
+  const markCpu = async (): Promise<void> => {
     if (!options.cpu) return;
+    const masterPid = await driver.masterPid();
+    const log = (await driver.logCounters?.()) ?? null;
     const usage = process.cpuUsage();
     cpuMark = {
       at: performance.now(),
       client: (usage.user + usage.system) / 1e6,
       server: serverCpu(),
+      master: cpuSeconds(masterPid),
+      masterPid,
+      log,
     };
   };
-  const cpuSince = (): Record<string, number> => {
+  const cpuSince = async (ops: number): Promise<Record<string, number>> => {
     if (!options.cpu) return {};
     const usage = process.cpuUsage();
     const seconds = (performance.now() - cpuMark.at) / 1000;
+    const client = (usage.user + usage.system) / 1e6 - cpuMark.client;
+    const server = serverCpu() - cpuMark.server;
+    const master = cpuSeconds(cpuMark.masterPid) - cpuMark.master;
+    const perOp = (cpu: number): number => (ops === 0 ? 0 : Math.round((cpu * 1e6) / ops));
+    const log = cpuMark.log === null ? null : await driver.logCounters?.();
+    const logFields: Record<string, number> =
+      log == null || cpuMark.log === null || ops === 0
+        ? {}
+        : {
+            slotsPerOp: Math.round(((log.slots - cpuMark.log.slots) / ops) * 1000) / 1000,
+            masterFsyncsPerOp: Math.round(((log.fsyncs - cpuMark.log.fsyncs) / ops) * 1000) / 1000,
+          };
     return {
-      clientCpuPercentOfOneCore: Math.round(
-        (((usage.user + usage.system) / 1e6 - cpuMark.client) / seconds) * 100,
-      ),
-      serverCpuPercentOfOneCore: Math.round(((serverCpu() - cpuMark.server) / seconds) * 100),
+      clientCpuPercentOfOneCore: Math.round((client / seconds) * 100),
+      serverCpuPercentOfOneCore: Math.round((server / seconds) * 100),
+      serverCpuUsPerOp: perOp(server),
+      masterCpuUsPerOp: perOp(master),
+      clientCpuUsPerOp: perOp(client),
+      ...logFields,
     };
   };
 
   if (shouldRun('sequential-writes')) {
     const [c] = await driver.keyClients([`${keyPrefix}bench-seq`]);
     const payload = Buffer.alloc(100, 7);
-    markCpu();
+    await markCpu();
     const r = await timedLoops(1, ms, () => c!.write(payload));
-    report('sequential-writes', r.ops, r.elapsedMs, r.latencies, cpuSince());
+    report('sequential-writes', r.ops, r.elapsedMs, r.latencies, await cpuSince(r.ops));
     await c!.close();
   }
 
@@ -228,17 +259,17 @@ export async function runWorkloads(
     );
     if (shouldRun('concurrent-writes')) {
       const payload = Buffer.alloc(100, 9);
-      markCpu();
+      await markCpu();
       const r = await timedLoops(64, ms, (i) => pool[i]!.write(payload));
-      report('concurrent-writes', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...cpuSince() });
+      report('concurrent-writes', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...(await cpuSince(r.ops)) });
     }
     if (shouldRun('reads')) {
-      markCpu();
+      await markCpu();
       const r = await timedLoops(64, ms, (i) => pool[i]!.read());
       report('reads', r.ops, r.elapsedMs, r.latencies, {
         inFlight: 64,
         consistency: 'linearizable',
-        ...cpuSince(),
+        ...(await cpuSince(r.ops)),
       });
     }
     if (shouldRun('stale-reads')) {
@@ -248,7 +279,7 @@ export async function runWorkloads(
       const answeredBy: Record<string, number> = {};
       let byFollower = 0;
       let maxStated: number | null = null;
-      markCpu();
+      await markCpu();
       const r = await timedLoops(64, ms, async (i) => {
         const a = await pool[i]!.staleRead(STALE_READ_BOUND_MS);
         const key = a.replica === null ? '?' : String(a.replica);
@@ -262,7 +293,7 @@ export async function runWorkloads(
         followerShare: r.ops === 0 ? null : Math.round((byFollower / r.ops) * 1000) / 1000,
         maxStatedStalenessMs: maxStated,
         answeredBy,
-        ...cpuSince(),
+        ...(await cpuSince(r.ops)),
       });
     }
     await Promise.all(pool.map((c) => c.close()));
@@ -273,7 +304,7 @@ export async function runWorkloads(
       Array.from({ length: 32 }, (_, i) => `${keyPrefix}lock-${i}`),
       false,
     );
-    markCpu();
+    await markCpu();
     const r = await timedLoops(32, ms, async (i) => {
       await workers[i]!.acquire();
       await workers[i]!.release();
@@ -281,7 +312,7 @@ export async function runWorkloads(
     report('lock-uncontended', r.ops, r.elapsedMs, r.latencies, {
       workers: 32,
       unit: 'acquire+release cycles',
-      ...cpuSince(),
+      ...(await cpuSince(r.ops)),
     });
     await Promise.all(workers.map((c) => c.close()));
   }
@@ -291,7 +322,7 @@ export async function runWorkloads(
       Array.from({ length: 16 }, () => `${keyPrefix}the-lock`),
       true,
     );
-    markCpu();
+    await markCpu();
     let grants = 0;
     const waitLatencies: number[] = [];
     const start = performance.now();
@@ -310,7 +341,7 @@ export async function runWorkloads(
     report('lock-contended', grants, performance.now() - start, waitLatencies, {
       workers: 16,
       unit: 'grants (latency: acquire to grant)',
-      ...cpuSince(),
+      ...(await cpuSince(grants)),
     });
     await Promise.all(workers.map((c) => c.close()));
   }

@@ -33,6 +33,7 @@ import {
   type HeldSessions,
   type KeyClient,
   type Locker,
+  type LogCounters,
 } from './bench-workloads.ts';
 import { LocalCell } from './cell.ts';
 
@@ -346,6 +347,19 @@ class PaxlockDriver implements Driver {
 
   async masterPid(): Promise<number> {
     return this.#cell.pid((await findMaster(this.#cell.clientAddresses, 10_000)).status.id);
+  }
+
+  /** From the master's /metrics: its commit index (slots chosen) and its paxos.db fsyncs. */
+  async logCounters(): Promise<LogCounters | null> {
+    const master = await findMaster(this.#cell.clientAddresses, 10_000);
+    const text = await (await fetch(`http://${master.address}/metrics`)).text();
+    const value = (name: string): number | null => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return line === undefined ? null : Number(line.slice(name.length + 1));
+    };
+    const slots = value('paxlock_commit_index');
+    const fsyncs = value('paxlock_log_fsyncs_total');
+    return slots === null || fsyncs === null ? null : { slots, fsyncs };
   }
 }
 
