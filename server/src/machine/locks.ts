@@ -42,7 +42,9 @@ function grant(
   mode: LockMode,
   wasFree: boolean,
 ): string {
-  const lockGeneration = wasFree ? ctx.t.bumpLockGeneration(node.path) : node.lock_generation;
+  const lockGeneration = wasFree
+    ? ctx.t.bumpLockGeneration(node.path, node.lock_generation)
+    : node.lock_generation;
   ctx.t.insertHolder({
     handle: handle.id,
     path: node.path,

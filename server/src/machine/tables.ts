@@ -214,7 +214,7 @@ export class Tables {
   readonly #deleteNode: Database.Statement<[string]>;
   readonly #setContents: Database.Statement<[Uint8Array, string, number, string]>;
   readonly #setAcl: Database.Statement<[string, string, string, string]>;
-  readonly #bumpLockGeneration: Database.Statement<[string], number>;
+  readonly #bumpLockGeneration: Database.Statement<[number, string, number]>;
   readonly #hasChild: Database.Statement<[string], number>;
   readonly #children: Database.Statement<
     [string],
@@ -305,11 +305,10 @@ export class Tables {
     this.#setAcl = db.prepare(
       'UPDATE nodes SET acl_read = ?, acl_write = ?, acl_change = ?, acl_generation = acl_generation + 1 WHERE path = ?',
     );
-    this.#bumpLockGeneration = db
-      .prepare<[string], number>(
-        'UPDATE nodes SET lock_generation = lock_generation + 1 WHERE path = ? RETURNING lock_generation',
-      )
-      .pluck(true);
+    // Not RETURNING, which costs half as much again: the caller knows the generation it bumps.
+    this.#bumpLockGeneration = db.prepare<[number, string, number]>(
+      'UPDATE nodes SET lock_generation = ? WHERE path = ? AND lock_generation = ?',
+    );
     this.#hasChild = db
       .prepare<[string], number>('SELECT 1 FROM nodes WHERE parent = ? LIMIT 1')
       .pluck(true);
@@ -494,11 +493,12 @@ export class Tables {
     this.#writeCount++;
     this.#setAcl.run(read, write, changeAcl, path);
   }
-  bumpLockGeneration(path: string): number {
+  /** Moves the node's lock generation on from `lockGeneration`, which must be its current one. */
+  bumpLockGeneration(path: string, lockGeneration: number): number {
     this.#writeCount++;
-    const lockGeneration = this.#bumpLockGeneration.get(path);
-    assert(lockGeneration !== undefined, `lock generation of missing node ${path}`);
-    return lockGeneration;
+    const { changes } = this.#bumpLockGeneration.run(lockGeneration + 1, path, lockGeneration);
+    assert(changes === 1, `lock generation of ${path} is not ${lockGeneration} or it is missing`);
+    return lockGeneration + 1;
   }
   hasChild(path: string): boolean {
     return this.#hasChild.get(path) !== undefined;
