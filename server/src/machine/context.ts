@@ -1,8 +1,9 @@
 // What every command handler gets: the tables, the cell, the entry's time and the list its
 // events go into, plus the one way a handler fails. A failure is thrown as CommandFailure and
 // caught by machine.ts, which rolls the command's SAVEPOINT back: a failing command changes
-// nothing and emits nothing, however far it got. Anything else thrown is a bug and aborts the
-// whole entry (STYLE.md, Errors).
+// nothing and emits nothing, however far it got. The few commands in machine.ts's NO_SAVEPOINT
+// have none to roll back, so their handlers must fail before their first write (asserted).
+// Anything else thrown is a bug and aborts the whole entry (STYLE.md, Errors).
 
 import { assert, basename, ErrorCode, type MachineEvent, type NodeStat } from '@paxlock/shared';
 import type { HandleRow, NodeRow, Tables } from './tables.ts';
