@@ -20,6 +20,7 @@ const argv = yargs(hideBin(process.argv))
   .option('lease-ms', { type: 'number', default: DEFAULT_TIMING.leaseMs, describe: 'master lease' })
   .option('heartbeat-ms', { type: 'number', default: DEFAULT_TIMING.heartbeatMs, describe: 'master heartbeat interval' })
   .option('election-timeout-ms', { type: 'number', default: DEFAULT_TIMING.electionTimeoutMs, describe: 'silence before a follower stands for master' })
+  .option('tick-ms', { type: 'number', default: DEFAULT_TIMING.tickMs, describe: 'how often timers are checked (heartbeats, elections, session expiry); every tick is a wake-up' })
   .option('snapshot-every', { type: 'number', default: DEFAULT_TIMING.snapshotEverySlots, describe: 'snapshot state.db and compact the log every N applied slots' })
   .option('digest-every-ms', { type: 'number', default: DEFAULT_TIMING.digestEveryMs, describe: 'compare state digests through the log this often (0: never)' })
   .option('max-batch', { type: 'number', default: 1024, describe: 'most commands per slot (1 disables batching)' })
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
       leaseMs: argv['lease-ms'],
       heartbeatMs: argv['heartbeat-ms'],
       electionTimeoutMs: argv['election-timeout-ms'],
+      tickMs: argv['tick-ms'],
       snapshotEverySlots: argv['snapshot-every'],
       digestEveryMs: argv['digest-every-ms'],
     },

@@ -54,7 +54,7 @@ export const DEFAULT_TIMING: Timing = {
   electionTimeoutMs: 1_000,
   electionJitterMs: 500,
   maxDriftRate: 0.01,
-  tickMs: 20,
+  tickMs: 50,
   requestTimeoutMs: 5_000,
   snapshotEverySlots: 10_000,
   digestEveryMs: 30_000,
