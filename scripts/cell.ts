@@ -78,6 +78,8 @@ export class LocalCell {
         '--data', join(this.#options.dir, `r${id}`),
         '--log-level', this.#options.logLevel ?? 'info',
         ...(this.#options.serverArgs ?? []),
+        // PAXLOCK_SERVER_ARGS passes flags to each paxlock-server, e.g. "--window-slots 4".
+        ...(process.env['PAXLOCK_SERVER_ARGS']?.split(' ').filter(Boolean) ?? []),
         ...(this.#options.perReplicaArgs?.(id) ?? []),
       ],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },

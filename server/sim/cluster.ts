@@ -189,6 +189,7 @@ const MESSAGE_CODES: Record<MessageType, number> = {
   'heartbeat-ack': 7,
   'catch-up-request': 8,
   'catch-up': 9,
+  resign: 10,
 };
 
 const ROLE_CODES = { follower: 1, candidate: 2, master: 3, down: 4 } as const;

@@ -44,6 +44,13 @@ export class LeaseGrant {
     this.#untilMs = Math.max(this.#untilMs, nowMs + leaseMs);
   }
 
+  /** `holder` gave its lease up (it resigned): forget the grant, if it is the one held. */
+  release(holder: ReplicaId): void {
+    if (this.#holder !== holder) return;
+    this.#holder = null;
+    this.#untilMs = -Infinity;
+  }
+
   /** True if a lease granted to a replica other than `candidate` is still running at `nowMs`. */
   isHeldAgainst(candidate: ReplicaId, nowMs: number): boolean {
     return this.#holder !== null && this.#holder !== candidate && nowMs < this.#untilMs;

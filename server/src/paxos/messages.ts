@@ -100,6 +100,12 @@ export type Message =
       readonly round: number;
       readonly commit: number;
     }
+  /**
+   * The master of `ballot` gives up mastership (a graceful stop): it no longer serves, so every
+   * acceptor may drop the lease it granted it, and `successor` should run for master at once
+   * rather than wait out the lease and an election timeout.
+   */
+  | { readonly type: 'resign'; readonly ballot: Ballot; readonly successor: ReplicaId }
   /** A lagging replica asks for the chosen values of slots [slotFirst, slotLast]. */
   | { readonly type: 'catch-up-request'; readonly slotFirst: number; readonly slotLast: number }
   /**

@@ -55,6 +55,11 @@ export interface PlantedBugs {
   readonly reproposeLowestBallot?: boolean;
   /** The master serves reads without checking its lease. */
   readonly ignoreLeaseForReads?: boolean;
+  /**
+   * A resigning master tells its acceptors to drop its lease but keeps serving on the lease it
+   * already holds (it only stops renewing it).
+   */
+  readonly serveAfterResign?: boolean;
 }
 
 /** Injected randomness: a seeded generator in the simulator, the platform generator in the process. */

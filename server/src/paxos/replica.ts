@@ -262,6 +262,9 @@ export class Replica {
       case 'heartbeat-ack':
         this.#onHeartbeatAck(from, message);
         break;
+      case 'resign':
+        this.#onResign(from, message);
+        break;
       case 'catch-up-request':
         this.#onCatchUpRequest(from, message);
         break;
@@ -296,6 +299,39 @@ export class Replica {
     this.#pendingIds.add(key);
     this.#queue.push(command);
     return { ok: true };
+  }
+
+  /**
+   * A graceful stop of the master (Chubby's master may step down; etcd transfers leadership on
+   * shutdown): stop serving at once, tell every acceptor to drop the lease granted to us, and
+   * name the most up-to-date peer as successor so it runs for master without waiting out that
+   * lease and an election timeout. Returns the successor, or null if this replica is not master.
+   * Anything in flight is left to the successor's Phase 1, like a crash would.
+   */
+  resign(now: number): ReplicaId | null {
+    this.#observeTime(now);
+    if (this.#role !== 'master') return null;
+    const ballot = this.#promised;
+    let successor = this.#peers[0];
+    assert(successor !== undefined, 'a master with no peers cannot resign');
+    for (const peer of this.#peers) {
+      if ((this.#peerCommit.get(peer) ?? 0) > (this.#peerCommit.get(successor) ?? 0))
+        successor = peer;
+    }
+    for (const peer of this.#peers) this.#queueSend(peer, { type: 'resign', ballot, successor });
+    this.#logger.info(
+      { replica: this.#id, ballot: formatBallot(ballot), successor },
+      'master resigning',
+    );
+    if (this.#config.bugs?.serveAfterResign === true) {
+      // The planted bug: stop renewing the lease, but keep it and keep serving on it.
+      this.#nextHeartbeatMs = Number.POSITIVE_INFINITY;
+      return successor;
+    }
+    this.#stepDown('resigned');
+    // Our own acceptor granted us the lease too (#startRound): it would refuse the successor.
+    this.#grant.release(this.#id);
+    return successor;
   }
 
   /** True if ready() has anything to do. */
@@ -574,6 +610,24 @@ export class Replica {
       round: message.round,
       commit: this.#log.commit,
     });
+  }
+
+  /**
+   * The master of our promised ballot resigned: it serves no more, so the lease we granted it
+   * protects nothing. Drop it; the successor runs at once, everyone else gives it a full election
+   * timeout. A resign from any other ballot is stale (or from a master we never followed).
+   */
+  #onResign(from: ReplicaId, message: Extract<Message, { type: 'resign' }>): void {
+    if (!isBallotEqual(message.ballot, this.#promised) || message.ballot.replica !== from) return;
+    this.#grant.release(from);
+    if (this.#masterId === from) this.#masterId = null;
+    if (this.#role !== 'follower') return;
+    if (message.successor === this.#id && this.#nowMs >= this.#restartWaitUntilMs) {
+      this.#logger.info({ replica: this.#id, from }, 'master resigned: taking over');
+      this.#startCandidacy(this.#nowMs);
+      return;
+    }
+    this.#resetElectionTimer(this.#nowMs, true);
   }
 
   #onCatchUpRequest(

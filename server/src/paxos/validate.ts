@@ -35,6 +35,10 @@ function isSlot(v: unknown): v is number {
   return isCount(v) && v >= 1;
 }
 
+function isReplicaId(v: unknown): v is number {
+  return isSlot(v) && v <= MESSAGE_LIMITS.maxReplicaId;
+}
+
 function toBallot(raw: unknown): Ballot | null {
   if (!isRecord(raw)) return null;
   const { round, replica } = raw;
@@ -158,6 +162,12 @@ export function validateMessage(raw: unknown): Message | null {
       const { commit, round } = raw;
       if (ballot === null || !isCount(commit) || !isCount(round)) return null;
       return { type, ballot, commit, round };
+    }
+    case 'resign': {
+      const ballot = toBallot(raw['ballot']);
+      const { successor } = raw;
+      if (ballot === null || !isReplicaId(successor)) return null;
+      return { type, ballot, successor };
     }
     case 'catch-up-request': {
       const { slotFirst, slotLast } = raw;

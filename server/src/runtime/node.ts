@@ -83,6 +83,8 @@ function validateFreshnessProbe(raw: unknown): FreshnessProbe | null {
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** A peer that asked for a snapshot is not sent another for this long. */
 const SNAPSHOT_RESEND_MS = 10_000;
+/** Longest a stopping master waits for its successor to take over before it closes anyway. */
+const HANDOVER_WAIT_MS = 1_000;
 
 interface SnapshotChunk {
   readonly kind: 'snapshot-chunk';
@@ -299,6 +301,7 @@ export class ReplicaNode {
 
   async stop(): Promise<void> {
     if (this.#isStopped) return;
+    await this.#handOver();
     this.#isStopped = true;
     if (this.#ticker !== null) clearInterval(this.#ticker);
     if (this.#prober !== null) clearInterval(this.#prober);
@@ -308,6 +311,32 @@ export class ReplicaNode {
     this.#stateDb.close();
     this.#trace?.close();
     this.#log.info({}, 'replica stopped');
+  }
+
+  /**
+   * A stopping master resigns (Replica.resign) and keeps running as a follower until another
+   * replica is master, so its clients are redirected instead of waiting out the lease and an
+   * election. Bounded: it gives up after HANDOVER_WAIT_MS, or at once when too few peers are
+   * linked for anyone to be elected (the whole cell stopping together).
+   */
+  async #handOver(): Promise<void> {
+    const startedAt = this.#clock.now();
+    const successor = this.#replica.resign(startedAt);
+    if (successor === null) return;
+    this.#scheduleTurn();
+    const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
+    // The successor needs this many acceptors besides itself; this replica is one of them.
+    const needed = Math.floor(this.#options.cell.replicas.length / 2);
+    let masterId: number | null = null;
+    while (this.#clock.now() - startedAt < HANDOVER_WAIT_MS) {
+      masterId = this.#replica.status(this.#clock.now()).masterId;
+      if (masterId !== null && masterId !== this.#options.id) break;
+      if (others.filter((r) => this.#peers.isConnected(r.id)).length < needed) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const tookMs = Math.round(this.#clock.now() - startedAt);
+    if (masterId !== null && masterId !== this.#options.id) this.#log.info({ successor, masterId, tookMs }, 'mastership handed over');
+    else this.#log.warn({ successor, tookMs }, 'stopping before a successor took over');
   }
 
   /** GET /health: 200 if this replica is part of a working cell (service.ts), else 503; JSON either way. */
