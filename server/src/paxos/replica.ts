@@ -150,6 +150,8 @@ export class Replica {
   // Learning and catch-up.
   #wantCommit = 0;
   readonly #peerCommit = new Map<ReplicaId, number>();
+  /** When each peer last acked this master (Accepted, heartbeat ack): a resign's successor is live. */
+  readonly #peerAckedAtMs = new Map<ReplicaId, number>();
   #catchUp: CatchUpInFlight | null = null;
   #catchUpRotation = 0;
   #snapshotWaitUntilMs = Number.NEGATIVE_INFINITY;
@@ -312,11 +314,21 @@ export class Replica {
     this.#observeTime(now);
     if (this.#role !== 'master') return null;
     const ballot = this.#promised;
+    // Prefer peers that acked us within an election timeout (a dead successor would cost the
+    // cell an election timeout), then the highest commit heard of, then the first.
+    const isLive = (peer: ReplicaId): boolean =>
+      now - (this.#peerAckedAtMs.get(peer) ?? Number.NEGATIVE_INFINITY) <=
+      this.#config.electionTimeoutMs;
+    const rank = (peer: ReplicaId): [number, number] => [
+      isLive(peer) ? 1 : 0,
+      this.#peerCommit.get(peer) ?? 0,
+    ];
     let successor = this.#peers[0];
     assert(successor !== undefined, 'a master with no peers cannot resign');
     for (const peer of this.#peers) {
-      if ((this.#peerCommit.get(peer) ?? 0) > (this.#peerCommit.get(successor) ?? 0))
-        successor = peer;
+      const [live, commit] = rank(peer);
+      const [bestLive, bestCommit] = rank(successor);
+      if (live > bestLive || (live === bestLive && commit > bestCommit)) successor = peer;
     }
     for (const peer of this.#peers) this.#queueSend(peer, { type: 'resign', ballot, successor });
     this.#logger.info(
@@ -1064,6 +1076,7 @@ export class Replica {
   }
 
   #ackRound(from: ReplicaId, round: number): void {
+    this.#peerAckedAtMs.set(from, this.#nowMs);
     const sentAtMs = this.#rounds.ack(round, from);
     if (sentAtMs === null) return;
     const until = masterLeaseUntil({

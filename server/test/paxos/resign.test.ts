@@ -36,6 +36,18 @@ describe('resign', () => {
       expect(e).toMatchObject({ ballot: master.status(cell.now).ballot, successor });
   });
 
+  it('names a peer that acked it lately over one that went quiet, even at the same commit', () => {
+    const cell = new Cell();
+    const m = cell.elect();
+    const peers = [1, 2, 3, 4, 5].filter((id) => id !== m);
+    const quiet = peers[0] ?? 0;
+    cell.propose(m, command('c', 1));
+    cell.run(500); // every peer has acked a heartbeat carrying the same commit
+    cell.crash(quiet);
+    cell.run(2_000); // past the election timeout (1500): the crashed peer has not acked since
+    expect(cell.node(m).replica.resign(cell.now)).toBe(peers[1]);
+  });
+
   it('lets an acceptor promise a new candidate at once once the master that holds its lease resigns', () => {
     const r = solo({ id: 2 });
     r.step(1, { type: 'heartbeat', ballot: b(1, 1), commit: 0, round: 1 }, 100);
