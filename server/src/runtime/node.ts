@@ -164,6 +164,7 @@ export class ReplicaNode {
   /** This replica's history of the cell (SqliteStore.incarnation; peers.ts refuses other histories). */
   #incarnation: number | null;
   #isStopped = false;
+  #stopping: Promise<void> | null = null;
 
   constructor(options: NodeOptions) {
     this.#options = options;
@@ -299,8 +300,13 @@ export class ReplicaNode {
     }
   }
 
-  async stop(): Promise<void> {
-    if (this.#isStopped) return;
+  /** Stops the replica (handing mastership over first if it is master); a second call waits for the first. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     await this.#handOver();
     this.#isStopped = true;
     if (this.#ticker !== null) clearInterval(this.#ticker);
