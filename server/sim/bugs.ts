@@ -9,6 +9,7 @@ export const BUG_NAMES = [
   'trustOldBallotAsChosen',
   'reproposeLowestBallot',
   'ignoreLeaseForReads',
+  'serveAfterResign',
 ] as const satisfies readonly (keyof PlantedBugs)[];
 
 export type BugName = (typeof BUG_NAMES)[number];

@@ -1,7 +1,7 @@
 // One seed of the deterministic simulation: a five-replica cell in virtual time, driving the
 // real Replica through the production turn (runtime/turn.ts) with in-memory acceptor stores,
-// simulated clocks, a faulty network, crash-restarts and a client workload, checking every
-// invariant after every step (checkers.ts).
+// simulated clocks, a faulty network, crash-restarts, graceful resignations of the master and a
+// client workload, checking every invariant after every step (checkers.ts).
 //
 // A run has two phases (TigerBeetle): the safety phase, with the seed's fault mix switched on;
 // then the liveness phase, at `healAt`: every partition heals, the links stop losing,
@@ -31,7 +31,7 @@ import { rateSpread, SimClock } from './clock.ts';
 import { EventQueue } from './event-queue.ts';
 import { describeValue, encodePut, KvMachine, valueDigest, type KvSnapshot } from './kv.ts';
 import { SimNetwork, type LinkFaults } from './network.ts';
-import { describePlan, planSeed, REPLICAS, type SeedPlan } from './plan.ts';
+import { describePlan, planSeed, REPLICAS, resignEventRandom, type SeedPlan } from './plan.ts';
 import { SimRandom } from './random.ts';
 import { formatObject, Trace } from './trace.ts';
 import { SimClient, type ClientOp, type ClientReply, type ClientRequest } from './workload.ts';
@@ -45,6 +45,8 @@ export interface FaultCounts {
   crash: number;
   restart: number;
   clockDrift: number;
+  /** Graceful resignations of a master (Replica.resign), the seeds' resign fault family. */
+  resign: number;
 }
 
 /** Every fault kind at zero: the start of a seed's count and of a run's summary. */
@@ -58,6 +60,7 @@ export function zeroFaultCounts(): FaultCounts {
     crash: 0,
     restart: 0,
     clockDrift: 0,
+    resign: 0,
   };
 }
 
@@ -143,6 +146,7 @@ type SimEvent =
   | { readonly kind: 'crash' }
   | { readonly kind: 'restart'; readonly replica: ReplicaId; readonly incarnation: number }
   | { readonly kind: 'drift' }
+  | { readonly kind: 'resign' }
   | { readonly kind: 'heal-all' }
   | { readonly kind: 'liveness-deadline' }
   | { readonly kind: 'end' };
@@ -207,6 +211,8 @@ class Simulation {
   readonly #network: SimNetwork;
   readonly #faultRandom: SimRandom;
   readonly #simRandom: SimRandom;
+  /** Resignations' times and targets: a stream of their own, so #faultRandom's draws stay put. */
+  readonly #resignRandom: SimRandom;
   readonly #nodes = new Map<ReplicaId, SimNode>();
   readonly #clients: SimClient[] = [];
   readonly #faults: FaultCounts = zeroFaultCounts();
@@ -230,6 +236,7 @@ class Simulation {
     this.#network = new SimNetwork(root.fork(2), this.#plan.faults.links);
     this.#faultRandom = root.fork(3);
     this.#simRandom = root.fork(4);
+    this.#resignRandom = resignEventRandom(options.seed);
     this.#echoDebug = options.echoDebug ?? false;
     this.#wireChecks = options.wireChecks ?? true;
     this.#trace = new Trace({ capacity: 400, echo: options.echo ?? null });
@@ -300,6 +307,7 @@ class Simulation {
     this.#scheduleExp(f.partitionMeanMs, { kind: 'partition' });
     this.#scheduleExp(f.crashMeanMs, { kind: 'crash' });
     this.#scheduleExp(f.driftMeanMs, { kind: 'drift' });
+    this.#scheduleResign();
     this.#queue.push(this.#healAt, { kind: 'heal-all' });
     this.#queue.push(this.#healAt + this.#bounds.masterWithinMs, { kind: 'liveness-deadline' });
     this.#queue.push(
@@ -413,6 +421,9 @@ class Simulation {
       }
       case 'drift':
         this.#onDrift();
+        return;
+      case 'resign':
+        this.#onResignFault();
         return;
       case 'heal-all':
         this.#onHealAll();
@@ -988,6 +999,55 @@ class Simulation {
     node.clock.setRate(this.#now, rate);
     this.#faults.clockDrift++;
     this.#trace.line(this.#now, node.id, `clock rate now ${rate.toFixed(5)}`);
+  }
+
+  /** The next resignation, drawn from #resignRandom (not #faultRandom: see RESIGN_STREAM). */
+  #scheduleResign(): void {
+    const meanMs = this.#plan.faults.resignMeanMs;
+    if (meanMs === Infinity) return;
+    const delay = -Math.log(1 - this.#resignRandom.next()) * meanMs;
+    if (this.#now + delay < this.#healAt) this.#queue.push(this.#now + delay, { kind: 'resign' });
+  }
+
+  /**
+   * A planned hand-over (an operator drains the master, a deploy restarts it): a live master
+   * whose links are all up resigns, naming a successor. Its Ready (the resign messages) goes out
+   * in the next turn, as after any other input; its role changes at once, so a read that reaches
+   * it from here on is redirected. A master cut off by a partition is left alone: resigning it
+   * would end, every time, the deposed-master hazard the partitions are there to set up (with
+   * every master resigned, ignoreLeaseForReads went from 19 to 10 seeds caught of the first 200).
+   */
+  #onResignFault(): void {
+    this.#scheduleResign();
+    const masters = [...this.#nodes.values()].filter(
+      (n) => n.replica !== null && n.role === 'master' && !this.#isCutOff(n.id),
+    );
+    if (masters.length === 0) return;
+    const node = this.#resignRandom.pick(masters);
+    const replica = node.replica;
+    assert(replica !== null, 'sim: a master with no replica');
+    const local = node.clock.localAt(this.#now);
+    let successor: ReplicaId | null;
+    try {
+      successor = replica.resign(local);
+    } catch (err: unknown) {
+      this.#replicaThrew(node, err, 'resign');
+      return;
+    }
+    if (successor === null) return;
+    this.#faults.resign++;
+    this.#trace.mix(70, node.id, successor);
+    this.#trace.line(this.#now, node.id, `RESIGN as master, naming r${successor} successor`);
+    this.#refreshStatus(node, local);
+    this.#scheduleTurn(node);
+  }
+
+  /** True if any link to or from `id` is cut (a partition, symmetric or one-way). */
+  #isCutOff(id: ReplicaId): boolean {
+    return REPLICAS.some(
+      (peer) =>
+        peer !== id && (this.#network.isBlocked(id, peer) || this.#network.isBlocked(peer, id)),
+    );
   }
 
   #onHealAll(): void {

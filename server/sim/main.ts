@@ -66,7 +66,7 @@ export function formatSummary(summary: Summary): string {
     `sim: ${summary.seeds} seeds, ${(summary.simulatedMs / 1000).toFixed(1)} s simulated, ` +
     `${summary.delivered} messages delivered; faults: drop ${f.drop}, duplicate ${f.duplicate}, ` +
     `reorder/delay ${f.delay}, partition ${f.partition}, one-way partition ${f.oneWayPartition}, ` +
-    `crash ${f.crash}, restart ${f.restart}, clock drift ${f.clockDrift}; ` +
+    `crash ${f.crash}, restart ${f.restart}, clock drift ${f.clockDrift}, resign ${f.resign}; ` +
     `violations: ${summary.violations.length}` +
     (summary.wallMs > 0 ? ` (${(summary.wallMs / 1000).toFixed(1)} s wall)` : '')
   );
@@ -187,11 +187,10 @@ async function main(): Promise<number> {
         '  on lossy, duplicating and reordering links, with symmetric, partial and one-way partitions,',
       );
       out(
-        '  crash-restarts (also between persist and send), drifting clocks, and clients writing and',
+        '  crash-restarts (also between persist and send), drifting clocks, graceful resignations of',
       );
-      out(
-        '  reading under the master lease. After every step it checks agreement, durable quorums,',
-      );
+      out('  the master (in some seeds), and clients writing and reading under the master lease.');
+      out('  After every step it checks agreement, durable quorums,');
       out(
         '  persist-before-send, P2c re-proposal, applied-prefix, exactly-once, a single lease holder,',
       );
@@ -218,7 +217,7 @@ async function main(): Promise<number> {
         );
         out(
           `             faults: ${f.drop} dropped, ${f.duplicate} duplicated, ${f.delay} delayed, ${f.partition} partitions, ` +
-            `${f.oneWayPartition} one-way, ${f.crash} crashes, ${f.clockDrift} clock-rate changes`,
+            `${f.oneWayPartition} one-way, ${f.crash} crashes, ${f.clockDrift} clock-rate changes, ${f.resign} resignations`,
         );
         out(`             ${result.plan}`);
       }

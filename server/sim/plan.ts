@@ -27,6 +27,12 @@ export interface FaultMix {
   readonly turnCrashRate: number;
   /** Mean time between clock-rate changes (exponential), Infinity for none. */
   readonly driftMeanMs: number;
+  /**
+   * Mean time between graceful resignations of the master (exponential), Infinity for none:
+   * `Replica.resign` hands mastership to a named successor and tells every acceptor to drop the
+   * lease it granted. Drawn from its own stream (RESIGN_STREAM), see planSeed.
+   */
+  readonly resignMeanMs: number;
 }
 
 /**
@@ -72,6 +78,34 @@ export interface SeedPlan {
 
 export const REPLICAS: readonly ReplicaId[] = [1, 2, 3, 4, 5];
 
+/**
+ * The random stream of the resign fault family, separate from the plan's and the faults' streams:
+ * resignations came after the other families, and drawing them from a stream of their own keeps
+ * every seed's world (and so every planted bug's first failing seed) as it was in the seeds where
+ * they are off. The cell mode draws its own resign parameters from RESIGN_STREAM too.
+ */
+export const RESIGN_STREAM = 0x7265736e;
+
+/** Share of seeds with resignations switched on. */
+export const RESIGN_SHARE = 0.4;
+
+/** Mean time between resignations, when a seed has them: from a steady hand-over to a storm. */
+export const RESIGN_MEANS_MS: readonly number[] = [300, 1000, 3000];
+
+/**
+ * The resign family's mean for a seed: on in RESIGN_SHARE of seeds, drawn from its own stream.
+ * `means` are the choices when it is on (the cell mode's safety phase is shorter and asks more).
+ */
+export function resignMeanFor(seed: number, means: readonly number[] = RESIGN_MEANS_MS): number {
+  const r = new SimRandom(seed, RESIGN_STREAM);
+  return r.chance(RESIGN_SHARE) ? r.pick(means) : Infinity;
+}
+
+/** The stream a run draws its resignations' times and targets from (never the fault stream). */
+export function resignEventRandom(seed: number): SimRandom {
+  return new SimRandom(seed, RESIGN_STREAM + 1);
+}
+
 export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan {
   const r = new SimRandom(seed, 0x706c616e);
   const leaseMs = r.pick([500, 1000, 1000, 2000]);
@@ -111,6 +145,8 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
     maxDown: r.pick([1, 2, 2, 4]),
     turnCrashRate: on(0.4) ? r.pick([0.002, 0.01, 0.03]) : 0,
     driftMeanMs: on(0.5) ? r.pick([300, 2000]) : Infinity,
+    // Not from `r`: a draw here would shift every draw below it, and so every seed's world.
+    resignMeanMs: resignMeanFor(seed),
   };
   const spread = r.pick([0, 0.5, 1]) * (maxDriftRate / (2 + maxDriftRate));
   const clockRates = REPLICAS.map(() => 1 + r.range(-spread, spread));
@@ -231,6 +267,7 @@ export function describePlan(plan: SeedPlan): string {
     f.crashMeanMs === Infinity ? 'no crashes' : `crash~${f.crashMeanMs}ms down<=${f.downMaxMs}ms`,
     f.turnCrashRate === 0 ? '' : `turn-crash=${f.turnCrashRate}`,
     f.driftMeanMs === Infinity ? '' : `drift~${f.driftMeanMs}ms`,
+    f.resignMeanMs === Infinity ? '' : `resign~${f.resignMeanMs}ms`,
     `safety=${plan.safetyMs}ms`,
   ];
   return parts.filter((p) => p !== '').join(' ');

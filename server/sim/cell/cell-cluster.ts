@@ -15,6 +15,11 @@
 // replica behind its peers' compaction point is shipped a peer's serialized machine and calls
 // `installSnapshot`. The CellService (session table, pending requests) is memory and dies with
 // the crash. Crashes also come at the turn's fault points (runtime/turn.ts).
+//
+// In a share of seeds the master also resigns now and then (Replica.resign, a planned hand-over
+// as on SIGTERM): its service stops serving at the next turn and redirects what it held, and
+// clients find the successor. Whether a seed has them, and when, comes from a stream of its own
+// (plan.ts, RESIGN_STREAM), never `r`: a seed without resignations runs exactly as before them.
 
 import {
   decodeFrame,
@@ -42,6 +47,7 @@ import { bugsFor, type BugName } from '../bugs.ts';
 import { rateSpread, SimClock } from '../clock.ts';
 import { EventQueue } from '../event-queue.ts';
 import { isFaultPointInteresting } from '../paxos-checks.ts';
+import { resignEventRandom, resignMeanFor } from '../plan.ts';
 import { SimRandom } from '../random.ts';
 import { CellCheckers, type Belief, type CellViolation, type EventSync } from './checkers.ts';
 
@@ -64,6 +70,8 @@ const READER_BASE = 1000;
 const READ_PATH = `${DIR}/config`;
 const READ_QUERY = { type: 'ReadPath', path: READ_PATH } as const;
 const STALENESS_BOUNDS = [50, 100, 200, 500, 1000, 2000] as const;
+/** Mean gaps between resignations in the seeds that have them (plan.ts, resignMeanFor). */
+const CELL_RESIGN_MEANS_MS = [100, 300, 1000] as const;
 
 /**
  * Planted bugs of the cell mode itself (the checkers must catch each): a client that takes a
@@ -126,6 +134,8 @@ export interface CellSeedResult {
     readonly staleReadsPastQuorum: number;
     readonly staleReadsOverDriftBound: number;
     readonly probeAnswers: number;
+    /** Graceful resignations of a master (Replica.resign). */
+    readonly resignations: number;
   };
 }
 
@@ -181,7 +191,8 @@ type SimEvent =
       readonly sentAt: number;
       readonly commit: number;
     }
-  | { readonly type: 'reader-wake'; readonly reader: number };
+  | { readonly type: 'reader-wake'; readonly reader: number }
+  | { readonly type: 'resign' };
 
 /** A client that only reads `READ_PATH`: linearizable or stale, at random replicas. */
 interface Reader {
@@ -350,6 +361,9 @@ class CellCluster {
   #staleReadsRedirected = 0;
   #staleReadsOverDriftBound = 0;
   #probeAnswers = 0;
+  /** Resignations' times and targets: never `#r`, whose draws would all shift. */
+  readonly #resignRandom: SimRandom;
+  #resignations = 0;
 
   constructor(options: CellSeedOptions) {
     this.#o = options;
@@ -464,6 +478,14 @@ class CellCluster {
           untilMs: Math.min(this.#safetyMs, at + r.range(200, 2.5 * leaseMs)),
         });
     }
+    // Resignations, in the safety phase of the seeds that have them (exponential gaps).
+    this.#resignRandom = resignEventRandom(options.seed);
+    const resignMeanMs = resignMeanFor(options.seed, CELL_RESIGN_MEANS_MS);
+    if (resignMeanMs !== Infinity) {
+      const gap = (): number => -Math.log(1 - this.#resignRandom.next()) * resignMeanMs;
+      for (let at = gap(); at < this.#safetyMs; at += gap())
+        this.#queue.push(at, { type: 'resign' });
+    }
   }
 
   run(): CellSeedResult {
@@ -515,6 +537,7 @@ class CellCluster {
         staleReadsPastQuorum: c.staleReadsPastQuorum,
         staleReadsOverDriftBound: this.#staleReadsOverDriftBound,
         probeAnswers: this.#probeAnswers,
+        resignations: this.#resignations,
       },
     };
   }
@@ -611,7 +634,40 @@ class CellCluster {
         this.#partitions++;
         this.#isolated = { id: event.id, untilMs: event.untilMs };
         return;
+      case 'resign':
+        this.#onResign();
+        return;
     }
+  }
+
+  /**
+   * A planned hand-over: a live master that is not isolated resigns, naming a successor. Its turn
+   * runs the Ready (the resign messages) and then `afterTurn`, where the service sees the step
+   * down, stops serving and redirects its pending requests and reads, as runtime/node.ts's
+   * hand-over does. An isolated master is left alone, as in the KV mode: resigning it would end
+   * the deposed-master hazard the isolations set up.
+   */
+  #onResign(): void {
+    const masters = [...this.#nodes.values()].filter(
+      (node) =>
+        node.replica !== null &&
+        !this.#isIsolated(node.id) &&
+        node.replica.status(this.#local(node)).role === 'master',
+    );
+    if (masters.length === 0) return;
+    const node = this.#resignRandom.pick(masters);
+    const replica = node.replica;
+    if (replica === null) return;
+    let successor: ReplicaId | null;
+    try {
+      successor = replica.resign(this.#local(node));
+    } catch (err: unknown) {
+      this.#threw(node, err);
+      return;
+    }
+    if (successor === null) return;
+    this.#resignations++;
+    this.#scheduleTurn(node);
   }
 
   /** single-lease, over every live replica that believes it is master with a lease. */
@@ -625,6 +681,11 @@ class CellCluster {
         holders.push({ id: node.id, localNow, leaseUntil: status.leaseUntil });
     }
     if (holders.length > 1) this.#checkers.paxos.checkLeases(holders);
+  }
+
+  #isIsolated(id: ReplicaId): boolean {
+    const cut = this.#isolated;
+    return cut !== null && cut.id === id && cut.untilMs > this.#now;
   }
 
   #isCut(from: ReplicaId, to: ReplicaId): boolean {
