@@ -152,6 +152,11 @@ export class Replica {
   readonly #peerCommit = new Map<ReplicaId, number>();
   /** When each peer last acked this master (Accepted, heartbeat ack): a resign's successor is live. */
   readonly #peerAckedAtMs = new Map<ReplicaId, number>();
+  /**
+   * Since when each peer has acked without a gap of an election timeout: one that has for a whole
+   * lease is past any restart wait, so as a resign's successor it can run at once.
+   */
+  readonly #peerAckedSinceMs = new Map<ReplicaId, number>();
   #catchUp: CatchUpInFlight | null = null;
   #catchUpRotation = 0;
   #snapshotWaitUntilMs = Number.NEGATIVE_INFINITY;
@@ -314,22 +319,29 @@ export class Replica {
     this.#observeTime(now);
     if (this.#role !== 'master') return null;
     const ballot = this.#promised;
-    // Prefer peers that acked us within an election timeout (a dead successor would cost the
-    // cell an election timeout), then the highest commit heard of, then the first.
-    const isLive = (peer: ReplicaId): boolean =>
-      now - (this.#peerAckedAtMs.get(peer) ?? Number.NEGATIVE_INFINITY) <=
-      this.#config.electionTimeoutMs;
-    const rank = (peer: ReplicaId): [number, number] => [
-      isLive(peer) ? 1 : 0,
-      this.#peerCommit.get(peer) ?? 0,
-    ];
+    // Prefer peers that acked us within an election timeout (a dead successor costs the cell an
+    // election timeout), then those that have for a whole lease (a peer that restarted lately is
+    // in its restart wait and may not run yet), then the highest commit heard of, then the first.
+    const rank = (peer: ReplicaId): number[] => {
+      const ackedAt = this.#peerAckedAtMs.get(peer) ?? Number.NEGATIVE_INFINITY;
+      const since = this.#peerAckedSinceMs.get(peer) ?? Number.POSITIVE_INFINITY;
+      return [
+        now - ackedAt <= this.#config.electionTimeoutMs ? 1 : 0,
+        now - since >= this.#config.leaseMs ? 1 : 0,
+        this.#peerCommit.get(peer) ?? 0,
+      ];
+    };
+    const isBetter = (a: number[], b: number[]): boolean => {
+      for (let k = 0; k < a.length; k++) {
+        const x = a[k] ?? 0;
+        const y = b[k] ?? 0;
+        if (x !== y) return x > y;
+      }
+      return false;
+    };
     let successor = this.#peers[0];
     assert(successor !== undefined, 'a master with no peers cannot resign');
-    for (const peer of this.#peers) {
-      const [live, commit] = rank(peer);
-      const [bestLive, bestCommit] = rank(successor);
-      if (live > bestLive || (live === bestLive && commit > bestCommit)) successor = peer;
-    }
+    for (const peer of this.#peers) if (isBetter(rank(peer), rank(successor))) successor = peer;
     for (const peer of this.#peers) this.#queueSend(peer, { type: 'resign', ballot, successor });
     this.#logger.info(
       { replica: this.#id, ballot: formatBallot(ballot), successor },
@@ -634,12 +646,17 @@ export class Replica {
     this.#grant.release(from);
     if (this.#masterId === from) this.#masterId = null;
     if (this.#role !== 'follower') return;
-    if (message.successor === this.#id && this.#nowMs >= this.#restartWaitUntilMs) {
-      this.#logger.info({ replica: this.#id, from }, 'master resigned: taking over');
+    if (message.successor !== this.#id) {
+      this.#resetElectionTimer(this.#nowMs, true);
+      return;
+    }
+    this.#logger.info({ replica: this.#id, from }, 'master resigned: taking over');
+    if (this.#nowMs >= this.#restartWaitUntilMs) {
       this.#startCandidacy(this.#nowMs);
       return;
     }
-    this.#resetElectionTimer(this.#nowMs, true);
+    // Still in our restart wait: run the moment it ends (#candidacyDeadlineMs), not a timeout later.
+    this.#electionDeadlineMs = this.#nowMs;
   }
 
   #onCatchUpRequest(
@@ -1076,6 +1093,9 @@ export class Replica {
   }
 
   #ackRound(from: ReplicaId, round: number): void {
+    const lastAckMs = this.#peerAckedAtMs.get(from);
+    if (lastAckMs === undefined || this.#nowMs - lastAckMs > this.#config.electionTimeoutMs)
+      this.#peerAckedSinceMs.set(from, this.#nowMs);
     this.#peerAckedAtMs.set(from, this.#nowMs);
     const sentAtMs = this.#rounds.ack(round, from);
     if (sentAtMs === null) return;

@@ -48,6 +48,33 @@ describe('resign', () => {
     expect(cell.node(m).replica.resign(cell.now)).toBe(peers[1]);
   });
 
+  it('names a peer that has acked it for a whole lease over one that restarted lately', () => {
+    const cell = new Cell();
+    const m = cell.elect();
+    const peers = [1, 2, 3, 4, 5].filter((id) => id !== m);
+    const restarted = peers[0] ?? 0;
+    cell.propose(m, command('c', 1));
+    cell.run(500);
+    cell.crash(restarted);
+    cell.run(1_700); // a gap of more than an election timeout (1500) in its acks
+    cell.restart(restarted);
+    cell.run(500); // acking again, caught up, but for less than a lease (1000): in its restart wait
+    expect(cell.node(m).replica.resign(cell.now)).toBe(peers[1]);
+  });
+
+  it('makes a successor that is still in its restart wait run the moment the wait ends', () => {
+    // Restarted at 0 with durable state: it promises nobody, itself included, until 0 + lease.
+    const r = solo({ id: 3, now: 0, durable: { isFresh: false, promised: b(1, 1) } });
+    r.step(1, { type: 'heartbeat', ballot: b(1, 1), commit: 0, round: 1 }, 100);
+    drain(r, 100);
+    r.step(1, { type: 'resign', ballot: b(1, 1), successor: 3 }, 150);
+    expect(ofType(drain(r, 150).send, 'prepare')).toEqual([]);
+    r.tick(999);
+    expect(ofType(drain(r, 999).send, 'prepare')).toEqual([]);
+    r.tick(1_000); // not an election timeout (1500) and more later
+    expect(ofType(drain(r, 1_000).send, 'prepare')).toHaveLength(4);
+  });
+
   it('lets an acceptor promise a new candidate at once once the master that holds its lease resigns', () => {
     const r = solo({ id: 2 });
     r.step(1, { type: 'heartbeat', ballot: b(1, 1), commit: 0, round: 1 }, 100);
