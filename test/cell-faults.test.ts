@@ -67,6 +67,7 @@ describe('a five-replica cell under faults', () => {
     expect((await client.command({ type: 'Acquire', handle: lockNode.handle, mode: 'exclusive', wait: false })).type).toBe('acquired');
 
     const handoverMs: number[] = [];
+    const outcomes: string[] = [];
     for (let round = 0; round < 3; round++) {
       const master = await currentMaster(cell);
       const logBefore = readFileSync(cell.logPath(master.id), 'utf8').length;
@@ -79,13 +80,20 @@ describe('a five-replica cell under faults', () => {
       expect(cell.replicas.get(master.id)?.process.exitCode).toBe(0);
       const after = await currentMaster(cell);
       expect(after.id).not.toBe(master.id);
-      // It was a hand-over, not an election after the lease ran out: the stopping master says
-      // so, and the new master's log says it took over from the resignation.
-      // (The logs are piped through this process: the last lines may land a moment after the exit.)
-      const logHas = (id: number, text: string, from = 0): Promise<true> =>
-        eventually(() => (readFileSync(cell.logPath(id), 'utf8').slice(from).includes(text) ? true : undefined), `"${text}" in the log of replica ${id}`, 10_000);
-      await logHas(master.id, 'mastership handed over', logBefore);
-      await logHas(after.id, 'master resigned: taking over');
+      // It was a hand-over, not an election after the lease ran out: the stopping master named
+      // a successor, that successor is the new master, and its log says it ran because of the
+      // resignation. (The logs are piped through this process: the last lines may land a moment
+      // after the exit.) Whether the old master saw the new one before it closed (at most 1 s)
+      // depends on the machine's speed, so it is reported, not asserted.
+      const stoppedLog = await eventually(() => {
+        const text = readFileSync(cell.logPath(master.id), 'utf8').slice(logBefore);
+        return text.includes('replica stopped') ? text : undefined;
+      }, `replica ${master.id} to log its stop`, 10_000);
+      const resigning = stoppedLog.split('\n').find((line) => line.includes('"master resigning"'));
+      const successor = resigning === undefined ? undefined : (JSON.parse(resigning) as { successor?: number }).successor;
+      expect(successor).toBe(after.id);
+      expect(readFileSync(cell.logPath(after.id), 'utf8')).toContain('master resigned: taking over');
+      outcomes.push(stoppedLog.includes('mastership handed over') ? 'handed over' : 'closed before the successor was master');
 
       // The session lives on: its lock is still held by it, its ephemeral file is there.
       const locks = await client.query({ type: 'ListLocks', path: '/ls/local/lock-handover' });
@@ -97,7 +105,7 @@ describe('a five-replica cell under faults', () => {
       cell.start(master.id);
       await caughtUp(cell, master.id, `replica ${master.id} back after its graceful stop`);
     }
-    console.log(`[figure] SIGTERM of the master to the next acknowledged write (hand-over): median ${median(handoverMs)} ms (runs: ${handoverMs.join(', ')})`);
+    console.log(`[figure] SIGTERM of the master to the next acknowledged write (hand-over): median ${median(handoverMs)} ms (runs: ${handoverMs.join(', ')}; ${outcomes.join(', ')})`);
     await client.close();
   });
 
