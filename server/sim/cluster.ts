@@ -147,6 +147,11 @@ type SimEvent =
   | { readonly kind: 'restart'; readonly replica: ReplicaId; readonly incarnation: number }
   | { readonly kind: 'drift' }
   | { readonly kind: 'resign' }
+  | {
+      readonly kind: 'stop-after-resign';
+      readonly replica: ReplicaId;
+      readonly incarnation: number;
+    }
   | { readonly kind: 'heal-all' }
   | { readonly kind: 'liveness-deadline' }
   | { readonly kind: 'end' };
@@ -425,6 +430,17 @@ class Simulation {
       case 'resign':
         this.#onResignFault();
         return;
+      case 'stop-after-resign': {
+        // The process's graceful stop: it waited (up to a second) for the successor, then exits.
+        const node = this.#node(event.replica);
+        if (
+          node.replica !== null &&
+          node.incarnation === event.incarnation &&
+          this.#phase === 'safety'
+        )
+          this.#crash(node, 'stopped after resigning');
+        return;
+      }
       case 'heal-all':
         this.#onHealAll();
         return;
@@ -1040,6 +1056,15 @@ class Simulation {
     this.#trace.line(this.#now, node.id, `RESIGN as master, naming r${successor} successor`);
     this.#refreshStatus(node, local);
     this.#scheduleTurn(node);
+    // Half the time it is a SIGTERM: the process stops a moment later (runtime/node.ts waits at
+    // most a second for the successor), and comes back like any crashed replica.
+    if (this.#resignRandom.chance(0.5) && this.#downCount() < this.#plan.faults.maxDown) {
+      this.#queue.push(this.#now + this.#resignRandom.range(0, 1000), {
+        kind: 'stop-after-resign',
+        replica: node.id,
+        incarnation: node.incarnation,
+      });
+    }
   }
 
   /** True if any link to or from `id` is cut (a partition, symmetric or one-way). */
