@@ -67,7 +67,8 @@ async function main(): Promise<void> {
     ...(argv['trace-file'] === undefined ? {} : { traceFile: resolve(argv['trace-file']) }),
     clientSendBufferMaxBytes: argv['client-send-buffer-max-bytes'],
   });
-  await node.start();
+  // Signals are handled from here on, also while start() is still linking to peers: a stop then
+  // is as clean as any other (nothing is served yet, the databases are closed).
   let isStopping = false;
   const stop = (signal: string): void => {
     if (isStopping) return;
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => {
     stop('SIGINT');
   });
+  await node.start();
 }
 
 main().catch((err: unknown) => {

@@ -281,6 +281,7 @@ export class ReplicaNode {
     // A candidacy before the links to a majority are up is a Prepare into the void that only
     // delays the election by a timeout; wait for them (bounded: a lone replica must still try).
     await this.#untilMajorityLinked(2 * this.#timing.electionTimeoutMs);
+    if (this.#stopping !== null) return; // stopped while starting: no timers
     this.#ticker = setInterval(() => {
       this.#enqueue({ type: 'tick' });
     }, this.#timing.tickMs);
@@ -295,7 +296,7 @@ export class ReplicaNode {
     const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
     const needed = Math.floor(this.#options.cell.replicas.length / 2);
     const deadline = this.#clock.now() + timeoutMs;
-    while (others.filter((r) => this.#peers.isConnected(r.id)).length < needed && this.#clock.now() < deadline) {
+    while (this.#stopping === null && others.filter((r) => this.#peers.isConnected(r.id)).length < needed && this.#clock.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
