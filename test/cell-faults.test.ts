@@ -109,6 +109,34 @@ describe('a five-replica cell under faults', () => {
     await client.close();
   });
 
+  it('gives mastership up on SIGUSR2 and carries on as a follower', async () => {
+    const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'step-down', findMasterTimeoutMs: 60_000 });
+    const file = await client.command(openFile('/ls/local/step-down'));
+    if (file.type !== 'opened') throw new Error('open failed');
+    const master = await currentMaster(cell);
+    const pid = cell.pid(master.id);
+    const signalledAt = Date.now();
+    process.kill(pid, 'SIGUSR2');
+    const written = await client.command({ type: 'SetContents', handle: file.handle, contents: Buffer.from('after step-down') });
+    const stepDownMs = Date.now() - signalledAt;
+    expect(written.type).toBe('contents-set');
+    const after = await currentMaster(cell);
+    expect(after.id).not.toBe(master.id);
+    // Still the same process, now a follower of the new master.
+    expect(cell.isRunning(master.id)).toBe(true);
+    expect(cell.pid(master.id)).toBe(pid);
+    const address = cell.config.replicas.find((r) => r.id === master.id)?.client;
+    if (address === undefined) throw new Error(`no address for replica ${master.id}`);
+    const old = await eventually(async () => {
+      const status = await statusOf(address);
+      return status?.role === 'follower' && status.masterId === after.id ? status : undefined;
+    }, `replica ${master.id} to follow replica ${after.id}`);
+    expect(old.id).toBe(master.id);
+    expect(readFileSync(cell.logPath(after.id), 'utf8')).toContain('master resigned: taking over');
+    console.log(`[figure] SIGUSR2 of the master to the next acknowledged write: ${stepDownMs} ms (master ${master.id} -> ${after.id})`);
+    await client.close();
+  });
+
   it('never lets a master frozen past its lease serve a read or acknowledge a write; it rejoins as a follower', async () => {
     const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'frozen-test', findMasterTimeoutMs: 60_000 });
     const file = await client.command(openFile('/ls/local/frozen'));

@@ -88,6 +88,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => {
     stop('SIGINT');
   });
+  // SIGUSR2: stay up but give mastership to another replica (maintenance of this host).
+  process.on('SIGUSR2', () => {
+    const successor = node.stepDown();
+    if (successor === null) logger.info({}, 'SIGUSR2: not master, nothing to give up');
+  });
   await node.start();
 }
 

@@ -301,6 +301,20 @@ export class ReplicaNode {
     }
   }
 
+  /**
+   * Gives mastership up without stopping (SIGUSR2; etcd's move-leader): the replica resigns,
+   * naming a successor, and carries on as a follower. Returns the successor, or null if this
+   * replica is not master (or is stopping).
+   */
+  stepDown(): number | null {
+    if (this.#stopping !== null) return null;
+    const successor = this.#replica.resign(this.#clock.now());
+    if (successor === null) return null;
+    this.#log.info({ successor }, 'mastership given up on request');
+    this.#scheduleTurn();
+    return successor;
+  }
+
   /** Stops the replica (handing mastership over first if it is master); a second call waits for the first. */
   stop(): Promise<void> {
     this.#stopping ??= this.#stop();
