@@ -78,7 +78,7 @@ export class LocalCell {
         '--data', join(this.#options.dir, `r${id}`),
         '--log-level', this.#options.logLevel ?? 'info',
         ...(this.#options.serverArgs ?? []),
-        // PAXLOCK_SERVER_ARGS passes flags to each paxlock-server, e.g. "--window-slots 4".
+        // PAXLOCK_SERVER_ARGS passes flags to each paxlock-server, e.g. "--tick-ms 20".
         ...(process.env['PAXLOCK_SERVER_ARGS']?.split(' ').filter(Boolean) ?? []),
         ...(this.#options.perReplicaArgs?.(id) ?? []),
       ],

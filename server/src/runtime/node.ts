@@ -308,10 +308,15 @@ export class ReplicaNode {
    */
   stepDown(): number | null {
     if (this.#stopping !== null) return null;
+    const successor = this.#resign();
+    if (successor !== null) this.#log.info({ successor }, 'mastership given up on request');
+    return successor;
+  }
+
+  /** Replica.resign, and a turn to send the resign messages; the successor, or null if not master. */
+  #resign(): number | null {
     const successor = this.#replica.resign(this.#clock.now());
-    if (successor === null) return null;
-    this.#log.info({ successor }, 'mastership given up on request');
-    this.#scheduleTurn();
+    if (successor !== null) this.#scheduleTurn();
     return successor;
   }
 
@@ -342,9 +347,8 @@ export class ReplicaNode {
    */
   async #handOver(): Promise<void> {
     const startedAt = this.#clock.now();
-    const successor = this.#replica.resign(startedAt);
+    const successor = this.#resign();
     if (successor === null) return;
-    this.#scheduleTurn();
     const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
     // The successor needs this many acceptors besides itself; this replica is one of them.
     const needed = Math.floor(this.#options.cell.replicas.length / 2);
