@@ -293,12 +293,16 @@ export class ReplicaNode {
   }
 
   async #untilMajorityLinked(timeoutMs: number): Promise<void> {
-    const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
-    const needed = Math.floor(this.#options.cell.replicas.length / 2);
     const deadline = this.#clock.now() + timeoutMs;
-    while (this.#stopping === null && others.filter((r) => this.#peers.isConnected(r.id)).length < needed && this.#clock.now() < deadline) {
+    while (this.#stopping === null && !this.#isMajorityLinked() && this.#clock.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+  }
+
+  /** Linked to enough peers that, with this replica, they make a majority of the cell. */
+  #isMajorityLinked(): boolean {
+    const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
+    return others.filter((r) => this.#peers.isConnected(r.id)).length >= Math.floor(this.#options.cell.replicas.length / 2);
   }
 
   /**
@@ -349,14 +353,12 @@ export class ReplicaNode {
     const startedAt = this.#clock.now();
     const successor = this.#resign();
     if (successor === null) return;
-    const others = this.#options.cell.replicas.filter((r) => r.id !== this.#options.id);
-    // The successor needs this many acceptors besides itself; this replica is one of them.
-    const needed = Math.floor(this.#options.cell.replicas.length / 2);
     let masterId: number | null = null;
     while (this.#clock.now() - startedAt < HANDOVER_WAIT_MS) {
       masterId = this.#replica.status(this.#clock.now()).masterId;
       if (masterId !== null && masterId !== this.#options.id) break;
-      if (others.filter((r) => this.#peers.isConnected(r.id)).length < needed) break;
+      // Too few links for the successor to gather a majority (this replica is one of its acceptors).
+      if (!this.#isMajorityLinked()) break;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     const tookMs = Math.round(this.#clock.now() - startedAt);
