@@ -73,7 +73,7 @@ export class KvMachine {
     assert(entry.slot === this.applied + 1, `kv: slot ${entry.slot} applied after ${this.applied}`);
     this.applied = entry.slot;
     this.hash = foldHash(this.hash, entry.slot, valueDigest(entry.value));
-    if (entry.value.type === 'noop') return [];
+    if (entry.value.type !== 'batch') return [];
     return entry.value.commands.map((command) => this.#applyCommand(command, entry.slot));
   }
 
@@ -129,7 +129,12 @@ export function valueDigest(value: SlotValue): number {
   const mix = (n: number): void => {
     h = Math.imul(h ^ (n & 0xffffffff), 0x01000193) >>> 0;
   };
-  mix(value.type === 'noop' ? 1 : 2);
+  mix(value.type === 'noop' ? 1 : value.type === 'batch' ? 2 : 3);
+  if (value.type === 'admit') {
+    mix(value.replica);
+    mix(value.diskId & 0xffffffff);
+    mix(Math.floor(value.diskId / 4294967296));
+  }
   const stamp = Math.round(value.stampMs * 1024);
   mix(stamp);
   mix(Math.floor(stamp / 4294967296));
@@ -147,5 +152,6 @@ export function valueDigest(value: SlotValue): number {
 /** A short human-readable form of a slot value, for traces and violation reports. */
 export function describeValue(value: SlotValue): string {
   if (value.type === 'noop') return `noop@${value.stampMs.toFixed(0)}`;
+  if (value.type === 'admit') return `admit r${value.replica} disk ${value.diskId}`;
   return `batch[${value.commands.map((c) => `${c.clientId}#${c.seq}`).join(',')}]`;
 }

@@ -15,6 +15,7 @@ const EMPTY_PERSIST: PersistBatch = {
   chosen: [],
   commit: null,
   compactBelow: null,
+  admitted: [],
 };
 const heartbeat: Message = {
   type: 'heartbeat',
@@ -39,6 +40,8 @@ function readyWith(parts: Partial<Ready>): Ready {
       leaseUntil: null,
       commit: 0,
       applied: 0,
+      isVoter: true,
+      diskId: 0,
     },
     ...parts,
   };

@@ -2,7 +2,7 @@
 // Ready.persist and what it restarts from. The stores (storage/) implement it.
 
 import type { Ballot } from './ballot.ts';
-import type { SlotValue } from './messages.ts';
+import type { Admission, SlotValue } from './messages.ts';
 
 export interface DurableEntry {
   readonly slot: number;
@@ -22,4 +22,6 @@ export interface DurableState {
   readonly commit: number;
   /** Slots below this were compacted away behind a snapshot. 1 when nothing was compacted. */
   readonly compactedBelow: number;
+  /** Every admission known chosen, in slot order (the seats' history; survives compaction). */
+  readonly admitted: readonly Admission[];
 }

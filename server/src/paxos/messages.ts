@@ -25,7 +25,29 @@ export interface Command {
  */
 export type SlotValue =
   | { readonly type: 'noop'; readonly stampMs: number }
-  | { readonly type: 'batch'; readonly stampMs: number; readonly commands: readonly Command[] };
+  | { readonly type: 'batch'; readonly stampMs: number; readonly commands: readonly Command[] }
+  /**
+   * Membership: from the next slot on, replica `replica`'s votes count only from the acceptor
+   * whose disk is `diskId` (a replacement disk, admitted once it has caught up). Votes of the
+   * disk it replaces still count for every slot up to this one (docs/consensus.md, Replacing a
+   * disk).
+   */
+  | {
+      readonly type: 'admit';
+      readonly stampMs: number;
+      readonly replica: ReplicaId;
+      readonly diskId: number;
+    };
+
+/**
+ * A chosen admission: from slot + 1 on, `replica` votes with disk `diskId`. Every replica starts
+ * with every founding replica on disk 0.
+ */
+export interface Admission {
+  readonly slot: number;
+  readonly replica: ReplicaId;
+  readonly diskId: number;
+}
 
 /** An accepted (or chosen) value at a slot, with the ballot it was accepted in. */
 export interface AcceptedEntry {
@@ -55,6 +77,8 @@ export type Message =
       readonly chosen: readonly ChosenEntry[];
       /** The acceptor's own contiguous chosen prefix, so the candidate knows who can serve catch-up. */
       readonly commit: number;
+      /** The disk the promise comes from: it counts only if that disk holds the seat. */
+      readonly diskId: number;
     }
   /**
    * Refusal of a Prepare or Accept: the acceptor has promised a higher ballot, or holds an
@@ -85,6 +109,8 @@ export type Message =
       readonly ballot: Ballot;
       readonly slot: number;
       readonly round: number;
+      /** The disk that accepted: the vote counts only if that disk holds the seat at `slot`. */
+      readonly diskId: number;
     }
   /** The master's periodic assertion of its ballot: commit index and lease renewal. */
   | {
@@ -93,12 +119,17 @@ export type Message =
       readonly commit: number;
       readonly round: number;
     }
-  /** A follower's answer to a heartbeat: it granted the lease for `round`; `commit` is its own prefix. */
+  /**
+   * A follower's answer to a heartbeat: it granted the lease for `round`; `commit` is its own
+   * prefix. A learner (a disk not yet admitted) answers too, so the master sees it catch up and
+   * admits it; its grant does not count.
+   */
   | {
       readonly type: 'heartbeat-ack';
       readonly ballot: Ballot;
       readonly round: number;
       readonly commit: number;
+      readonly diskId: number;
     }
   /**
    * The master of `ballot` gives up mastership (a graceful stop): it no longer serves, so every

@@ -60,6 +60,11 @@ export interface PlantedBugs {
    * already holds (it only stops renewing it).
    */
   readonly serveAfterResign?: boolean;
+  /**
+   * A replacement disk votes at once, claiming the seat of the disk it replaced, as a fresh
+   * data directory did before admissions (docs/consensus.md, Replacing a disk).
+   */
+  readonly voteWithoutAdmission?: boolean;
 }
 
 /** Injected randomness: a seeded generator in the simulator, the platform generator in the process. */

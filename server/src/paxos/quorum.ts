@@ -49,6 +49,12 @@ export class Membership {
     return bit === undefined ? votes : votes | bit;
   }
 
+  /** The vote set with `id` taken out. */
+  removeVote(votes: number, id: ReplicaId): number {
+    const bit = this.#bitOf.get(id);
+    return bit === undefined ? votes : votes & ~bit;
+  }
+
   hasVoted(votes: number, id: ReplicaId): boolean {
     const bit = this.#bitOf.get(id);
     return bit !== undefined && (votes & bit) !== 0;

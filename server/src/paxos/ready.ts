@@ -15,7 +15,7 @@
 //   5. advance(ready) — tells the core all of the above happened.
 
 import type { Ballot } from './ballot.ts';
-import type { AcceptedEntry, ChosenEntry, Envelope } from './messages.ts';
+import type { AcceptedEntry, Admission, ChosenEntry, Envelope } from './messages.ts';
 import type { ReplicaId } from './ports.ts';
 
 /** What must be durable before `send` goes out. Empty fields mean nothing to write. */
@@ -30,6 +30,11 @@ export interface PersistBatch {
   readonly commit: number | null;
   /** Drop log entries below this slot (a snapshot covers them). Null if no compaction. */
   readonly compactBelow: number | null;
+  /**
+   * Admissions newly known chosen (from the log or with a snapshot), kept apart from the log so
+   * compaction never loses who holds which seat. Facts the replica can learn again: no fsync.
+   */
+  readonly admitted: readonly Admission[];
 }
 
 /** The core's view of its role, for the wiring, the front end and the simulator's checkers. */
@@ -46,6 +51,13 @@ export interface Status {
   readonly commit: number;
   /** Every slot <= applied has been applied (as reported by advance()). */
   readonly applied: number;
+  /**
+   * False while this replica's disk does not hold its seat: a replacement disk not yet admitted
+   * (a learner: it follows and catches up, but never promises, votes or runs for master).
+   */
+  readonly isVoter: boolean;
+  /** This replica's disk: 0 for a founding disk, else the replacement's random id. */
+  readonly diskId: number;
 }
 
 export interface Ready {

@@ -27,6 +27,7 @@ import type { DurableState } from './durable.ts';
 import { LeaseGrant, LeaseRounds, masterLeaseUntil } from './lease.ts';
 import type {
   AcceptedEntry,
+  Admission,
   ChosenEntry,
   Command,
   Envelope,
@@ -50,6 +51,12 @@ export interface ReplicaOptions {
    * above it are handed out again in Ready.commit so the machine replays them.
    */
   readonly applied: number;
+  /**
+   * This replica's disk (paxos.db's disk id): 0, the default, for a founding disk; a random id
+   * for a replacement disk, which is a learner until the log admits it (docs/consensus.md,
+   * Replacing a disk).
+   */
+  readonly diskId?: number;
 }
 
 export type ProposeResult =
@@ -106,6 +113,7 @@ const EMPTY_PERSIST: PersistBatch = {
   chosen: [],
   commit: null,
   compactBelow: null,
+  admitted: [],
 };
 
 export class Replica {
@@ -116,6 +124,12 @@ export class Replica {
   readonly #id: ReplicaId;
   readonly #peers: readonly ReplicaId[];
   readonly #log: SlotLog;
+  /** This replica's disk; its votes count only where the seat is this disk's. */
+  readonly #diskId: number;
+  /** Every admission known chosen, in slot order: who holds each seat from which slot on. */
+  readonly #admitted: Admission[] = [];
+  /** The slot of the admission this master proposed and has not yet seen chosen, if any. */
+  #admittingSlot: number | null = null;
 
   #nowMs: number;
   #promised: Ballot;
@@ -175,6 +189,7 @@ export class Replica {
   #persistChosen: ChosenEntry[] = [];
   #persistedCommit: number;
   #persistCompactBelow: number | null = null;
+  #persistAdmitted: Admission[] = [];
   #snapshotFor: { readonly to: ReplicaId; readonly slot: number }[] = [];
   #needSnapshot: { readonly from: ReplicaId; readonly slotAtLeast: number } | null = null;
 
@@ -197,14 +212,21 @@ export class Replica {
     this.#id = config.id;
     this.#peers = config.replicas.filter((r) => r !== config.id);
     this.#log = new SlotLog(durable);
+    this.#diskId = options.diskId ?? 0;
+    for (const admission of durable.admitted) this.#noteAdmission(admission, false);
+    for (const entry of durable.entries) {
+      if (entry.isChosen) this.#noteChosen(entry.slot, entry.value);
+    }
     this.#nowMs = now;
     this.#promised = durable.promised;
     this.#highestSeen = durable.promised;
     this.#rounds = new LeaseRounds(this.#membership);
     this.#persistedCommit = durable.commit;
     // A restarted acceptor may have granted a lease it no longer remembers: it promises nobody
-    // (itself included) until one lease has passed (Chubby 2.9, Paxos Made Live 5.2).
-    this.#restartWaitUntilMs = durable.isFresh ? Number.NEGATIVE_INFINITY : now + config.leaseMs;
+    // (itself included) until one lease has passed (Chubby 2.9, Paxos Made Live 5.2). So may the
+    // disk a replacement disk replaces, however fresh the replacement is.
+    const mayOweLease = !durable.isFresh || this.#diskId !== 0;
+    this.#restartWaitUntilMs = mayOweLease ? now + config.leaseMs : Number.NEGATIVE_INFINITY;
     if (options.applied > this.#log.commit) {
       // The state machine installed a snapshot and crashed before the core persisted it: finish
       // the job, compaction point included (every slot <= commit must be chosen or compacted).
@@ -220,7 +242,7 @@ export class Replica {
       config.heartbeatMs,
       Math.floor(config.electionTimeoutMs / config.replicas.length),
     );
-    const waitMs = durable.isFresh ? 0 : config.leaseMs;
+    const waitMs = mayOweLease ? config.leaseMs : 0;
     this.#jitterMs = this.#drawJitter();
     this.#electionDeadlineMs = now + waitMs + this.#membership.rankOf(config.id) * staggerMs;
     this.#logger.info(
@@ -229,6 +251,8 @@ export class Replica {
         promised: formatBallot(this.#promised),
         commit: this.#log.commit,
         isFresh: durable.isFresh,
+        diskId: this.#diskId,
+        isVoter: this.#isVoter(),
       },
       'replica started',
     );
@@ -369,6 +393,7 @@ export class Replica {
       this.#persistChosen.length > 0 ||
       this.#log.commit !== this.#persistedCommit ||
       this.#persistCompactBelow !== null ||
+      this.#persistAdmitted.length > 0 ||
       this.#canHandOut() ||
       this.#snapshotFor.length > 0 ||
       this.#needSnapshot !== null
@@ -400,7 +425,8 @@ export class Replica {
       this.#persistAccepted.length === 0 &&
       this.#persistChosen.length === 0 &&
       !commitChanged &&
-      this.#persistCompactBelow === null
+      this.#persistCompactBelow === null &&
+      this.#persistAdmitted.length === 0
         ? EMPTY_PERSIST
         : {
             promised: this.#persistPromised,
@@ -408,6 +434,7 @@ export class Replica {
             chosen: this.#persistChosen,
             commit: commitChanged ? this.#log.commit : null,
             compactBelow: this.#persistCompactBelow,
+            admitted: this.#persistAdmitted,
           };
     const ready: Ready = {
       sendEarly: this.#sendEarly,
@@ -425,6 +452,7 @@ export class Replica {
     this.#persistAccepted = [];
     this.#persistChosen = [];
     this.#persistCompactBelow = null;
+    this.#persistAdmitted = [];
     this.#snapshotFor = [];
     this.#needSnapshot = null;
     return ready;
@@ -439,6 +467,7 @@ export class Replica {
     if (this.#role === 'master') {
       for (const entry of ready.persist.accepted) {
         if (!isBallotEqual(entry.ballot, this.#promised)) continue;
+        if (this.#seatAt(this.#id, entry.slot) !== this.#diskId) continue;
         this.#vote(entry.slot, this.#id);
       }
     }
@@ -446,8 +475,9 @@ export class Replica {
     const candidacy = this.#candidacy;
     const promised = ready.persist.promised;
     if (candidacy !== null && promised !== null && isBallotEqual(promised, candidacy.ballot)) {
-      candidacy.votes = this.#membership.addVote(candidacy.votes, this.#id);
-      if (this.#membership.isMajority(candidacy.votes)) this.#becomeMaster(now);
+      if (this.#claimedDisk(candidacy.slotFirst) === this.#seatAt(this.#id, candidacy.slotFirst))
+        candidacy.votes = this.#membership.addVote(candidacy.votes, this.#id);
+      this.#checkElected(now);
     }
   }
 
@@ -467,7 +497,14 @@ export class Replica {
       leaseUntil: this.#role === 'master' ? this.#leaseUntilMs : null,
       commit: this.#log.commit,
       applied: this.#applied,
+      isVoter: this.#isVoter(),
+      diskId: this.#diskId,
     };
+  }
+
+  /** Every admission known chosen, in slot order (a snapshot sent to a peer carries these). */
+  admitted(): readonly Admission[] {
+    return this.#admitted.map((a) => ({ ...a }));
   }
 
   /** The state machine took a snapshot covering every slot <= slot; the core may compact below it. */
@@ -482,10 +519,16 @@ export class Replica {
     }
   }
 
-  /** A snapshot through `slot` was installed into the state machine from a peer. */
-  installSnapshot(slot: number, now: number): void {
+  /**
+   * A snapshot through `slot` was installed into the state machine from a peer; `admitted` is
+   * the sender's admissions (those at or below `slot` are taken: the log tail brings the rest).
+   */
+  installSnapshot(slot: number, now: number, admitted: readonly Admission[] = []): void {
     this.#observeTime(now);
     if (slot <= this.#applied) return;
+    for (const admission of admitted) {
+      if (admission.slot <= slot) this.#noteAdmission(admission, true);
+    }
     this.#log.installSnapshot(slot);
     this.#applied = slot;
     if (slot > this.#handedOut) this.#handedOut = slot;
@@ -501,6 +544,9 @@ export class Replica {
   // Acceptor
 
   #onPrepare(from: ReplicaId, message: Extract<Message, { type: 'prepare' }>): void {
+    // A learner promises nothing: its promise would not count, and it may not yet hold the
+    // promises of the disk it replaces.
+    if (!this.#isVoter()) return;
     const now = this.#nowMs;
     const order = compareBallots(message.ballot, this.#promised);
     if (order < 0) {
@@ -533,6 +579,7 @@ export class Replica {
       accepted,
       chosen,
       commit: this.#log.commit,
+      diskId: this.#claimedDisk(message.slotFirst),
     });
   }
 
@@ -573,6 +620,10 @@ export class Replica {
   }
 
   #onAccept(from: ReplicaId, message: Extract<Message, { type: 'accept' }>): void {
+    if (!this.#isVoterAt(message.slot)) {
+      this.#learnFromAccept(from, message);
+      return;
+    }
     const order = compareBallots(message.ballot, this.#promised);
     if (order < 0) {
       this.#rejectStaleMaster(from, message.ballot);
@@ -604,7 +655,32 @@ export class Replica {
       ballot: message.ballot,
       slot: message.slot,
       round: message.round,
+      diskId: this.#claimedDisk(message.slot),
     });
+    this.#learnCommit(from, message.commit, message.ballot);
+  }
+
+  /**
+   * A learner (no seat at this slot) keeps the master's value without voting for it: when the
+   * master's commit covers the slot it is the chosen value (#learnCommit's rule), and it spares a
+   * catch-up round trip. No answer: an Accepted from this disk would not count.
+   */
+  #learnFromAccept(from: ReplicaId, message: Extract<Message, { type: 'accept' }>): void {
+    const order = compareBallots(message.ballot, this.#promised);
+    if (order < 0) return;
+    if (order > 0) this.#raisePromise(message.ballot);
+    this.#recognizeMaster(message.ballot.replica);
+    if (!this.#log.isChosen(message.slot)) {
+      const existing = this.#log.get(message.slot);
+      if (existing === undefined || !isBallotEqual(existing.ballot, message.ballot)) {
+        this.#log.accept(message.slot, message.ballot, message.value);
+        this.#persistAccepted.push({
+          slot: message.slot,
+          ballot: message.ballot,
+          value: message.value,
+        });
+      }
+    }
     this.#learnCommit(from, message.commit, message.ballot);
   }
 
@@ -633,6 +709,7 @@ export class Replica {
       ballot: message.ballot,
       round: message.round,
       commit: this.#log.commit,
+      diskId: this.#claimedDisk(this.#log.commit + 1),
     });
   }
 
@@ -646,7 +723,7 @@ export class Replica {
     this.#grant.release(from);
     if (this.#masterId === from) this.#masterId = null;
     if (this.#role !== 'follower') return;
-    if (message.successor !== this.#id) {
+    if (message.successor !== this.#id || !this.#isVoter()) {
       this.#resetElectionTimer(this.#nowMs, true);
       return;
     }
@@ -748,6 +825,7 @@ export class Replica {
 
   #learnChosen(slot: number, value: SlotValue): void {
     if (this.#log.markChosen(slot, value)) this.#persistChosen.push({ slot, value });
+    this.#noteChosen(slot, value);
     const proposal = this.#inFlight.get(slot);
     if (proposal !== undefined) this.#retire(slot, proposal);
   }
@@ -832,6 +910,7 @@ export class Replica {
   // Elections (Phase 1)
 
   #candidacyDeadlineMs(): number {
+    if (!this.#isVoter()) return Number.POSITIVE_INFINITY;
     // Never run while we still owe another replica a lease, nor during the restart wait: our
     // promise to ourselves would break either. (The planted bug skips the lease half, as it
     // skips the lease check for every other promise.)
@@ -893,10 +972,32 @@ export class Replica {
     const candidacy = this.#candidacy;
     if (candidacy === null || !isBallotEqual(message.ballot, candidacy.ballot)) return;
     if (this.#membership.hasVoted(candidacy.votes, from)) return;
+    // A promise counts only from the disk that holds the sender's seat where Phase 1 starts.
+    if (message.diskId !== this.#seatAt(from, candidacy.slotFirst)) return;
     this.#mergeReport(candidacy, message.accepted, message.chosen);
     if (message.commit > candidacy.maxCommit) candidacy.maxCommit = message.commit;
     candidacy.votes = this.#membership.addVote(candidacy.votes, from);
-    if (this.#membership.isMajority(candidacy.votes)) this.#becomeMaster(this.#nowMs);
+    this.#checkElected(this.#nowMs);
+  }
+
+  /**
+   * A majority of promises makes us master, not counting any replica whose seat changes hands at
+   * or above slotFirst (an admission known chosen there, or reported by anyone): its promise came
+   * from one disk, and the slots above the admission belong to the other.
+   */
+  #checkElected(now: number): void {
+    const candidacy = this.#candidacy;
+    if (candidacy === null) return;
+    let votes = candidacy.votes;
+    for (const admission of this.#admitted) {
+      if (admission.slot >= candidacy.slotFirst)
+        votes = this.#membership.removeVote(votes, admission.replica);
+    }
+    for (const report of candidacy.reported.values()) {
+      if (report.value.type === 'admit')
+        votes = this.#membership.removeVote(votes, report.value.replica);
+    }
+    if (this.#membership.isMajority(votes)) this.#becomeMaster(now);
   }
 
   /** Fold one acceptor's report in: a chosen value wins outright, else the highest ballot. */
@@ -1082,14 +1183,42 @@ export class Replica {
 
   #onAccepted(from: ReplicaId, message: Extract<Message, { type: 'accepted' }>): void {
     if (this.#role !== 'master' || !isBallotEqual(message.ballot, this.#promised)) return;
-    this.#ackRound(from, message.round);
-    this.#vote(message.slot, from);
+    // Votes and lease grants count only from the disk that holds the seat (at the slot; now).
+    if (message.diskId === this.#seatAt(from, this.#log.commit + 1))
+      this.#ackRound(from, message.round);
+    if (message.diskId === this.#seatAt(from, message.slot)) this.#vote(message.slot, from);
   }
 
   #onHeartbeatAck(from: ReplicaId, message: Extract<Message, { type: 'heartbeat-ack' }>): void {
     this.#notePeerCommit(from, message.commit);
     if (this.#role !== 'master' || !isBallotEqual(message.ballot, this.#promised)) return;
-    this.#ackRound(from, message.round);
+    if (message.diskId === this.#seatAt(from, this.#log.commit + 1)) {
+      this.#ackRound(from, message.round);
+      return;
+    }
+    this.#maybeAdmit(from, message.diskId, message.commit);
+  }
+
+  /**
+   * A replica answers from a disk that does not hold its seat: a replacement disk, learning.
+   * Once it has caught up (within a window of our commit), and our own ballot is established,
+   * propose its admission at the top of the log, one admission at a time. Disk 0 is never
+   * admitted: only founding disks have it, and a second disk 0 would be indistinguishable from
+   * the one it replaced.
+   */
+  #maybeAdmit(from: ReplicaId, diskId: number, commit: number): void {
+    if (diskId === 0 || this.#applied < this.#barrierSlot) return;
+    if (this.#admittingSlot !== null && this.#inFlight.has(this.#admittingSlot)) return;
+    if (commit + this.#config.windowSlots < this.#log.commit) return;
+    while (this.#log.isChosen(this.#nextSlot)) this.#nextSlot += 1;
+    const slot = this.#nextSlot;
+    this.#nextSlot += 1;
+    this.#admittingSlot = slot;
+    this.#logger.info(
+      { replica: this.#id, admit: from, diskId, slot },
+      'admitting a replacement disk',
+    );
+    this.#proposeAt(slot, { type: 'admit', stampMs: this.#nowMs, replica: from, diskId });
   }
 
   #ackRound(from: ReplicaId, round: number): void {
@@ -1114,6 +1243,7 @@ export class Replica {
     if (!this.#membership.isMajority(proposal.votes)) return;
     if (this.#log.markChosen(slot, proposal.value))
       this.#persistChosen.push({ slot, value: proposal.value });
+    this.#noteChosen(slot, proposal.value);
     this.#retire(slot, proposal);
     this.#log.advanceCommit();
   }
@@ -1177,6 +1307,68 @@ export class Replica {
 
   #queueSend(to: ReplicaId, message: Message): void {
     this.#send.push({ to, message });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Seats: which disk's votes count for each replica (docs/consensus.md, Replacing a disk)
+
+  /** The disk whose votes count for `replica` at `slot`: the last admission below it, else 0. */
+  #seatAt(replica: ReplicaId, slot: number): number {
+    let diskId = 0;
+    for (const admission of this.#admitted) {
+      if (admission.slot >= slot) break;
+      if (admission.replica === replica) diskId = admission.diskId;
+    }
+    return diskId;
+  }
+
+  #isVoterAt(slot: number): boolean {
+    if (this.#config.bugs?.voteWithoutAdmission === true) return true;
+    return this.#seatAt(this.#id, slot) === this.#diskId;
+  }
+
+  /** A voter from the first slot not known chosen on: may promise, run, and grant leases. */
+  #isVoter(): boolean {
+    return this.#isVoterAt(this.#log.commit + 1);
+  }
+
+  /** The disk a vote says it comes from: ours (the planted bug claims the seat's instead). */
+  #claimedDisk(slot: number): number {
+    if (this.#config.bugs?.voteWithoutAdmission === true) return this.#seatAt(this.#id, slot);
+    return this.#diskId;
+  }
+
+  /** A value known chosen: if it is an admission, the seat changes hands after its slot. */
+  #noteChosen(slot: number, value: SlotValue): void {
+    if (value.type !== 'admit') return;
+    this.#noteAdmission({ slot, replica: value.replica, diskId: value.diskId }, true);
+  }
+
+  #noteAdmission(admission: Admission, persist: boolean): void {
+    const known = this.#admitted.find((a) => a.slot === admission.slot);
+    if (known !== undefined) {
+      assert(
+        known.replica === admission.replica && known.diskId === admission.diskId,
+        `slot ${admission.slot}: two different admissions`,
+      );
+      return;
+    }
+    let at = this.#admitted.length;
+    while (at > 0 && (this.#admitted[at - 1]?.slot ?? 0) > admission.slot) at -= 1;
+    this.#admitted.splice(at, 0, { ...admission });
+    if (persist) this.#persistAdmitted.push({ ...admission });
+    if (this.#admittingSlot === admission.slot) this.#admittingSlot = null;
+    this.#logger.info(
+      {
+        replica: this.#id,
+        admitted: admission.replica,
+        diskId: admission.diskId,
+        fromSlot: admission.slot + 1,
+      },
+      admission.replica === this.#id && admission.diskId === this.#diskId
+        ? 'this disk admitted: voting from the next slot on'
+        : 'replacement disk admitted',
+    );
   }
 
   #observeTime(now: number): void {

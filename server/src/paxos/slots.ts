@@ -172,6 +172,11 @@ export function areValuesEqual(a: SlotValue, b: SlotValue): boolean {
   if (a === b) return true;
   if (a.type !== b.type || a.stampMs !== b.stampMs) return false;
   if (a.type === 'noop' || b.type === 'noop') return a.type === b.type;
+  if (a.type === 'admit' || b.type === 'admit') {
+    return (
+      a.type === 'admit' && b.type === 'admit' && a.replica === b.replica && a.diskId === b.diskId
+    );
+  }
   if (a.commands.length !== b.commands.length) return false;
   for (let i = 0; i < a.commands.length; i++) {
     const x = a.commands[i];

@@ -19,6 +19,8 @@ export const MESSAGE_LIMITS = {
   maxClientIdLength: 256,
   /** Replica ids in ballots (0 only in the zero ballot). */
   maxReplicaId: 255,
+  /** Disk ids: 0 for a founding disk, else 48 random bits. */
+  maxDiskId: 2 ** 48 - 1,
 } as const;
 
 type Fields = Record<string, unknown>;
@@ -37,6 +39,10 @@ function isSlot(v: unknown): v is number {
 
 function isReplicaId(v: unknown): v is number {
   return isSlot(v) && v <= MESSAGE_LIMITS.maxReplicaId;
+}
+
+function isDiskId(v: unknown): v is number {
+  return isCount(v) && v <= MESSAGE_LIMITS.maxDiskId;
 }
 
 function toBallot(raw: unknown): Ballot | null {
@@ -67,6 +73,11 @@ export function validateSlotValue(raw: unknown): SlotValue | null {
   const { type, stampMs } = raw;
   if (typeof stampMs !== 'number' || !Number.isFinite(stampMs)) return null;
   if (type === 'noop') return { type, stampMs };
+  if (type === 'admit') {
+    const { replica, diskId } = raw;
+    if (!isReplicaId(replica) || !isDiskId(diskId)) return null;
+    return { type, stampMs, replica, diskId };
+  }
   if (type !== 'batch') return null;
   const commands = raw['commands'];
   if (!Array.isArray(commands) || commands.length > MESSAGE_LIMITS.maxCommands) return null;
@@ -120,18 +131,19 @@ export function validateMessage(raw: unknown): Message | null {
     }
     case 'promise': {
       const ballot = toBallot(raw['ballot']);
-      const { slotFirst, commit } = raw;
+      const { slotFirst, commit, diskId } = raw;
       const accepted = toEntries(raw['accepted'], toAccepted);
       const chosen = toEntries(raw['chosen'], toChosen);
       if (
         ballot === null ||
         !isSlot(slotFirst) ||
         !isCount(commit) ||
+        !isDiskId(diskId) ||
         accepted === null ||
         chosen === null
       )
         return null;
-      return { type, ballot, slotFirst, accepted, chosen, commit };
+      return { type, ballot, slotFirst, accepted, chosen, commit, diskId };
     }
     case 'reject': {
       const ballot = toBallot(raw['ballot']);
@@ -152,16 +164,21 @@ export function validateMessage(raw: unknown): Message | null {
     }
     case 'accepted': {
       const ballot = toBallot(raw['ballot']);
-      const { slot, round } = raw;
-      if (ballot === null || !isSlot(slot) || !isCount(round)) return null;
-      return { type, ballot, slot, round };
+      const { slot, round, diskId } = raw;
+      if (ballot === null || !isSlot(slot) || !isCount(round) || !isDiskId(diskId)) return null;
+      return { type, ballot, slot, round, diskId };
     }
-    case 'heartbeat':
-    case 'heartbeat-ack': {
+    case 'heartbeat': {
       const ballot = toBallot(raw['ballot']);
       const { commit, round } = raw;
       if (ballot === null || !isCount(commit) || !isCount(round)) return null;
       return { type, ballot, commit, round };
+    }
+    case 'heartbeat-ack': {
+      const ballot = toBallot(raw['ballot']);
+      const { commit, round, diskId } = raw;
+      if (ballot === null || !isCount(commit) || !isCount(round) || !isDiskId(diskId)) return null;
+      return { type, ballot, commit, round, diskId };
     }
     case 'resign': {
       const ballot = toBallot(raw['ballot']);

@@ -18,7 +18,7 @@
 
 import { assert } from '@paxlock/shared';
 import { compareBallots, ZERO_BALLOT, type Ballot } from '../paxos/ballot.ts';
-import type { Command, SlotValue } from '../paxos/messages.ts';
+import type { Admission, Command, SlotValue } from '../paxos/messages.ts';
 import type { PersistBatch } from '../paxos/ready.ts';
 import {
   isPersistBatchEmpty,
@@ -33,6 +33,7 @@ interface StoredState {
   readonly entries: Map<number, DurableEntry>;
   readonly commit: number;
   readonly compactedBelow: number;
+  readonly admitted: readonly Admission[];
 }
 
 /** How many durable writes the store has taken; the simulator reports them. */
@@ -41,7 +42,13 @@ export interface MemoryStoreStats {
 }
 
 export class MemoryStore implements AcceptorStore {
-  #state: StoredState = { promised: ZERO_BALLOT, entries: new Map(), commit: 0, compactedBelow: 1 };
+  #state: StoredState = {
+    promised: ZERO_BALLOT,
+    entries: new Map(),
+    commit: 0,
+    compactedBelow: 1,
+    admitted: [],
+  };
   #isFresh = true;
   #isClosed = false;
   readonly stats: MemoryStoreStats = { persists: 0 };
@@ -65,6 +72,7 @@ export class MemoryStore implements AcceptorStore {
       entries,
       commit: state.commit,
       compactedBelow: state.compactedBelow,
+      admitted: state.admitted.map((a) => ({ ...a })),
     };
   }
 
@@ -150,13 +158,27 @@ export class MemoryStore implements AcceptorStore {
       );
     }
 
+    let admitted = current.admitted;
+    if (batch.admitted.length > 0) {
+      const bySlot = new Map(admitted.map((a) => [a.slot, a]));
+      for (const a of batch.admitted) {
+        const known = bySlot.get(a.slot);
+        assert(
+          known === undefined || (known.replica === a.replica && known.diskId === a.diskId),
+          `memory store: slot ${a.slot} admitted two different disks`,
+        );
+        bySlot.set(a.slot, { ...a });
+      }
+      admitted = [...bySlot.values()].sort((a, b) => a.slot - b.slot);
+    }
+
     // Every check passed: apply.
     const entries = current.entries;
     for (const [slot, entry] of staged) entries.set(slot, entry);
     if (compactedBelow > current.compactedBelow) {
       for (const slot of [...entries.keys()]) if (slot < compactedBelow) entries.delete(slot);
     }
-    this.#state = { promised, entries, commit, compactedBelow };
+    this.#state = { promised, entries, commit, compactedBelow, admitted };
     this.#isFresh = false;
     this.stats.persists++;
   }
@@ -195,6 +217,11 @@ export function isSlotValueEqual(a: SlotValue, b: SlotValue): boolean {
   if (a === b) return true;
   if (a.stampMs !== b.stampMs) return false;
   if (a.type === 'noop' || b.type === 'noop') return a.type === b.type;
+  if (a.type === 'admit' || b.type === 'admit') {
+    return (
+      a.type === 'admit' && b.type === 'admit' && a.replica === b.replica && a.diskId === b.diskId
+    );
+  }
   if (a.commands.length !== b.commands.length) return false;
   return a.commands.every((command, i) => {
     const other = b.commands[i];
@@ -215,6 +242,7 @@ function copyBallot(b: Ballot): Ballot {
 
 function copyValue(value: SlotValue): SlotValue {
   if (value.type === 'noop') return { type: 'noop', stampMs: value.stampMs };
+  if (value.type === 'admit') return { ...value };
   return {
     type: 'batch',
     stampMs: value.stampMs,

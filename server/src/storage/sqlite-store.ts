@@ -43,6 +43,12 @@ interface EntryRow {
   is_chosen: number;
 }
 
+interface AdmissionRow {
+  slot: number;
+  replica: number;
+  disk_id: number;
+}
+
 interface MetaRow {
   key: string;
   value: number;
@@ -74,6 +80,8 @@ export class SqliteStore implements AcceptorStore {
   readonly #setMeta: Database.Statement<[string, number]>;
   readonly #getMeta: Database.Statement<[string], MetaRow>;
   readonly #compact: Database.Statement<[number]>;
+  readonly #getAdmission: Database.Statement<[number], AdmissionRow>;
+  readonly #insertAdmission: Database.Statement<[number, number, number]>;
   readonly #persistTx: (batch: PersistBatch) => void;
   /** Transactions committed, those that were fsynced, and the time those took (for /metrics). */
   readonly stats = { commits: 0, syncedCommits: 0, syncedSeconds: 0 };
@@ -103,6 +111,11 @@ export class SqliteStore implements AcceptorStore {
         value BLOB NOT NULL,
         is_chosen INTEGER NOT NULL
       ) STRICT;
+      CREATE TABLE IF NOT EXISTS admissions (
+        slot INTEGER PRIMARY KEY,
+        replica INTEGER NOT NULL,
+        disk_id INTEGER NOT NULL
+      ) STRICT;
     `);
     this.#getMeta = this.#db.prepare<[string], MetaRow>('SELECT key, value FROM meta WHERE key = ?');
     this.#setMeta = this.#db.prepare<[string, number]>(
@@ -129,6 +142,12 @@ export class SqliteStore implements AcceptorStore {
          ballot_replica = excluded.ballot_replica, value = excluded.value, is_chosen = 1`,
     );
     this.#compact = this.#db.prepare<[number]>('DELETE FROM entries WHERE slot < ?');
+    this.#getAdmission = this.#db.prepare<[number], AdmissionRow>(
+      'SELECT slot, replica, disk_id FROM admissions WHERE slot = ?',
+    );
+    this.#insertAdmission = this.#db.prepare<[number, number, number]>(
+      'INSERT INTO admissions (slot, replica, disk_id) VALUES (?, ?, ?)',
+    );
     this.#persistTx = this.#db.transaction((batch: PersistBatch) => {
       this.#persistInTransaction(batch);
     });
@@ -156,7 +175,31 @@ export class SqliteStore implements AcceptorStore {
       return { slot: row.slot, ballot, value: decodeValue(row.value), isChosen: row.is_chosen === 1 || row.slot <= commit };
     });
     assert(commit >= 0 && compactedBelow >= 1, 'paxos.db: negative commit or compaction point');
-    return { isFresh: booted === undefined, promised, entries, commit, compactedBelow };
+    const admitted = this.#db
+      .prepare<[], AdmissionRow>('SELECT slot, replica, disk_id FROM admissions ORDER BY slot')
+      .all()
+      .map((row) => ({ slot: row.slot, replica: row.replica, diskId: row.disk_id }));
+    return { isFresh: booted === undefined, promised, entries, commit, compactedBelow, admitted };
+  }
+
+  /**
+   * This replica's disk (docs/consensus.md, Replacing a disk): 0 for a founding disk (and for a
+   * paxos.db written before disks had ids), the number setDiskId() recorded for a replacement;
+   * null while fresh and not yet given one.
+   */
+  get diskId(): number | null {
+    const row = this.#getMeta.get('disk_id');
+    if (row !== undefined) return row.value;
+    return this.#getMeta.get('booted') === undefined ? null : 0;
+  }
+
+  /** Records this replica's disk id, durably, once (does not make the store booted). */
+  setDiskId(diskId: number): void {
+    assert(Number.isSafeInteger(diskId) && diskId >= 0, `bad disk id ${String(diskId)}`);
+    const known = this.#getMeta.get('disk_id');
+    assert(known === undefined || known.value === diskId, 'paxos.db already has another disk id');
+    this.#setSyncOff(false);
+    this.#setMeta.run('disk_id', diskId);
   }
 
   /**
@@ -248,6 +291,14 @@ export class SqliteStore implements AcceptorStore {
     if (batch.commit !== null) {
       assert(batch.commit >= this.#commit, 'commit would decrease');
       this.#setMeta.run('commit', batch.commit);
+    }
+    for (const a of batch.admitted) {
+      const known = this.#getAdmission.get(a.slot);
+      if (known !== undefined) {
+        assert(known.replica === a.replica && known.disk_id === a.diskId, `slot ${a.slot}: two different admissions`);
+        continue;
+      }
+      this.#insertAdmission.run(a.slot, a.replica, a.diskId);
     }
     if (batch.compactBelow !== null) {
       const current = this.#meta('compacted_below', 1);

@@ -30,6 +30,7 @@ export function isPersistBatchEmpty(batch: PersistBatch): boolean {
     batch.accepted.length === 0 &&
     batch.chosen.length === 0 &&
     batch.commit === null &&
-    batch.compactBelow === null
+    batch.compactBelow === null &&
+    batch.admitted.length === 0
   );
 }

@@ -55,7 +55,7 @@ describe('acceptor', () => {
     expect(ready.persist.accepted).toEqual([{ slot: 3, ballot: b(2, 1), value: noop(7) }]);
     expect(ready.sendEarly).toEqual([]);
     expect(ofType(ready.send, 'accepted')).toEqual([
-      { type: 'accepted', to: 1, ballot: b(2, 1), slot: 3, round: 4 },
+      { type: 'accepted', to: 1, ballot: b(2, 1), slot: 3, round: 4, diskId: 0 },
     ]);
     expect(r.status(5).masterId).toBe(1);
   });

@@ -68,6 +68,7 @@ export class MemoryDisk {
       entries,
       commit: this.commit,
       compactedBelow: this.compactedBelow,
+      admitted: [],
     };
   }
 
@@ -368,6 +369,7 @@ export function solo(options: SoloOptions = {}): Replica {
       entries: [],
       commit: 0,
       compactedBelow: 1,
+      admitted: [],
       ...options.durable,
     },
     now: options.now ?? 0,

@@ -39,6 +39,7 @@ function elect(reports: { 2?: Report; 3?: Report } = {}, config: Partial<Config>
         accepted: report.accepted ?? [],
         chosen: report.chosen ?? [],
         commit: report.commit ?? 0,
+        diskId: 0,
       },
       T,
     );
@@ -56,7 +57,11 @@ function ackAll(
   const applied: ChosenEntry[] = [];
   for (const a of accepts) {
     for (const from of [2, 3])
-      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, now);
+      r.step(
+        from,
+        { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round, diskId: 0 },
+        now,
+      );
   }
   while (r.hasReady()) applied.push(...drain(r, now).commit);
   return applied;
@@ -117,7 +122,11 @@ describe('Phase 1 at a new master', () => {
     const accepts = ofType(ready.sendEarly, 'accept');
     expect(r.canServeReads(T)).toBe(false);
     for (const a of accepts)
-      r.step(2, { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round }, T + 1);
+      r.step(
+        2,
+        { type: 'accepted', ballot: MASTER_BALLOT, slot: a.slot, round: a.round, diskId: 0 },
+        T + 1,
+      );
     // Two votes (self and 2) of five: not chosen, no lease yet.
     expect(r.canServeReads(T + 1)).toBe(false);
     ackAll(r, accepts, T + 2);
@@ -151,7 +160,15 @@ describe('candidacy', () => {
     drain(r, T);
     r.step(
       2,
-      { type: 'promise', ballot: b(6, 1), slotFirst: 1, accepted: [], chosen: [], commit: 0 },
+      {
+        type: 'promise',
+        ballot: b(6, 1),
+        slotFirst: 1,
+        accepted: [],
+        chosen: [],
+        commit: 0,
+        diskId: 0,
+      },
       T + 1,
     );
     r.tick(T + 200);
@@ -187,7 +204,11 @@ describe('Phase 2 at the master', () => {
     expect(first.map((a) => a.slot)).toEqual([2, 3]);
     expect(r.hasReady()).toBe(false);
     for (const from of [2, 3])
-      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 60);
+      r.step(
+        from,
+        { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1, diskId: 0 },
+        T + 60,
+      );
     // Slot 2 chosen opens one place in the window: exactly one more slot goes out.
     const next = ofType(drain(r, T + 60).sendEarly, 'accept').filter((a) => a.to === 2);
     expect(next.map((a) => a.slot)).toEqual([4]);
@@ -202,7 +223,11 @@ describe('Phase 2 at the master', () => {
     expect(accept).toBeDefined();
     // Two peers accept before the master's own persist is advanced: only 2 of 3 votes.
     for (const from of [2, 3])
-      r.step(from, { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1 }, T + 51);
+      r.step(
+        from,
+        { type: 'accepted', ballot: MASTER_BALLOT, slot: 2, round: 1, diskId: 0 },
+        T + 51,
+      );
     expect(r.status(T + 51).commit).toBe(1);
     r.advance(ready, T + 52);
     expect(r.status(T + 52).commit).toBe(2);
@@ -250,9 +275,17 @@ describe('the master lease', () => {
     const heartbeats = ofType(drain(r, T + 100).send, 'heartbeat');
     expect(heartbeats).toHaveLength(4);
     const round = heartbeats[0]?.round ?? -1;
-    r.step(2, { type: 'heartbeat-ack', ballot: MASTER_BALLOT, round, commit: 1 }, T + 120);
+    r.step(
+      2,
+      { type: 'heartbeat-ack', ballot: MASTER_BALLOT, round, commit: 1, diskId: 0 },
+      T + 120,
+    );
     expect(r.status(T + 120).leaseUntil).toBeCloseTo(T + (1000 * 0.99) / 1.01, 9);
-    r.step(3, { type: 'heartbeat-ack', ballot: MASTER_BALLOT, round, commit: 1 }, T + 130);
+    r.step(
+      3,
+      { type: 'heartbeat-ack', ballot: MASTER_BALLOT, round, commit: 1, diskId: 0 },
+      T + 130,
+    );
     expect(r.status(T + 130).leaseUntil).toBeCloseTo(T + 100 + (1000 * 0.99) / 1.01, 9);
   });
 

@@ -87,6 +87,7 @@ describe('planted bugs', () => {
           accepted: [{ slot: 1, ballot: b(2, 2), value: low }],
           chosen: [],
           commit: 0,
+          diskId: 0,
         },
         T,
       );
@@ -99,6 +100,7 @@ describe('planted bugs', () => {
           accepted: [{ slot: 1, ballot: b(4, 3), value: high }],
           chosen: [],
           commit: 0,
+          diskId: 0,
         },
         T,
       );
@@ -115,14 +117,26 @@ describe('planted bugs', () => {
       for (const from of [2, 3]) {
         r.step(
           from,
-          { type: 'promise', ballot: b(6, 1), slotFirst: 1, accepted: [], chosen: [], commit: 0 },
+          {
+            type: 'promise',
+            ballot: b(6, 1),
+            slotFirst: 1,
+            accepted: [],
+            chosen: [],
+            commit: 0,
+            diskId: 0,
+          },
           T,
         );
       }
       const accepts = ofType(drain(r, T).sendEarly, 'accept');
       for (const a of accepts)
         for (const from of [2, 3])
-          r.step(from, { type: 'accepted', ballot: b(6, 1), slot: a.slot, round: a.round }, T + 1);
+          r.step(
+            from,
+            { type: 'accepted', ballot: b(6, 1), slot: a.slot, round: a.round, diskId: 0 },
+            T + 1,
+          );
       while (r.hasReady()) drain(r, T + 1);
       expect(r.canServeReads(T + 1)).toBe(true);
       expect(r.canServeReads(T + 1000)).toBe(bugs.ignoreLeaseForReads === true);

@@ -12,6 +12,7 @@ import { solo } from './harness.ts';
 
 const count = fc.nat({ max: Number.MAX_SAFE_INTEGER });
 const slot = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+const diskIdArb = fc.integer({ min: 0, max: 2 ** 48 - 1 });
 const ballotArb: fc.Arbitrary<Ballot> = fc.record({
   round: count,
   replica: fc.integer({ min: 0, max: 255 }),
@@ -29,6 +30,12 @@ const valueArb: fc.Arbitrary<SlotValue> = fc.oneof(
     stampMs,
     commands: fc.array(commandArb, { maxLength: 4 }),
   }),
+  fc.record({
+    type: fc.constant('admit' as const),
+    stampMs,
+    replica: fc.integer({ min: 1, max: 255 }),
+    diskId: fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+  }),
 );
 const messageArb: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant('prepare' as const), ballot: ballotArb, slotFirst: slot }),
@@ -39,6 +46,7 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
     accepted: fc.array(fc.record({ slot, ballot: ballotArb, value: valueArb }), { maxLength: 3 }),
     chosen: fc.array(fc.record({ slot, value: valueArb }), { maxLength: 3 }),
     commit: count,
+    diskId: diskIdArb,
   }),
   fc.record({
     type: fc.constant('reject' as const),
@@ -58,7 +66,13 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
     commit: count,
     round: count,
   }),
-  fc.record({ type: fc.constant('accepted' as const), ballot: ballotArb, slot, round: count }),
+  fc.record({
+    type: fc.constant('accepted' as const),
+    ballot: ballotArb,
+    slot,
+    round: count,
+    diskId: diskIdArb,
+  }),
   fc.record({
     type: fc.constant('heartbeat' as const),
     ballot: ballotArb,
@@ -70,6 +84,7 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
     ballot: ballotArb,
     round: count,
     commit: count,
+    diskId: diskIdArb,
   }),
   slot.chain((first) =>
     fc.record({

@@ -64,7 +64,7 @@ describe('restoreBackup', () => {
     const used = join(dir, 'used');
     mkdirSync(used);
     const store = new SqliteStore({ path: join(used, 'paxos.db') });
-    store.persist({ promised: { round: 1, replica: 1 }, accepted: [], chosen: [], commit: null, compactBelow: null });
+    store.persist({ promised: { round: 1, replica: 1 }, accepted: [], chosen: [], commit: null, compactBelow: null, admitted: [] });
     store.close();
     expect(() => restoreBackup({ file, dataDir: used, cell: CELL })).toThrow(/already holds paxos\.db \(not restored from this backup\)/);
     expect(readdirSync(used)).toEqual(['paxos.db']);

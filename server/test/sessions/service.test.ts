@@ -25,7 +25,7 @@ class FakeReplica {
     return this.role === 'master' && this.isLeaseValid;
   }
   status(): Status {
-    return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0 };
+    return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0, isVoter: true, diskId: 0 };
   }
 }
 

@@ -16,7 +16,15 @@ const batchOf = (seq: number, bytes: number[] = [1, 2, 3]): SlotValue => ({
 });
 
 function batch(parts: Partial<PersistBatch>): PersistBatch {
-  return { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null, ...parts };
+  return {
+    promised: null,
+    accepted: [],
+    chosen: [],
+    commit: null,
+    compactBelow: null,
+    admitted: [],
+    ...parts,
+  };
 }
 
 describe('MemoryStore', () => {
@@ -28,6 +36,7 @@ describe('MemoryStore', () => {
       entries: [],
       commit: 0,
       compactedBelow: 1,
+      admitted: [],
     });
   });
 

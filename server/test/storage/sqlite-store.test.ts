@@ -11,7 +11,7 @@ import type { PersistBatch } from '../../src/paxos/ready.ts';
 import type { SlotValue } from '../../src/paxos/messages.ts';
 import { SqliteStore } from '../../src/storage/sqlite-store.ts';
 
-const empty: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null };
+const empty: PersistBatch = { promised: null, accepted: [], chosen: [], commit: null, compactBelow: null, admitted: [] };
 
 function batchValue(stampMs: number, clientId: string, seq: number): SlotValue {
   return { type: 'batch', stampMs, commands: [{ clientId, seq, payload: new Uint8Array([seq, 1, 2]) }] };
@@ -30,7 +30,7 @@ describe('SqliteStore', () => {
 
   it('reports a brand-new store as fresh and a reopened one as not', () => {
     const store = new SqliteStore({ path });
-    expect(store.load()).toEqual({ isFresh: true, promised: { round: 0, replica: 0 }, entries: [], commit: 0, compactedBelow: 1 });
+    expect(store.load()).toEqual({ isFresh: true, promised: { round: 0, replica: 0 }, entries: [], commit: 0, compactedBelow: 1, admitted: [] });
     store.persist({ ...empty, promised: { round: 1, replica: 2 } });
     store.close();
     const reopened = new SqliteStore({ path });
