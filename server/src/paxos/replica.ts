@@ -467,7 +467,7 @@ export class Replica {
     if (this.#role === 'master') {
       for (const entry of ready.persist.accepted) {
         if (!isBallotEqual(entry.ballot, this.#promised)) continue;
-        if (this.#seatAt(this.#id, entry.slot) !== this.#diskId) continue;
+        if (this.#seatAt(this.#id, entry.slot) !== this.#claimedDisk(entry.slot)) continue;
         this.#vote(entry.slot, this.#id);
       }
     }

@@ -8,6 +8,7 @@ import type { Ballot } from '../../src/paxos/ballot.ts';
 import { compareBallots, ZERO_BALLOT } from '../../src/paxos/ballot.ts';
 import type { DurableEntry, DurableState } from '../../src/paxos/durable.ts';
 import type {
+  Admission,
   ChosenEntry,
   Command,
   Envelope,
@@ -58,6 +59,7 @@ export class MemoryDisk {
   readonly entries = new Map<number, DurableEntry>();
   commit = 0;
   compactedBelow = 1;
+  admitted: Admission[] = [];
   writes = 0;
 
   load(): DurableState {
@@ -68,7 +70,7 @@ export class MemoryDisk {
       entries,
       commit: this.commit,
       compactedBelow: this.compactedBelow,
-      admitted: [],
+      admitted: this.admitted.map((a) => ({ ...a })),
     };
   }
 
@@ -78,7 +80,8 @@ export class MemoryDisk {
       batch.accepted.length === 0 &&
       batch.chosen.length === 0 &&
       batch.commit === null &&
-      batch.compactBelow === null;
+      batch.compactBelow === null &&
+      batch.admitted.length === 0;
     if (isEmpty) return;
     this.writes += 1;
     this.isFresh = false;
@@ -105,6 +108,10 @@ export class MemoryDisk {
       if (batch.commit < this.commit) throw new Error('commit would decrease');
       this.commit = batch.commit;
     }
+    for (const a of batch.admitted) {
+      if (!this.admitted.some((known) => known.slot === a.slot)) this.admitted.push({ ...a });
+    }
+    this.admitted.sort((x, y) => x.slot - y.slot);
     if (batch.compactBelow !== null && batch.compactBelow > this.compactedBelow) {
       for (const slot of this.entries.keys())
         if (slot < batch.compactBelow) this.entries.delete(slot);
@@ -132,7 +139,9 @@ export type TraceEvent =
 export interface Node {
   readonly id: ReplicaId;
   replica: Replica;
-  readonly disk: MemoryDisk;
+  disk: MemoryDisk;
+  /** The disk's id: 0 for a founding disk, else a replacement's (wipe()). */
+  diskId: number;
   /** Every chosen entry applied here, in order (a snapshot install skips ahead). */
   applied: ChosenEntry[];
   /** The state machine's applied slot (what survives a crash, like state.db). */
@@ -166,8 +175,9 @@ export class Cell {
       const disk = new MemoryDisk();
       this.nodes.set(id, {
         id,
-        replica: this.#makeReplica(id, disk, 0),
+        replica: this.#makeReplica(id, disk, 0, 0),
         disk,
+        diskId: 0,
         applied: [],
         appliedThrough: 0,
         isUp: true,
@@ -184,9 +194,10 @@ export class Cell {
     return this.#options.bugs === undefined ? base : { ...base, bugs: this.#options.bugs };
   }
 
-  #makeReplica(id: ReplicaId, disk: MemoryDisk, applied: number): Replica {
+  #makeReplica(id: ReplicaId, disk: MemoryDisk, applied: number, diskId: number): Replica {
     this.#seed += 7919;
     return new Replica({
+      diskId,
       config: this.config(id),
       random: seededRandom(this.#seed * 31 + id),
       logger: this.#options.logger ?? silentLogger,
@@ -238,7 +249,8 @@ export class Cell {
     const node = this.node(id);
     if (!node.isUp || slot <= node.appliedThrough) return;
     node.appliedThrough = slot;
-    node.replica.installSnapshot(slot, this.now);
+    const sender = [...this.nodes.values()].find((n) => n.id !== id && n.isUp);
+    node.replica.installSnapshot(slot, this.now, sender?.replica.admitted() ?? []);
     this.flush(id);
   }
 
@@ -325,9 +337,23 @@ export class Cell {
 
   restart(id: ReplicaId): void {
     const node = this.node(id);
-    node.replica = this.#makeReplica(id, node.disk, node.appliedThrough);
+    node.replica = this.#makeReplica(id, node.disk, node.appliedThrough, node.diskId);
     node.isUp = true;
     this.flush(id);
+  }
+
+  /**
+   * A lost disk: the replica restarts on an empty one with a new disk id (its state machine is
+   * gone too), as an operator replacing a failed disk would start it.
+   */
+  wipe(id: ReplicaId, diskId: number): void {
+    const node = this.node(id);
+    this.crash(id);
+    node.disk = new MemoryDisk();
+    node.diskId = diskId;
+    node.applied = [];
+    node.appliedThrough = 0;
+    this.restart(id);
   }
 }
 
@@ -353,6 +379,7 @@ export interface SoloOptions {
   readonly bugs?: PlantedBugs;
   readonly now?: number;
   readonly applied?: number;
+  readonly diskId?: number;
 }
 
 /** One Replica on its own, fed messages by hand. */
@@ -360,6 +387,7 @@ export function solo(options: SoloOptions = {}): Replica {
   const id = options.id ?? 2;
   const base = testConfig(id, options.config);
   return new Replica({
+    diskId: options.diskId ?? 0,
     config: options.bugs === undefined ? base : { ...base, bugs: options.bugs },
     random: seededRandom(id),
     logger: silentLogger,

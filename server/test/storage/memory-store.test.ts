@@ -190,4 +190,19 @@ describe('MemoryStore', () => {
     expect(isSlotValueEqual(noop(1), noop(2))).toBe(false);
     expect(isSlotValueEqual(noop(7), batchOf(1))).toBe(false);
   });
+
+  it('keeps admissions through compaction and refuses two different ones at a slot', () => {
+    const store = new MemoryStore();
+    const admission = { slot: 1, replica: 4, diskId: 99 };
+    store.persist(
+      batch({ chosen: [{ slot: 1, value: noop(1) }], commit: 1, admitted: [admission] }),
+    );
+    store.persist(batch({ chosen: [{ slot: 2, value: noop(2) }], commit: 2, compactBelow: 2 }));
+    expect(() => store.persist(batch({ admitted: [{ ...admission, diskId: 5 }] }))).toThrow(
+      /two different disks/,
+    );
+    const state = store.load();
+    expect(state.entries.map((e) => e.slot)).toEqual([2]);
+    expect(state.admitted).toEqual([admission]);
+  });
 });

@@ -188,4 +188,31 @@ describe('SqliteStore', () => {
     expect(state.compactedBelow).toBe(3);
     expect(state.entries.map((e) => e.slot)).toEqual([3, 4]);
   });
+
+  it('keeps admissions apart from the log: through compaction, across a reopen, never two at a slot', () => {
+    const store = new SqliteStore({ path });
+    const admit: SlotValue = { type: 'admit', stampMs: 3, replica: 4, diskId: 2 ** 40 + 7 };
+    store.persist({ ...empty, chosen: [{ slot: 1, value: admit }], commit: 1, admitted: [{ slot: 1, replica: 4, diskId: 2 ** 40 + 7 }] });
+    store.persist({ ...empty, chosen: [{ slot: 2, value: batchValue(2, 'c', 2) }], commit: 2, compactBelow: 2 });
+    expect(() => store.persist({ ...empty, admitted: [{ slot: 1, replica: 4, diskId: 9 }] })).toThrow(/two different admissions/);
+    store.persist({ ...empty, admitted: [{ slot: 1, replica: 4, diskId: 2 ** 40 + 7 }] }); // the same again: nothing
+    store.close();
+    const state = new SqliteStore({ path }).load();
+    expect(state.entries.map((e) => e.slot)).toEqual([2]);
+    expect(state.admitted).toEqual([{ slot: 1, replica: 4, diskId: 2 ** 40 + 7 }]);
+  });
+
+  it('keeps the disk id: null while fresh, 0 once written without one, the recorded one otherwise', () => {
+    const fresh = new SqliteStore({ path });
+    expect(fresh.diskId).toBeNull();
+    fresh.setDiskId(12345);
+    expect(fresh.load().isFresh).toBe(true); // recording the disk writes nothing of the acceptor's
+    expect(() => fresh.setDiskId(6)).toThrow(/another disk id/);
+    fresh.close();
+    expect(new SqliteStore({ path }).diskId).toBe(12345);
+    const old = new SqliteStore({ path: join(dir, 'old.db') });
+    old.persist({ ...empty, promised: { round: 1, replica: 1 } });
+    expect(old.diskId).toBe(0);
+    old.close();
+  });
 });
