@@ -1208,6 +1208,8 @@ export class Replica {
    */
   #maybeAdmit(from: ReplicaId, diskId: number, commit: number): void {
     if (diskId === 0 || this.#applied < this.#barrierSlot) return;
+    // Chosen already, its slot not yet under our commit: the seat is its from there on.
+    if (this.#admitted.some((a) => a.replica === from && a.diskId === diskId)) return;
     if (this.#admittingSlot !== null && this.#inFlight.has(this.#admittingSlot)) return;
     if (commit + this.#config.windowSlots < this.#log.commit) return;
     while (this.#log.isChosen(this.#nextSlot)) this.#nextSlot += 1;
@@ -1356,8 +1358,9 @@ export class Replica {
     let at = this.#admitted.length;
     while (at > 0 && (this.#admitted[at - 1]?.slot ?? 0) > admission.slot) at -= 1;
     this.#admitted.splice(at, 0, { ...admission });
-    if (persist) this.#persistAdmitted.push({ ...admission });
     if (this.#admittingSlot === admission.slot) this.#admittingSlot = null;
+    if (!persist) return; // loaded from disk at start: nothing new to store or say
+    this.#persistAdmitted.push({ ...admission });
     this.#logger.info(
       {
         replica: this.#id,
