@@ -1,9 +1,14 @@
 // Launches a local cell: N replica processes on 127.0.0.1, each its own OS process with its own
 // data directory, logs to a file per replica. Used by `pnpm start` and by the cell tests, which
 // also use it to kill -9, SIGSTOP/SIGCONT and restart replicas by pid.
+//
+// A new cell's replicas are founding disks: startAll() gives every replica --bootstrap when no
+// replica directory holds a paxos.db yet, and never otherwise, so running it again on the same
+// folder reuses the data, and a replica restarted alone on a wiped directory (start(id)) comes
+// back as a replacement disk that the master must admit (docs/cell.md, Replacing a lost disk).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CellConfig } from '../server/src/runtime/config.ts';
@@ -23,6 +28,14 @@ export interface CellOptions {
   readonly serverArgs?: readonly string[];
   /** Extra flags for one replica (a trace file of its own). */
   readonly perReplicaArgs?: (id: number) => readonly string[];
+}
+
+export interface StartOptions {
+  /**
+   * Pass --bootstrap: the replica's data directory, if empty, is a founding disk of a new cell.
+   * Default false: an empty directory is then a replacement disk (a learner until admitted).
+   */
+  readonly bootstrap?: boolean;
 }
 
 export interface ReplicaProcess {
@@ -57,12 +70,19 @@ export class LocalCell {
     return this.config.replicas.map((r) => r.client);
   }
 
+  /** True until some replica directory holds a paxos.db: the cell has never started. */
+  get isNew(): boolean {
+    return this.config.replicas.every((r) => !existsSync(this.dataPath(r.id, 'paxos.db')));
+  }
+
+  /** Starts every replica; a new cell's with --bootstrap (its founding disks), else as they are. */
   startAll(): void {
-    for (const r of this.config.replicas) this.start(r.id);
+    const bootstrap = this.isNew;
+    for (const r of this.config.replicas) this.start(r.id, { bootstrap });
   }
 
   /** Starts (or restarts) replica `id` as a new OS process. */
-  start(id: number): ReplicaProcess {
+  start(id: number, options: StartOptions = {}): ReplicaProcess {
     const address = this.config.replicas.find((r) => r.id === id);
     if (address === undefined) throw new Error(`no replica ${id}`);
     const log = createWriteStream(this.logPath(id), { flags: 'a' });
@@ -77,6 +97,7 @@ export class LocalCell {
         '--config', this.configPath,
         '--data', join(this.#options.dir, `r${id}`),
         '--log-level', this.#options.logLevel ?? 'info',
+        ...(options.bootstrap === true ? ['--bootstrap'] : []),
         ...(this.#options.serverArgs ?? []),
         // PAXLOCK_SERVER_ARGS passes flags to each paxlock-server, e.g. "--tick-ms 20".
         ...(process.env['PAXLOCK_SERVER_ARGS']?.split(' ').filter(Boolean) ?? []),

@@ -38,7 +38,7 @@ it('retries a BUSY answer with backoff on the same connection until the master t
       if (!decoded.ok) return;
       const frame = decoded.value as { type: string; id: number };
       if (frame.type === 'status') {
-        const status = { id: 1, cell: 'local', role: 'master', epoch, masterId: 1, master: address, commit: 1, applied: 1, leaseRemainingMs: 1_000, digest: null, digestSlot: 0 };
+        const status = { id: 1, cell: 'local', role: 'master', epoch, masterId: 1, master: address, commit: 1, applied: 1, leaseRemainingMs: 1_000, isVoter: true, diskId: 0, digest: null, digestSlot: 0 };
         socket.send(encodeFrame({ type: 'status', id: frame.id, status }));
       } else if (frame.type === 'query') {
         queries++;

@@ -28,8 +28,10 @@ const argv = yargs(hideBin(process.argv))
   .option('client-send-buffer-max-bytes', { type: 'number', default: 16 * 1024 * 1024, describe: 'cut off a client that stopped reading once this much is waiting to be sent to it' })
   .option('trace-file', { type: 'string', describe: 'append a write-path trace (monotonic ns per stage) to this file; for scripts/trace-writes.ts' })
   .option('pretty', { type: 'boolean', default: false, describe: 'human-readable logs (development)' })
+  .option('bootstrap', { type: 'boolean', default: false, describe: 'this empty data directory is a founding member of a NEW cell (give it on every replica\'s first start of a new cell, and never again: a replacement disk started with it would vote as the disk it replaces); ignored once the directory has a disk id' })
   .option('restore', { type: 'string', describe: 'first install this backup (`paxlock backup FILE`) as the state; only into an empty data directory, and every replica of the cell from the same file' })
   .example('$0 --id 1 --config .data/cell.json --data .data/r1', 'run replica 1 of the local cell')
+  .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --bootstrap', 'first start of replica 1 of a new cell (do the same on all five)')
   .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --restore backup.db', 'restore replica 1 from a backup (do the same on all five)')
   .strict()
   .help()
@@ -54,6 +56,8 @@ async function main(): Promise<void> {
     cell,
     id: argv.id,
     dataDir: resolve(argv.data),
+    // A restored replica is a founding disk of the restored cell, as a bootstrapped one is of a new cell.
+    isFoundingDisk: argv.bootstrap || restoreFrom !== undefined,
     logger,
     timing: {
       leaseMs: argv['lease-ms'],

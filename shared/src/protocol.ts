@@ -121,6 +121,13 @@ export interface ReplicaStatus {
   readonly applied: number;
   /** Remaining master lease at this replica, in ms (0 unless master). */
   readonly leaseRemainingMs: number;
+  /**
+   * False while this replica's disk is a replacement not yet admitted by the master: a learner,
+   * which follows and catches up but neither votes nor runs for master.
+   */
+  readonly isVoter: boolean;
+  /** This replica's disk: 0 for a founding disk, else a replacement disk's random id. */
+  readonly diskId: number;
   /** The state digest at `digestSlot`, if the request asked for it (StatusFrame.digest). */
   readonly digest: string | null;
   readonly digestSlot: number;

@@ -177,6 +177,8 @@ export function validateServerFrame(raw: unknown): ServerFrame | FrameError {
         !isAddressOrNull(s['master']) ||
         !isId(s['commit']) ||
         !isId(s['applied']) ||
+        typeof s['isVoter'] !== 'boolean' ||
+        !isId(s['diskId']) ||
         !['master', 'follower', 'candidate'].includes(s['role'] as string)
       ) {
         return bad('malformed status');

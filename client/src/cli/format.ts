@@ -140,12 +140,14 @@ export type StatusRow =
 
 export function statusTable(rows: readonly StatusRow[]): string {
   return table([
-    ['ID', 'ROLE', 'ADDRESS', 'EPOCH', 'COMMIT', 'APPLIED', 'LEASE', 'DIGEST'],
+    ['ID', 'ROLE', 'SEAT', 'ADDRESS', 'EPOCH', 'COMMIT', 'APPLIED', 'LEASE', 'DIGEST'],
     ...rows.map((r) =>
       r.reachable
         ? [
             String(r.id),
             r.role,
+            // A replacement disk is a learner until the master admits it; its disk id tells it apart.
+            `${r.isVoter ? 'voter' : 'learner'}${r.diskId === 0 ? '' : ` disk ${r.diskId.toString(16)}`}`,
             r.address,
             `${r.epoch.round}.${r.epoch.replica}`,
             String(r.commit),
@@ -153,7 +155,7 @@ export function statusTable(rows: readonly StatusRow[]): string {
             r.role === 'master' ? duration(r.leaseRemainingMs) : '-',
             r.digest === null ? '-' : `${r.digest}@${r.digestSlot}`,
           ]
-        : ['-', 'unreachable', r.address, '-', '-', '-', '-', r.error],
+        : ['-', 'unreachable', '-', r.address, '-', '-', '-', '-', r.error],
     ),
   ]);
 }

@@ -8,7 +8,7 @@
 // What lives here and not in the service is what touches the world: sockets, files, timers,
 // the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { ReplicaStatus } from '@paxlock/shared';
 import { StateMachine } from '../machine/index.ts';
 import { formatBallot } from '../paxos/ballot.ts';
-import type { Message } from '../paxos/messages.ts';
+import type { Admission, Message } from '../paxos/messages.ts';
 import type { Config as PaxosConfig, Logger as CoreLogger } from '../paxos/ports.ts';
 import { Replica } from '../paxos/replica.ts';
 import { validateMessage } from '../paxos/validate.ts';
@@ -86,6 +86,11 @@ const SNAPSHOT_RESEND_MS = 10_000;
 /** Longest a stopping master waits for its successor to take over before it closes anyway. */
 const HANDOVER_WAIT_MS = 1_000;
 
+/** Most admissions a snapshot may carry: one per replacement disk in the cell's life. */
+const SNAPSHOT_MAX_ADMISSIONS = 4_096;
+/** Disk ids: 0 for a founding disk, else 48 random bits (paxos/validate.ts has the same bound). */
+const MAX_DISK_ID = 2 ** 48 - 1;
+
 interface SnapshotChunk {
   readonly kind: 'snapshot-chunk';
   readonly slot: number;
@@ -93,9 +98,14 @@ interface SnapshotChunk {
   readonly total: number;
   readonly sha256: string;
   readonly bytes: Uint8Array;
+  /**
+   * The sender's admissions (Replica.admitted(), in slot order): who holds each seat. The snapshot
+   * replaces the log below its slot, and with it the 'admit' entries there, so it carries them.
+   */
+  readonly admitted: readonly Admission[];
 }
 
-function validateSnapshotChunk(raw: unknown): SnapshotChunk | null {
+function validateSnapshotChunk(raw: unknown, replicaIds: ReadonlySet<number>): SnapshotChunk | null {
   if (typeof raw !== 'object' || raw === null) return null;
   const c = raw as Record<string, unknown>;
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -103,13 +113,39 @@ function validateSnapshotChunk(raw: unknown): SnapshotChunk | null {
   if (c['total'] < 1 || c['total'] > 65_536 || c['index'] >= c['total']) return null;
   if (typeof c['sha256'] !== 'string' || !/^[0-9a-f]{64}$/.test(c['sha256']) || !(c['bytes'] instanceof Uint8Array)) return null;
   if (c['bytes'].byteLength > SNAPSHOT_CHUNK_BYTES) return null;
-  return raw as SnapshotChunk;
+  const rawAdmitted = c['admitted'];
+  if (!Array.isArray(rawAdmitted) || rawAdmitted.length > SNAPSHOT_MAX_ADMISSIONS) return null;
+  const admitted: Admission[] = [];
+  for (const a of rawAdmitted as unknown[]) {
+    if (typeof a !== 'object' || a === null) return null;
+    const { slot, replica, diskId } = a as Record<string, unknown>;
+    if (!isCount(slot) || slot < 1 || !isCount(replica) || !replicaIds.has(replica) || !isCount(diskId) || diskId > MAX_DISK_ID) return null;
+    // In slot order, one per slot; disk 0 is never admitted (only founding disks have it).
+    if (diskId === 0 || slot <= (admitted.at(-1)?.slot ?? 0)) return null;
+    admitted.push({ slot, replica, diskId });
+  }
+  return { kind: 'snapshot-chunk', slot: c['slot'], index: c['index'], total: c['total'], sha256: c['sha256'], bytes: c['bytes'], admitted };
+}
+
+/** A replacement disk's id: 48 random bits, never 0 (the founding disks' id). */
+function randomDiskId(): number {
+  for (;;) {
+    const id = randomBytes(6).readUIntBE(0, 6);
+    if (id !== 0) return id;
+  }
 }
 
 export interface NodeOptions {
   readonly cell: CellConfig;
   readonly id: number;
   readonly dataDir: string;
+  /**
+   * A fresh data directory is a founding disk of a new cell (--bootstrap, or --restore): disk 0,
+   * a voter at once. Otherwise a fresh directory is a replacement disk: a random disk id, and a
+   * learner until the master admits it (docs/cell.md, Replacing a lost disk). Ignored once the
+   * directory has a disk id.
+   */
+  readonly isFoundingDisk?: boolean;
   /** Append the write-path trace (trace.ts) to this file; off when absent. */
   readonly traceFile?: string;
   /** Cut off a client whose unsent frames exceed this (front.ts; default 16 MiB). */
@@ -146,7 +182,8 @@ export class ReplicaNode {
   #machine: StateMachine;
   #lastSnapshotSlot = 0;
   readonly #snapshotsSent = new Map<number, number>();
-  #incoming: { from: number; slot: number; sha256: string; chunks: (Uint8Array | undefined)[]; received: number } | null = null;
+  #incoming: { from: number; slot: number; sha256: string; admitted: readonly Admission[]; chunks: (Uint8Array | undefined)[]; received: number } | null = null;
+  readonly #replicaIds: ReadonlySet<number>;
   readonly #replica: Replica;
   readonly #peers: PeerTransport;
   readonly #front: Front;
@@ -179,6 +216,7 @@ export class ReplicaNode {
 
     mkdirSync(options.dataDir, { recursive: true });
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
+    const disk = this.#claimDisk(options.isFoundingDisk === true);
     this.#stateDb = this.#openStateDb();
     this.#machine = StateMachine.open(this.#stateDb, { cell: options.cell.cell });
     this.#lastSnapshotSlot = this.#machine.appliedIndex;
@@ -205,7 +243,9 @@ export class ReplicaNode {
       durable,
       now,
       applied: this.#machine.appliedIndex,
+      diskId: disk.diskId,
     });
+    this.#replicaIds = new Set(options.cell.replicas.map((r) => r.id));
     this.#service = new CellService(
       {
         id: options.id,
@@ -227,10 +267,18 @@ export class ReplicaNode {
       },
       now,
     );
+    const isVoter = this.#replica.status(now).isVoter;
     this.#log.info(
-      { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex, incarnation: this.#incarnation },
-      'replica starting',
+      { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex, incarnation: this.#incarnation, diskId: disk.diskId, isNewDisk: disk.isNew, isVoter },
+      isVoter ? 'replica starting: a voter' : 'replica starting: a learner',
     );
+    if (!isVoter) {
+      // The one line an operator who forgot --bootstrap on a new cell must see: five learners wait forever.
+      this.#log.warn(
+        { diskId: disk.diskId },
+        'this disk does not hold its seat: it is a replacement disk, a learner (it follows the master and catches up, but neither votes nor runs for master) until the master admits it through the log. If this is the first start of a NEW cell, stop it: every replica of a new cell needs --bootstrap on its first start',
+      );
+    }
 
     this.#peers = new PeerTransport({
       cell: options.cell.cell,
@@ -273,6 +321,19 @@ export class ReplicaNode {
       logger: this.#log,
       ...(options.clientSendBufferMaxBytes === undefined ? {} : { sendBufferMaxBytes: options.clientSendBufferMaxBytes }),
     });
+  }
+
+  /**
+   * This data directory's disk id (SqliteStore.diskId): the one recorded, or for a fresh
+   * directory 0 (a founding disk) or a new random id (a replacement disk), recorded durably
+   * before the core starts, so a crash cannot turn a replacement into a founding disk.
+   */
+  #claimDisk(isFoundingDisk: boolean): { diskId: number; isNew: boolean } {
+    const recorded = this.#store.diskId;
+    if (recorded !== null) return { diskId: recorded, isNew: false };
+    const diskId = isFoundingDisk ? 0 : randomDiskId();
+    this.#store.setDiskId(diskId);
+    return { diskId, isNew: true };
   }
 
   async start(): Promise<void> {
@@ -371,7 +432,7 @@ export class ReplicaNode {
     const now = this.#clock.now();
     const { isHealthy, reason } = this.#service.health(now);
     const status = this.#service.status(now, false);
-    const body = { health: isHealthy, ...(reason === null ? {} : { reason }), id: status.id, cell: status.cell, role: status.role, masterId: status.masterId, master: status.master, commit: status.commit, applied: status.applied };
+    const body = { health: isHealthy, ...(reason === null ? {} : { reason }), id: status.id, cell: status.cell, role: status.role, masterId: status.masterId, master: status.master, commit: status.commit, applied: status.applied, isVoter: status.isVoter, diskId: status.diskId };
     return { status: isHealthy ? 200 : 503, headers: { 'content-type': 'application/json' }, body: `${JSON.stringify(body)}\n` };
   }
 
@@ -402,6 +463,8 @@ export class ReplicaNode {
       { name: 'replica_info', help: 'This replica: its id and cell (always 1).', type: 'gauge', samples: [{ labels: { cell: this.#options.cell.cell, id: String(this.#options.id) }, value: 1 }] },
       { name: 'is_master', help: '1 if this replica is the master.', type: 'gauge', samples: one(status.role === 'master' ? 1 : 0) },
       { name: 'master_id', help: 'The replica this one takes for master (0: none known).', type: 'gauge', samples: one(status.masterId ?? 0) },
+      { name: 'is_voter', help: '1 if this replica\'s disk holds its seat (0: a replacement disk not yet admitted, a learner).', type: 'gauge', samples: one(status.isVoter ? 1 : 0) },
+      { name: 'disk_id', help: 'This replica\'s disk: 0 for a founding disk, else the replacement disk\'s random id.', type: 'gauge', samples: one(status.diskId) },
       { name: 'epoch_round', help: 'The round of the highest ballot promised (the cell epoch).', type: 'gauge', samples: one(status.epoch.round) },
       { name: 'commit_index', help: 'Every slot up to this one is chosen and known here.', type: 'gauge', samples: one(status.commit) },
       { name: 'applied_index', help: 'Every slot up to this one is applied to the state machine here.', type: 'gauge', samples: one(status.applied) },
@@ -567,7 +630,8 @@ export class ReplicaNode {
     const applied = this.#machine.appliedIndex;
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const total = Math.max(1, Math.ceil(bytes.byteLength / SNAPSHOT_CHUNK_BYTES));
-    this.#log.info({ peer: to, slot: applied, asked: slot, sizeBytes: bytes.byteLength, chunks: total }, 'sending snapshot');
+    const admitted = this.#replica.admitted();
+    this.#log.info({ peer: to, slot: applied, asked: slot, sizeBytes: bytes.byteLength, chunks: total, admissions: admitted.length }, 'sending snapshot');
     this.#counts.snapshotsSent++;
     for (let index = 0; index < total; index++) {
       const chunk: SnapshotChunk = {
@@ -577,6 +641,7 @@ export class ReplicaNode {
         total,
         sha256,
         bytes: bytes.subarray(index * SNAPSHOT_CHUNK_BYTES, (index + 1) * SNAPSHOT_CHUNK_BYTES),
+        admitted,
       };
       this.#peers.sendFrame(to, { type: 'aux', body: chunk });
     }
@@ -609,7 +674,7 @@ export class ReplicaNode {
       this.#onFreshnessProbe(from, probe);
       return;
     }
-    const chunk = validateSnapshotChunk(body);
+    const chunk = validateSnapshotChunk(body, this.#replicaIds);
     if (chunk === null) {
       this.#log.warn({ peer: from }, 'invalid aux frame dropped');
       return;
@@ -617,7 +682,7 @@ export class ReplicaNode {
     if (chunk.slot <= this.#machine.appliedIndex) return; // stale: we are already past it
     const incoming = this.#incoming;
     if (incoming?.from !== from || incoming.slot !== chunk.slot || incoming.sha256 !== chunk.sha256 || incoming.chunks.length !== chunk.total) {
-      this.#incoming = { from, slot: chunk.slot, sha256: chunk.sha256, chunks: new Array<Uint8Array | undefined>(chunk.total), received: 0 };
+      this.#incoming = { from, slot: chunk.slot, sha256: chunk.sha256, admitted: chunk.admitted, chunks: new Array<Uint8Array | undefined>(chunk.total), received: 0 };
     }
     const current = this.#incoming;
     if (current === null || current.chunks[chunk.index] !== undefined) return;
@@ -630,7 +695,18 @@ export class ReplicaNode {
       this.#log.warn({ peer: from, slot: current.slot }, 'snapshot checksum mismatch, dropped');
       return;
     }
-    this.#installSnapshot(bytes, from);
+    // The sender's seats must agree with every admission known here (each is a chosen value):
+    // a disagreement is a peer that is broken or lying, and the core would stop on it.
+    const known = new Map(this.#replica.admitted().map((a) => [a.slot, a]));
+    const clash = current.admitted.find((a) => {
+      const mine = known.get(a.slot);
+      return mine !== undefined && (mine.replica !== a.replica || mine.diskId !== a.diskId);
+    });
+    if (clash !== undefined) {
+      this.#log.warn({ peer: from, slot: current.slot, admissionSlot: clash.slot }, 'snapshot admissions disagree with the ones known here, dropped');
+      return;
+    }
+    this.#installSnapshot(bytes, from, current.admitted);
   }
 
   /**
@@ -638,7 +714,7 @@ export class ReplicaNode {
    * machine, and tell the core. A crash at any point leaves either the old database or the new
    * one, and the core restarts from whichever applied index it finds.
    */
-  #installSnapshot(bytes: Buffer, from: number): void {
+  #installSnapshot(bytes: Buffer, from: number, admitted: readonly Admission[]): void {
     const dir = this.#options.dataDir;
     const target = join(dir, 'state.db');
     const temporary = join(dir, 'state.db.incoming');
@@ -650,8 +726,8 @@ export class ReplicaNode {
     this.#machine = StateMachine.open(this.#stateDb, { cell: this.#options.cell.cell });
     this.#lastSnapshotSlot = this.#machine.appliedIndex;
     const now = this.#clock.now();
-    this.#replica.installSnapshot(this.#machine.appliedIndex, now);
-    this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes: bytes.byteLength }, 'snapshot installed');
+    this.#replica.installSnapshot(this.#machine.appliedIndex, now, admitted);
+    this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes: bytes.byteLength, admissions: admitted.length }, 'snapshot installed');
     this.#scheduleTurn();
   }
 

@@ -254,6 +254,8 @@ export class CellService {
       commit: status.commit,
       applied: machine.appliedIndex,
       leaseRemainingMs: status.leaseUntil === null ? 0 : Math.max(0, status.leaseUntil - now),
+      isVoter: status.isVoter,
+      diskId: status.diskId,
       digest: withDigest ? this.#digestOf(machine) : null,
       digestSlot: machine.appliedIndex,
     };
