@@ -10,6 +10,7 @@ export const BUG_NAMES = [
   'reproposeLowestBallot',
   'ignoreLeaseForReads',
   'serveAfterResign',
+  'voteWithoutAdmission',
 ] as const satisfies readonly (keyof PlantedBugs)[];
 
 export type BugName = (typeof BUG_NAMES)[number];

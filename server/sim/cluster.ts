@@ -14,6 +14,7 @@
 
 import { AssertionError, assert, assertNever } from '@paxlock/shared';
 import type {
+  Admission,
   ChosenEntry,
   Command,
   Envelope,
@@ -31,7 +32,15 @@ import { rateSpread, SimClock } from './clock.ts';
 import { EventQueue } from './event-queue.ts';
 import { describeValue, encodePut, KvMachine, valueDigest, type KvSnapshot } from './kv.ts';
 import { SimNetwork, type LinkFaults } from './network.ts';
-import { describePlan, planSeed, REPLICAS, resignEventRandom, type SeedPlan } from './plan.ts';
+import {
+  describePlan,
+  diskEventRandom,
+  drawDiskId,
+  planSeed,
+  REPLICAS,
+  resignEventRandom,
+  type SeedPlan,
+} from './plan.ts';
 import { SimRandom } from './random.ts';
 import { formatObject, Trace } from './trace.ts';
 import { SimClient, type ClientOp, type ClientReply, type ClientRequest } from './workload.ts';
@@ -47,6 +56,8 @@ export interface FaultCounts {
   clockDrift: number;
   /** Graceful resignations of a master (Replica.resign), the seeds' resign fault family. */
   resign: number;
+  /** Disk losses: a replica killed and brought back on a fresh disk with a new disk id. */
+  diskLoss: number;
 }
 
 /** Every fault kind at zero: the start of a seed's count and of a run's summary. */
@@ -61,6 +72,7 @@ export function zeroFaultCounts(): FaultCounts {
     restart: 0,
     clockDrift: 0,
     resign: 0,
+    diskLoss: 0,
   };
 }
 
@@ -79,6 +91,10 @@ export interface SeedResult {
     readonly writesAcked: number;
     readonly readsServed: number;
     readonly masterAfterHealMs: number | null;
+    /** Replacement disks admitted through the log ('admit' values chosen). */
+    readonly admissions: number;
+    /** Replicas still learners (a disk not yet admitted) when the run ended. */
+    readonly learnersAtEnd: number;
   };
 }
 
@@ -134,6 +150,8 @@ type SimEvent =
       readonly from: ReplicaId;
       readonly to: ReplicaId;
       readonly snapshot: KvSnapshot;
+      /** The sender's admissions, shipped with the snapshot (installSnapshot takes them). */
+      readonly admitted: readonly Admission[];
     }
   | {
       readonly kind: 'snapshot-pull';
@@ -147,6 +165,7 @@ type SimEvent =
   | { readonly kind: 'restart'; readonly replica: ReplicaId; readonly incarnation: number }
   | { readonly kind: 'drift' }
   | { readonly kind: 'resign' }
+  | { readonly kind: 'disk-loss' }
   | {
       readonly kind: 'stop-after-resign';
       readonly replica: ReplicaId;
@@ -165,7 +184,12 @@ interface ProposalOrigin {
 interface SimNode {
   readonly id: ReplicaId;
   readonly clock: SimClock;
-  readonly store: MemoryStore;
+  /** The acceptor store (paxos.db): replaced by an empty one when the disk is lost. */
+  store: MemoryStore;
+  /** The disk's id (kept in paxos.db): 0 for the founding disk, random for a replacement. */
+  diskId: number;
+  /** The core's Status.isVoter: false while a replacement disk is not yet admitted. */
+  isVoter: boolean;
   readonly random: SimRandom;
   readonly logger: Logger;
   replica: Replica | null;
@@ -218,6 +242,8 @@ class Simulation {
   readonly #simRandom: SimRandom;
   /** Resignations' times and targets: a stream of their own, so #faultRandom's draws stay put. */
   readonly #resignRandom: SimRandom;
+  /** Disk losses' times, victims and disk ids: a stream of their own (plan.ts, DISK_STREAM). */
+  readonly #diskRandom: SimRandom;
   readonly #nodes = new Map<ReplicaId, SimNode>();
   readonly #clients: SimClient[] = [];
   readonly #faults: FaultCounts = zeroFaultCounts();
@@ -242,6 +268,7 @@ class Simulation {
     this.#faultRandom = root.fork(3);
     this.#simRandom = root.fork(4);
     this.#resignRandom = resignEventRandom(options.seed);
+    this.#diskRandom = diskEventRandom(options.seed);
     this.#echoDebug = options.echoDebug ?? false;
     this.#wireChecks = options.wireChecks ?? true;
     this.#trace = new Trace({ capacity: 400, echo: options.echo ?? null });
@@ -254,6 +281,8 @@ class Simulation {
         id,
         clock: new SimClock({ globalNow: 0, localStart: clockStart, rate }),
         store: new MemoryStore(),
+        diskId: 0,
+        isVoter: true,
         random: root.fork(100 + id),
         logger: this.#coreLogger(id),
         replica: null,
@@ -313,6 +342,7 @@ class Simulation {
     this.#scheduleExp(f.crashMeanMs, { kind: 'crash' });
     this.#scheduleExp(f.driftMeanMs, { kind: 'drift' });
     this.#scheduleResign();
+    this.#scheduleDiskLoss();
     this.#queue.push(this.#healAt, { kind: 'heal-all' });
     this.#queue.push(this.#healAt + this.#bounds.masterWithinMs, { kind: 'liveness-deadline' });
     this.#queue.push(
@@ -351,6 +381,9 @@ class Simulation {
         readsServed: this.#readsServed,
         masterAfterHealMs:
           this.#masterAfterHealAt === null ? null : this.#masterAfterHealAt - this.#healAt,
+        admissions: this.#checkers.paxos.admissionsChosen,
+        learnersAtEnd: [...this.#nodes.values()].filter((n) => n.replica !== null && !n.isVoter)
+          .length,
       },
     };
   }
@@ -399,7 +432,7 @@ class Simulation {
         return;
       }
       case 'snapshot':
-        this.#onSnapshot(event.from, event.to, event.snapshot);
+        this.#onSnapshot(event);
         return;
       case 'snapshot-pull': {
         if (this.#network.isBlocked(event.asker, event.server)) return;
@@ -429,6 +462,9 @@ class Simulation {
         return;
       case 'resign':
         this.#onResignFault();
+        return;
+      case 'disk-loss':
+        this.#onDiskLoss();
         return;
       case 'stop-after-resign': {
         // The process's graceful stop: it waited (up to a second) for the successor, then exits.
@@ -490,6 +526,7 @@ class Simulation {
         durable: node.store.load(),
         now: local,
         applied: node.machine.applied,
+        diskId: node.diskId,
       });
     } catch (err: unknown) {
       this.#replicaThrew(node, err, 'restart');
@@ -498,13 +535,14 @@ class Simulation {
     node.wiring = this.#wiring(node);
     node.role = 'follower';
     node.leaseUntil = null;
+    node.isVoter = node.replica.status(local).isVoter;
     if (isRestart) this.#faults.restart++;
     this.#trace.mix(10, node.id, node.incarnation);
     this.#trace.line(
       this.#now,
       node.id,
       () =>
-        `${isRestart ? 'restarted' : 'started'} (applied ${node.machine.applied}, clock rate ${node.clock.rate.toFixed(4)})`,
+        `${isRestart ? 'restarted' : 'started'} (applied ${node.machine.applied}, clock rate ${node.clock.rate.toFixed(4)}${node.diskId === 0 ? '' : `, disk ${node.diskId}${node.isVoter ? '' : ', a learner'}`})`,
     );
     this.#queue.push(this.#now + this.#simRandom.range(0, this.#plan.tickMs), {
       kind: 'tick',
@@ -514,7 +552,8 @@ class Simulation {
     this.#scheduleTurn(node);
   }
 
-  #crash(node: SimNode, why: string): void {
+  /** Kills a replica; it restarts after `downMs` (default: a draw up to the plan's downMaxMs). */
+  #crash(node: SimNode, why: string, downMs?: number): void {
     if (node.replica === null) return;
     node.replica = null;
     node.wiring = null;
@@ -529,8 +568,10 @@ class Simulation {
     this.#trace.mix(11, node.id, node.incarnation);
     this.#trace.line(this.#now, node.id, `CRASH (${why})`);
     if (this.#phase === 'safety') {
-      const downMs = this.#faultRandom.range(0, this.#plan.faults.downMaxMs);
-      const at = Math.min(this.#now + downMs, this.#healAt);
+      const at = Math.min(
+        this.#now + (downMs ?? this.#faultRandom.range(0, this.#plan.faults.downMaxMs)),
+        this.#healAt,
+      );
       this.#queue.push(at, { kind: 'restart', replica: node.id, incarnation: node.incarnation });
     } else {
       this.#queue.push(this.#now, {
@@ -541,16 +582,25 @@ class Simulation {
     }
   }
 
+  /**
+   * Replicas that cannot vote: down, or up as a learner (a replacement disk not yet admitted). A
+   * learner is unavailable as surely as a crashed replica, and for longer: only a master can
+   * admit it, so the fault budget (maxDown) counts it.
+   */
   #downCount(): number {
     let n = 0;
-    for (const node of this.#nodes.values()) if (node.replica === null) n++;
+    for (const node of this.#nodes.values()) if (node.replica === null || !node.isVoter) n++;
     return n;
   }
 
   #wiring(node: SimNode): TurnWiring {
+    const replica = node.replica!;
     return {
-      replica: node.replica!,
-      store: this.#checkers.paxos.watchStore(node.id, node.store),
+      replica,
+      store: this.#checkers.paxos.watchStore(node.id, node.store, () => ({
+        diskId: node.diskId,
+        isVoter: replica.status(node.clock.localAt(this.#now)).isVoter,
+      })),
       logger: node.logger,
       send: (envelope) => this.#sendPeer(node.id, envelope),
       apply: (entry) => this.#apply(node, entry),
@@ -625,6 +675,10 @@ class Simulation {
         node.id,
         `role ${status.role} ballot ${status.ballot.round}.${status.ballot.replica} master ${status.masterId ?? '-'} commit ${status.commit}`,
       );
+    }
+    if (status.isVoter !== node.isVoter) {
+      this.#trace.line(this.#now, node.id, `disk ${node.diskId} admitted: a voter again`);
+      node.isVoter = status.isVoter;
     }
     node.role = status.role;
     node.masterId = status.masterId;
@@ -765,7 +819,14 @@ class Simulation {
       node.id,
       `ships snapshot through slot ${snapshot.applied} to r${to}`,
     );
-    this.#queue.push(this.#now + delay + 5, { kind: 'snapshot', from: node.id, to, snapshot });
+    const admitted = node.replica?.admitted() ?? [];
+    this.#queue.push(this.#now + delay + 5, {
+      kind: 'snapshot',
+      from: node.id,
+      to,
+      snapshot,
+      admitted,
+    });
   }
 
   #pullSnapshot(node: SimNode, from: ReplicaId, slotAtLeast: number): void {
@@ -784,7 +845,8 @@ class Simulation {
     });
   }
 
-  #onSnapshot(from: ReplicaId, to: ReplicaId, snapshot: KvSnapshot): void {
+  #onSnapshot(event: Extract<SimEvent, { kind: 'snapshot' }>): void {
+    const { from, to, snapshot } = event;
     const node = this.#node(to);
     if (this.#network.isBlocked(from, to) || node.replica === null) return;
     if (snapshot.applied <= node.machine.applied) return;
@@ -799,7 +861,7 @@ class Simulation {
     // The installed state.db is durable: a crash from here on restarts from it.
     node.checkpoint = snapshot;
     try {
-      node.replica.installSnapshot(snapshot.applied, node.clock.localAt(this.#now));
+      node.replica.installSnapshot(snapshot.applied, node.clock.localAt(this.#now), event.admitted);
     } catch (err: unknown) {
       this.#replicaThrew(node, err, 'installSnapshot');
       return;
@@ -1065,6 +1127,96 @@ class Simulation {
         incarnation: node.incarnation,
       });
     }
+  }
+
+  /** The next disk loss, drawn from #diskRandom (see DISK_STREAM in plan.ts). */
+  #scheduleDiskLoss(): void {
+    const meanMs = this.#plan.faults.diskLossMeanMs;
+    if (meanMs === Infinity) return;
+    const delay = -Math.log(1 - this.#diskRandom.next()) * meanMs;
+    if (this.#now + delay < this.#healAt)
+      this.#queue.push(this.#now + delay, { kind: 'disk-loss' });
+  }
+
+  /**
+   * A replica loses its disk: the process dies as on kill -9, and paxos.db and state.db go with
+   * it; it comes back (after a replacement, 0-1 s) on an empty disk with a new random id, a
+   * learner until the master admits it. Within the fault budget only: afterwards at most
+   * min(maxDown, 2) replicas may be down or learners, so three voters always remain to elect a
+   * master that admits the learners.
+   *
+   * Half the losses are aimed at the hazard the seats exist for: a replica that, with exactly
+   * two others, holds the newest slot some replicas lack (most likely a value chosen by those
+   * three votes alone). Its disk goes, and the two others are cut off from the rest, so the only
+   * majority left is the two that never saw the slot plus the wiped replica. A replacement that
+   * voted at once (the old behaviour, the voteWithoutAdmission bug) lets that majority choose
+   * another value there; with seats, the cell waits for the partition to heal.
+   */
+  #onDiskLoss(): void {
+    this.#scheduleDiskLoss();
+    const limit = Math.min(this.#plan.faults.maxDown, 2);
+    const alive = [...this.#nodes.values()].filter((n) => n.replica !== null);
+    const eligible = alive.filter((n) => this.#downCount() + (n.isVoter ? 1 : 0) <= limit);
+    if (eligible.length === 0) return;
+    const aimed = this.#diskRandom.chance(0.5) ? this.#freshQuorumHolder(eligible) : null;
+    const node = aimed?.node ?? this.#diskRandom.pick(eligible);
+    this.#faults.diskLoss++;
+    this.#trace.mix(80, node.id, node.diskId);
+    const downMs = this.#diskRandom.range(0, 1000);
+    this.#crash(node, `disk loss${aimed === null ? '' : ` (it holds slot ${aimed.slot})`}`, downMs);
+    node.store = new MemoryStore();
+    node.checkpoint = null;
+    node.machine = new KvMachine();
+    node.diskId = drawDiskId(this.#diskRandom);
+    node.isVoter = false;
+    node.commit = 0;
+    this.#trace.line(
+      this.#now,
+      node.id,
+      `DISK LOST: paxos.db and state.db gone; back in ${downMs.toFixed(0)} ms on disk ${node.diskId}`,
+    );
+    if (aimed === null) return;
+    const cut = aimed.others;
+    const rest = REPLICAS.filter((id) => !cut.includes(id));
+    const generation = ++this.#partitionGeneration;
+    this.#network.heal();
+    this.#network.partition(cut, rest);
+    this.#faults.partition++;
+    const c = this.#plan.config;
+    const duration = this.#diskRandom.range(c.leaseMs, 3 * c.leaseMs + 2 * c.electionTimeoutMs);
+    this.#trace.line(
+      this.#now,
+      0,
+      `PARTITION for ${duration.toFixed(0)} ms (after a disk loss): cut ${this.#network.describeCuts()}`,
+    );
+    this.#queue.push(Math.min(this.#now + duration, this.#healAt), {
+      kind: 'heal-partition',
+      generation,
+    });
+  }
+
+  /**
+   * A live voter among `eligible` that, with exactly two other replicas, durably holds the
+   * highest slot not every replica holds (accepted in any ballot, or chosen); null if none.
+   */
+  #freshQuorumHolder(
+    eligible: readonly SimNode[],
+  ): { node: SimNode; slot: number; others: ReplicaId[] } | null {
+    const nodes = [...this.#nodes.values()];
+    const holds = (n: SimNode, slot: number): boolean =>
+      slot < n.store.durableCompactedBelow() || n.store.durableEntry(slot) !== undefined;
+    // Nothing is accepted above the highest commit by more than a window of slots.
+    const top = Math.max(...nodes.map((n) => n.commit)) + this.#plan.config.windowSlots + 1;
+    for (let slot = top; slot > 0 && slot > top - 64; slot--) {
+      const holders = nodes.filter((n) => holds(n, slot));
+      if (holders.length === nodes.length) return null;
+      if (holders.length !== 3) continue;
+      const candidates = eligible.filter((n) => n.isVoter && holders.includes(n));
+      if (candidates.length === 0) continue;
+      const node = this.#diskRandom.pick(candidates);
+      return { node, slot, others: holders.filter((n) => n !== node).map((n) => n.id) };
+    }
+    return null;
   }
 
   /** True if any link to or from `id` is cut (a partition, symmetric or one-way). */

@@ -36,6 +36,8 @@ export interface Summary {
   simulatedMs: number;
   delivered: number;
   faults: FaultCounts;
+  /** Replacement disks admitted through the log, over all seeds. */
+  admissions: number;
   violations: SeedResult[];
   wallMs: number;
 }
@@ -46,6 +48,7 @@ export function emptySummary(): Summary {
     simulatedMs: 0,
     delivered: 0,
     faults: zeroFaultCounts(),
+    admissions: 0,
     violations: [],
     wallMs: 0,
   };
@@ -57,6 +60,7 @@ export function addResult(summary: Summary, result: SeedResult): void {
   summary.delivered += result.delivered;
   for (const key of Object.keys(summary.faults) as (keyof FaultCounts)[])
     summary.faults[key] += result.faults[key];
+  summary.admissions += result.stats.admissions;
   if (result.violation !== null) summary.violations.push(result);
 }
 
@@ -66,7 +70,8 @@ export function formatSummary(summary: Summary): string {
     `sim: ${summary.seeds} seeds, ${(summary.simulatedMs / 1000).toFixed(1)} s simulated, ` +
     `${summary.delivered} messages delivered; faults: drop ${f.drop}, duplicate ${f.duplicate}, ` +
     `reorder/delay ${f.delay}, partition ${f.partition}, one-way partition ${f.oneWayPartition}, ` +
-    `crash ${f.crash}, restart ${f.restart}, clock drift ${f.clockDrift}, resign ${f.resign}; ` +
+    `crash ${f.crash}, restart ${f.restart}, clock drift ${f.clockDrift}, resign ${f.resign}, ` +
+    `disk loss ${f.diskLoss} (admitted ${summary.admissions}); ` +
     `violations: ${summary.violations.length}` +
     (summary.wallMs > 0 ? ` (${(summary.wallMs / 1000).toFixed(1)} s wall)` : '')
   );
@@ -189,7 +194,9 @@ async function main(): Promise<number> {
       out(
         '  crash-restarts (also between persist and send), drifting clocks, graceful resignations of',
       );
-      out('  the master (in some seeds), and clients writing and reading under the master lease.');
+      out(
+        '  the master and lost disks (in some seeds), and clients writing and reading under the master lease.',
+      );
       out('  After every step it checks agreement, durable quorums,');
       out(
         '  persist-before-send, P2c re-proposal, applied-prefix, exactly-once, a single lease holder,',
@@ -217,7 +224,8 @@ async function main(): Promise<number> {
         );
         out(
           `             faults: ${f.drop} dropped, ${f.duplicate} duplicated, ${f.delay} delayed, ${f.partition} partitions, ` +
-            `${f.oneWayPartition} one-way, ${f.crash} crashes, ${f.clockDrift} clock-rate changes, ${f.resign} resignations`,
+            `${f.oneWayPartition} one-way, ${f.crash} crashes, ${f.clockDrift} clock-rate changes, ${f.resign} resignations, ` +
+            `${f.diskLoss} disk losses (${s.admissions} admitted, ${s.learnersAtEnd} learners at the end)`,
         );
         out(`             ${result.plan}`);
       }

@@ -6,7 +6,12 @@
 // - agreement: no slot is ever chosen with two values. The ground truth is computed from the
 //   acceptors' durable votes (a value is chosen once a majority has durably accepted it in one
 //   ballot) and compared with every value any replica persists as chosen or applies. Two values
-//   accepted in one ballot at one slot fail too.
+//   accepted in one ballot at one slot fail too. With replacement disks (docs/consensus.md,
+//   Replacing a disk) a replica's vote at a slot is its durable acceptance there by the disk that
+//   holds its seat at that slot (by the admissions known chosen), or by a disk that acted as a
+//   voter when it accepted (Status.isVoter): a learner's copy of the master's value counts once
+//   the log has admitted its disk below that slot, and a disk that votes without a seat is taken
+//   at its word, so that two majorities choosing two values show up as a disagreement.
 // - durable-quorum: the first time any replica treats a value as chosen, a majority must already
 //   have durably accepted it in one ballot.
 // - persist-before-send: a promise or acceptance leaves only once its sender made it durable.
@@ -19,7 +24,13 @@
 import type { Ballot } from '../src/paxos/ballot.ts';
 import { compareBallots, formatBallot, isBallotEqual } from '../src/paxos/ballot.ts';
 import type { DurableEntry } from '../src/paxos/durable.ts';
-import type { AcceptedEntry, ChosenEntry, Message, SlotValue } from '../src/paxos/messages.ts';
+import type {
+  AcceptedEntry,
+  Admission,
+  ChosenEntry,
+  Message,
+  SlotValue,
+} from '../src/paxos/messages.ts';
 import type { ReplicaId } from '../src/paxos/ports.ts';
 import type { PersistBatch, Ready } from '../src/paxos/ready.ts';
 import type { TurnStage } from '../src/runtime/turn.ts';
@@ -38,6 +49,18 @@ export interface PaxosCheckOptions {
   readonly onChosen?: (slot: number, value: SlotValue) => void;
 }
 
+/** The durable acceptances of one value in one ballot at one slot, by disk. */
+interface BallotVotes {
+  readonly value: SlotValue;
+  /** "replica:diskId" -> the disk, and whether it acted as a voter when it accepted. */
+  readonly voters: Map<
+    string,
+    { readonly replica: ReplicaId; readonly diskId: number; readonly isVoter: boolean }
+  >;
+  /** A majority's votes were seen (the value was learned from them once). */
+  isQuorum: boolean;
+}
+
 interface HistoryEntry {
   readonly value: SlotValue;
   readonly source: string;
@@ -48,13 +71,19 @@ export class PaxosChecks {
   readonly #majority: number;
   /** Slot -> the chosen value, from ground truth or the first replica that learned it. */
   readonly #history = new Map<number, HistoryEntry>();
-  /** Slot -> ballot "round.replica" -> the value and the acceptors that durably voted for it. */
-  readonly #votes = new Map<number, Map<string, { value: SlotValue; voters: Set<ReplicaId> }>>();
+  /** Slot -> ballot "round.replica" -> the value and the disks that durably accepted it. */
+  readonly #votes = new Map<number, Map<string, BallotVotes>>();
+  /** Admissions known chosen, in slot order: who holds each seat from which slot on. */
+  readonly #admissions: Admission[] = [];
   /** "candidate|ballot" -> acceptor -> the promise it delivered to that candidate. */
   readonly #promises = new Map<string, Map<ReplicaId, Extract<Message, { type: 'promise' }>>>();
   /** "master|ballot|slot" of every Accept already judged, so retransmissions are judged once. */
   readonly #judgedAccepts = new Set<string>();
   chosenSlots = 0;
+  /** Admissions of replacement disks ('admit' values) known chosen. */
+  admissionsChosen = 0;
+  /** Acceptances a learner (a disk not yet admitted) made durable: votes only where it has the seat. */
+  learnerAccepts = 0;
   acceptsJudged = 0;
   leaseChecks = 0;
 
@@ -68,8 +97,15 @@ export class PaxosChecks {
     return this.#history.get(slot)?.value;
   }
 
-  /** Durable votes: call with every acceptance a replica's persist() made durable. */
-  onDurableAccepts(replica: ReplicaId, accepted: readonly AcceptedEntry[]): void {
+  /**
+   * Durable votes: call with every acceptance a replica's persist() made durable, with the disk
+   * that made it and whether that disk acted as a voter (defaults: a founding disk, voting).
+   */
+  onDurableAccepts(
+    replica: ReplicaId,
+    accepted: readonly AcceptedEntry[],
+    disk: { readonly diskId: number; readonly isVoter: boolean } = { diskId: 0, isVoter: true },
+  ): void {
     for (const entry of accepted) {
       let bySlot = this.#votes.get(entry.slot);
       if (bySlot === undefined) {
@@ -79,7 +115,7 @@ export class PaxosChecks {
       const key = formatBallot(entry.ballot);
       let vote = bySlot.get(key);
       if (vote === undefined) {
-        vote = { value: entry.value, voters: new Set() };
+        vote = { value: entry.value, voters: new Map(), isQuorum: false };
         bySlot.set(key, vote);
       } else if (!isSlotValueEqual(vote.value, entry.value)) {
         this.#o.fail(
@@ -88,11 +124,37 @@ export class PaxosChecks {
         );
         return;
       }
-      vote.voters.add(replica);
-      if (vote.voters.size === this.#majority) {
+      const voterKey = `${replica}:${disk.diskId}`;
+      const known = vote.voters.get(voterKey);
+      vote.voters.set(voterKey, {
+        replica,
+        diskId: disk.diskId,
+        isVoter: disk.isVoter || known?.isVoter === true,
+      });
+      if (!vote.isQuorum && this.#countVotes(entry.slot, vote) >= this.#majority) {
+        vote.isQuorum = true;
         this.#learn(entry.slot, vote.value, `a quorum durably voted in ballot ${key} for`);
       }
     }
+  }
+
+  /** The disk holding `replica`'s seat at `slot`: the last admission below it, else 0. */
+  #seatAt(replica: ReplicaId, slot: number): number {
+    let diskId = 0;
+    for (const a of this.#admissions) {
+      if (a.slot >= slot) break;
+      if (a.replica === replica) diskId = a.diskId;
+    }
+    return diskId;
+  }
+
+  /** How many replicas' votes a ballot has at `slot` (see the header: seats). */
+  #countVotes(slot: number, vote: BallotVotes): number {
+    const replicas = new Set<ReplicaId>();
+    for (const v of vote.voters.values()) {
+      if (v.isVoter || v.diskId === this.#seatAt(v.replica, slot)) replicas.add(v.replica);
+    }
+    return replicas.size;
   }
 
   /** A replica learned (persisted as chosen) or applied a value at a slot. */
@@ -114,6 +176,12 @@ export class PaxosChecks {
       }
       this.#history.set(slot, { value, source });
       this.chosenSlots++;
+      if (value.type === 'admit') {
+        this.admissionsChosen++;
+        let at = this.#admissions.length;
+        while (at > 0 && (this.#admissions[at - 1]?.slot ?? 0) > slot) at--;
+        this.#admissions.splice(at, 0, { slot, replica: value.replica, diskId: value.diskId });
+      }
       this.#o.onChosen?.(slot, value);
       return;
     }
@@ -129,7 +197,8 @@ export class PaxosChecks {
     const bySlot = this.#votes.get(slot);
     if (bySlot === undefined) return false;
     for (const vote of bySlot.values()) {
-      if (vote.voters.size >= this.#majority && isSlotValueEqual(vote.value, value)) return true;
+      if (isSlotValueEqual(vote.value, value) && this.#countVotes(slot, vote) >= this.#majority)
+        return true;
     }
     return false;
   }
@@ -140,7 +209,7 @@ export class PaxosChecks {
     return [...bySlot.entries()]
       .map(
         ([ballot, vote]) =>
-          `ballot ${ballot}: ${this.#o.describe(vote.value)} by ${[...vote.voters].map((r) => `r${r}`).join(',')}`,
+          `ballot ${ballot}: ${this.#o.describe(vote.value)} by ${[...vote.voters.values()].map((v) => `r${v.replica}${v.diskId === 0 ? '' : `/disk ${v.diskId}${v.isVoter ? '' : ' (learner)'}`}`).join(',')}`,
       )
       .join('; ');
   }
@@ -311,12 +380,25 @@ export class PaxosChecks {
   /**
    * The acceptor store as a turn sees it: persist() writes the memory store, then reports what
    * became durable (only what is durable counts as a vote: a crash before this line loses it).
+   * `disk` names the replica's disk and says whether it acts as a voter (Status.isVoter) after
+   * the turn: a learner's copies count only at slots where the log gave its disk the seat.
    */
-  watchStore(replica: ReplicaId, store: MemoryStore): { persist: (batch: PersistBatch) => void } {
+  watchStore(
+    replica: ReplicaId,
+    store: MemoryStore,
+    disk: () => { readonly diskId: number; readonly isVoter: boolean } = () => ({
+      diskId: 0,
+      isVoter: true,
+    }),
+  ): { persist: (batch: PersistBatch) => void } {
     return {
       persist: (batch: PersistBatch): void => {
         store.persist(batch);
-        this.onDurableAccepts(replica, batch.accepted);
+        if (batch.accepted.length > 0) {
+          const d = disk();
+          if (!d.isVoter) this.learnerAccepts += batch.accepted.length;
+          this.onDurableAccepts(replica, batch.accepted, d);
+        }
         for (const entry of batch.chosen) this.onLearned(replica, entry, 'persisted chosen');
       },
     };

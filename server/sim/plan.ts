@@ -33,6 +33,12 @@ export interface FaultMix {
    * lease it granted. Drawn from its own stream (RESIGN_STREAM), see planSeed.
    */
   readonly resignMeanMs: number;
+  /**
+   * Mean time between disk losses (exponential), Infinity for none: a replica is killed, its
+   * acceptor store and state.db are thrown away, and it comes back on a fresh disk with a new
+   * disk id, a learner until the log admits it. Drawn from its own stream (DISK_STREAM).
+   */
+  readonly diskLossMeanMs: number;
 }
 
 /**
@@ -106,6 +112,41 @@ export function resignEventRandom(seed: number): SimRandom {
   return new SimRandom(seed, RESIGN_STREAM + 1);
 }
 
+/**
+ * The random stream of the disk-loss fault family (a replacement disk), separate from every other
+ * stream for the reason RESIGN_STREAM is: a seed without disk losses runs exactly as before they
+ * existed. The cell mode draws its own disk-loss parameters from DISK_STREAM too.
+ */
+export const DISK_STREAM = 0x6469736b;
+
+/** Share of seeds with disk losses switched on. */
+export const DISK_LOSS_SHARE = 0.4;
+
+/** Mean time between disk losses, when a seed has them. */
+export const DISK_LOSS_MEANS_MS: readonly number[] = [700, 2000, 5000];
+
+/** The disk-loss family's mean for a seed: on in DISK_LOSS_SHARE of seeds, from its own stream. */
+export function diskLossMeanFor(
+  seed: number,
+  means: readonly number[] = DISK_LOSS_MEANS_MS,
+): number {
+  const r = new SimRandom(seed, DISK_STREAM);
+  return r.chance(DISK_LOSS_SHARE) ? r.pick(means) : Infinity;
+}
+
+/** The stream a run draws its disk losses' times, victims and new disk ids from. */
+export function diskEventRandom(seed: number): SimRandom {
+  return new SimRandom(seed, DISK_STREAM + 1);
+}
+
+/** A replacement disk's id: 48 random bits, never 0 (0 names a founding disk). */
+export function drawDiskId(r: SimRandom): number {
+  for (;;) {
+    const id = r.int(0x10000) * 0x100000000 + r.int(0x100000000);
+    if (id !== 0) return id;
+  }
+}
+
 export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan {
   const r = new SimRandom(seed, 0x706c616e);
   const leaseMs = r.pick([500, 1000, 1000, 2000]);
@@ -147,6 +188,7 @@ export function planSeed(seed: number, bugs: PlantedBugs | undefined): SeedPlan 
     driftMeanMs: on(0.5) ? r.pick([300, 2000]) : Infinity,
     // Not from `r`: a draw here would shift every draw below it, and so every seed's world.
     resignMeanMs: resignMeanFor(seed),
+    diskLossMeanMs: diskLossMeanFor(seed),
   };
   const spread = r.pick([0, 0.5, 1]) * (maxDriftRate / (2 + maxDriftRate));
   const clockRates = REPLICAS.map(() => 1 + r.range(-spread, spread));
@@ -268,6 +310,7 @@ export function describePlan(plan: SeedPlan): string {
     f.turnCrashRate === 0 ? '' : `turn-crash=${f.turnCrashRate}`,
     f.driftMeanMs === Infinity ? '' : `drift~${f.driftMeanMs}ms`,
     f.resignMeanMs === Infinity ? '' : `resign~${f.resignMeanMs}ms`,
+    f.diskLossMeanMs === Infinity ? '' : `disk-loss~${f.diskLossMeanMs}ms`,
     `safety=${plan.safetyMs}ms`,
   ];
   return parts.filter((p) => p !== '').join(' ');
