@@ -20,6 +20,13 @@
 // as on SIGTERM): its service stops serving at the next turn and redirects what it held, and
 // clients find the successor. Whether a seed has them, and when, comes from a stream of its own
 // (plan.ts, RESIGN_STREAM), never `r`: a seed without resignations runs exactly as before them.
+//
+// In another share of seeds replicas lose their disks (plan.ts, DISK_STREAM): the process dies,
+// paxos.db and state.db are thrown away, and it comes back on an empty disk with a new random
+// disk id, a learner until the master admits it through the log. Half the losses are aimed: the
+// wiped replica is one of exactly three that hold the newest slot some replicas lack, and the
+// other two are cut off, so the only majority left never saw that slot unless the wiped replica
+// remembers it, which it cannot.
 
 import {
   decodeFrame,
@@ -37,7 +44,13 @@ import {
 import type { Statement } from 'better-sqlite3';
 import { StateMachine, type Entry } from '../../src/machine/index.ts';
 import { compareBallots } from '../../src/paxos/ballot.ts';
-import type { ChosenEntry, Command, Envelope, Message } from '../../src/paxos/messages.ts';
+import type {
+  Admission,
+  ChosenEntry,
+  Command,
+  Envelope,
+  Message,
+} from '../../src/paxos/messages.ts';
 import { silentLogger, type Config, type ReplicaId } from '../../src/paxos/ports.ts';
 import { Replica } from '../../src/paxos/replica.ts';
 import { runTurn, type TurnInput, type TurnWiring } from '../../src/runtime/turn.ts';
@@ -47,7 +60,13 @@ import { bugsFor, type BugName } from '../bugs.ts';
 import { rateSpread, SimClock } from '../clock.ts';
 import { EventQueue } from '../event-queue.ts';
 import { isFaultPointInteresting } from '../paxos-checks.ts';
-import { resignEventRandom, resignMeanFor } from '../plan.ts';
+import {
+  diskEventRandom,
+  diskLossMeanFor,
+  drawDiskId,
+  resignEventRandom,
+  resignMeanFor,
+} from '../plan.ts';
 import { SimRandom } from '../random.ts';
 import { CellCheckers, type Belief, type CellViolation, type EventSync } from './checkers.ts';
 
@@ -72,6 +91,8 @@ const READ_QUERY = { type: 'ReadPath', path: READ_PATH } as const;
 const STALENESS_BOUNDS = [50, 100, 200, 500, 1000, 2000] as const;
 /** Mean gaps between resignations in the seeds that have them (plan.ts, resignMeanFor). */
 const CELL_RESIGN_MEANS_MS = [100, 300, 1000] as const;
+/** Mean gaps between disk losses in the seeds that have them (plan.ts, diskLossMeanFor). */
+const CELL_DISK_LOSS_MEANS_MS = [500, 1500, 3000] as const;
 
 /**
  * Planted bugs of the cell mode itself (the checkers must catch each): a client that takes a
@@ -136,6 +157,14 @@ export interface CellSeedResult {
     readonly probeAnswers: number;
     /** Graceful resignations of a master (Replica.resign). */
     readonly resignations: number;
+    /** Disk losses: a replica back on an empty disk with a new disk id. */
+    readonly diskLosses: number;
+    /** Of those, the aimed ones (a holder of a fresh slot wiped, the other holders cut off). */
+    readonly diskLossesAimed: number;
+    /** Replacement disks admitted through the log ('admit' values chosen). */
+    readonly admissions: number;
+    /** Replicas still learners when the run ended. */
+    readonly learnersAtEnd: number;
   };
 }
 
@@ -173,6 +202,8 @@ type SimEvent =
       readonly to: ReplicaId;
       readonly bytes: Uint8Array;
       readonly slot: number;
+      /** The sender's admissions, shipped with the snapshot (installSnapshot takes them). */
+      readonly admitted: readonly Admission[];
     }
   | {
       readonly type: 'snapshot-pull';
@@ -192,7 +223,8 @@ type SimEvent =
       readonly commit: number;
     }
   | { readonly type: 'reader-wake'; readonly reader: number }
-  | { readonly type: 'resign' };
+  | { readonly type: 'resign' }
+  | { readonly type: 'disk-loss' };
 
 /** A client that only reads `READ_PATH`: linearizable or stale, at random replicas. */
 interface Reader {
@@ -210,7 +242,10 @@ interface Reader {
 interface Node {
   readonly id: ReplicaId;
   readonly clock: SimClock;
-  readonly store: MemoryStore;
+  /** paxos.db: replaced by an empty store when the disk is lost. */
+  store: MemoryStore;
+  /** The disk's id (kept in paxos.db): 0 for the founding disk, random for a replacement. */
+  diskId: number;
   /** The live state.db. */
   machine: StateMachine;
   /** state.db's durable checkpoint, when the seed does not keep it whole across crashes. */
@@ -343,7 +378,8 @@ class CellCluster {
   readonly #connectionAt = new Map<string, number>();
   readonly #safetyMs: number;
   readonly #endMs: number;
-  #isolated: { id: ReplicaId; untilMs: number } | null = null;
+  /** Replicas cut off from the others (one, or after an aimed disk loss two), until untilMs. */
+  #isolated: { ids: readonly ReplicaId[]; untilMs: number } | null = null;
   #now = 0;
   #frameId = 0;
   #slotsApplied = 0;
@@ -364,6 +400,10 @@ class CellCluster {
   /** Resignations' times and targets: never `#r`, whose draws would all shift. */
   readonly #resignRandom: SimRandom;
   #resignations = 0;
+  /** Disk losses' times, victims and disk ids: never `#r` (plan.ts, DISK_STREAM). */
+  readonly #diskRandom: SimRandom;
+  #diskLosses = 0;
+  #diskLossesAimed = 0;
 
   constructor(options: CellSeedOptions) {
     this.#o = options;
@@ -411,6 +451,7 @@ class CellCluster {
           rate: 1 + r.range(-spread, spread),
         }),
         store: new MemoryStore(),
+        diskId: 0,
         machine: StateMachine.createInMemory({ cell: CELL }),
         checkpoint: null,
         lastCheckpointSlot: 0,
@@ -486,6 +527,14 @@ class CellCluster {
       for (let at = gap(); at < this.#safetyMs; at += gap())
         this.#queue.push(at, { type: 'resign' });
     }
+    // Disk losses, in the safety phase of the seeds that have them (exponential gaps).
+    this.#diskRandom = diskEventRandom(options.seed);
+    const diskLossMeanMs = diskLossMeanFor(options.seed, CELL_DISK_LOSS_MEANS_MS);
+    if (diskLossMeanMs !== Infinity) {
+      const gap = (): number => -Math.log(1 - this.#diskRandom.next()) * diskLossMeanMs;
+      for (let at = gap(); at < this.#safetyMs; at += gap())
+        this.#queue.push(at, { type: 'disk-loss' });
+    }
   }
 
   run(): CellSeedResult {
@@ -499,6 +548,9 @@ class CellCluster {
       this.#checkLeases();
       if (this.#checkers.violations.length > 0) break;
     }
+    const learnersAtEnd = [...this.#nodes.values()].filter(
+      (n) => n.replica !== null && !this.#isVoter(n),
+    ).length;
     // SQLite's native memory is freed only by close(): a long run would otherwise hold gigabytes.
     for (const node of this.#nodes.values()) node.machine.database.close();
     const c = this.#checkers;
@@ -538,6 +590,10 @@ class CellCluster {
         staleReadsOverDriftBound: this.#staleReadsOverDriftBound,
         probeAnswers: this.#probeAnswers,
         resignations: this.#resignations,
+        diskLosses: this.#diskLosses,
+        diskLossesAimed: this.#diskLossesAimed,
+        admissions: c.paxos.admissionsChosen,
+        learnersAtEnd,
       },
     };
   }
@@ -632,10 +688,13 @@ class CellCluster {
       case 'partition':
         if (this.#isolated !== null && this.#isolated.untilMs > this.#now) return;
         this.#partitions++;
-        this.#isolated = { id: event.id, untilMs: event.untilMs };
+        this.#isolated = { ids: [event.id], untilMs: event.untilMs };
         return;
       case 'resign':
         this.#onResign();
+        return;
+      case 'disk-loss':
+        this.#onDiskLoss();
         return;
     }
   }
@@ -685,13 +744,80 @@ class CellCluster {
 
   #isIsolated(id: ReplicaId): boolean {
     const cut = this.#isolated;
-    return cut !== null && cut.id === id && cut.untilMs > this.#now;
+    return cut !== null && cut.ids.includes(id) && cut.untilMs > this.#now;
   }
 
+  /** A link is cut if exactly one end is among the isolated replicas. */
   #isCut(from: ReplicaId, to: ReplicaId): boolean {
     const cut = this.#isolated;
     if (cut === null || cut.untilMs <= this.#now) return false;
-    return from === cut.id || to === cut.id;
+    return cut.ids.includes(from) !== cut.ids.includes(to);
+  }
+
+  /** Up and holding its seat (not down, not a learner: a replacement disk not yet admitted). */
+  #isVoter(node: Node): boolean {
+    return node.replica !== null && node.replica.status(this.#local(node)).isVoter;
+  }
+
+  /**
+   * A replica loses its disk: the process dies, paxos.db and state.db go, and it comes back
+   * (0.1-1 s later) on an empty disk with a new random id, a learner until the master admits it.
+   * Within the budget only: afterwards at most two replicas may be down or learners, so three
+   * voters remain to elect a master that admits the learners. Half are aimed (see the header).
+   */
+  #onDiskLoss(): void {
+    const nodes = [...this.#nodes.values()];
+    const unavailable = nodes.filter((n) => !this.#isVoter(n)).length;
+    const eligible = nodes.filter(
+      (n) => n.replica !== null && unavailable + (this.#isVoter(n) ? 1 : 0) <= 2,
+    );
+    if (eligible.length === 0) return;
+    const aimed = this.#diskRandom.chance(0.5) ? this.#freshQuorumHolder(eligible) : null;
+    const node = aimed?.node ?? this.#diskRandom.pick(eligible);
+    this.#diskLosses++;
+    this.#crash(node, this.#diskRandom.range(100, 1000));
+    node.store = new MemoryStore();
+    node.checkpoint = null;
+    node.machine.database.close(); // the lost state.db
+    node.machine = StateMachine.createInMemory({ cell: CELL });
+    node.lastCheckpointSlot = 0;
+    node.diskId = drawDiskId(this.#diskRandom);
+    this.#checkers.onMachineRestored(node.id, 0);
+    if (aimed === null) return;
+    this.#diskLossesAimed++;
+    this.#partitions++;
+    const leaseMs = this.#config.leaseMs;
+    const durationMs = this.#diskRandom.range(
+      leaseMs,
+      3 * leaseMs + 2 * this.#config.electionTimeoutMs,
+    );
+    this.#isolated = {
+      ids: aimed.others,
+      untilMs: Math.min(this.#safetyMs, this.#now + durationMs),
+    };
+  }
+
+  /**
+   * A live voter among `eligible` that, with exactly two other replicas, durably holds the
+   * highest slot not every replica holds (accepted in any ballot, or chosen); null if none.
+   */
+  #freshQuorumHolder(eligible: readonly Node[]): { node: Node; others: ReplicaId[] } | null {
+    const nodes = [...this.#nodes.values()];
+    const holds = (n: Node, slot: number): boolean =>
+      slot < n.store.durableCompactedBelow() || n.store.durableEntry(slot) !== undefined;
+    // Nothing is accepted above the highest commit by more than a window of slots.
+    const commits = nodes.map((n) => n.store.load().commit);
+    const top = Math.max(...commits) + this.#config.windowSlots + 1;
+    for (let slot = top; slot > 0 && slot > top - 64; slot--) {
+      const holders = nodes.filter((n) => holds(n, slot));
+      if (holders.length === nodes.length) return null;
+      if (holders.length !== 3) continue;
+      const candidates = eligible.filter((n) => this.#isVoter(n) && holders.includes(n));
+      if (candidates.length === 0) continue;
+      const node = this.#diskRandom.pick(candidates);
+      return { node, others: holders.filter((n) => n !== node).map((n) => n.id) };
+    }
+    return null;
   }
 
   #clientAt(index: number): Client {
@@ -716,6 +842,7 @@ class CellCluster {
         durable: node.store.load(),
         now,
         applied: node.machine.appliedIndex,
+        diskId: node.diskId,
       });
     } catch (err: unknown) {
       this.#threw(node, err);
@@ -771,7 +898,10 @@ class CellCluster {
       now,
     );
     node.service = service;
-    const watched = checkers.paxos.watchStore(node.id, node.store);
+    const watched = checkers.paxos.watchStore(node.id, node.store, () => ({
+      diskId: node.diskId,
+      isVoter: replica.status(this.#local(node)).isVoter,
+    }));
     node.wiring = {
       replica,
       store: {
@@ -864,20 +994,24 @@ class CellCluster {
     this.#sendProbeFrame(node.id, event.from, 'commit-answer', event.sentAt, commit);
   }
 
+  /** Replicas that cannot vote: down, or learners (a learner stays so until a master admits it). */
   #downCount(): number {
     let n = 0;
-    for (const node of this.#nodes.values()) if (node.replica === null) n++;
+    for (const node of this.#nodes.values()) if (!this.#isVoter(node)) n++;
     return n;
   }
 
-  /** The process dies: memory (core, service, inbox, unsent frames) goes; the stores stay. */
-  #crash(node: Node): void {
+  /**
+   * The process dies: memory (core, service, inbox, unsent frames) goes; the stores stay. It
+   * restarts `downMs` later (a draw from `r` unless given).
+   */
+  #crash(node: Node, downMs?: number): void {
     this.#crashes++;
     node.replica = null;
     node.service = null;
     node.wiring = null;
     node.inbox = [];
-    this.#queue.push(this.#now + this.#r.range(100, 1500), {
+    this.#queue.push(this.#now + (downMs ?? this.#r.range(100, 1500)), {
       type: 'restart',
       id: node.id,
       incarnation: node.incarnation,
@@ -1014,6 +1148,7 @@ class CellCluster {
       to,
       bytes: node.machine.snapshot(),
       slot: applied,
+      admitted: node.replica?.admitted() ?? [],
     });
   }
 
@@ -1045,7 +1180,7 @@ class CellCluster {
       if (this.#checkpointEvery !== 1)
         node.checkpoint = { bytes: event.bytes, slot: machine.appliedIndex };
       this.#snapshotsInstalled++;
-      replica.installSnapshot(machine.appliedIndex, this.#local(node));
+      replica.installSnapshot(machine.appliedIndex, this.#local(node), event.admitted);
     } catch (err: unknown) {
       this.#threw(node, err);
       return;
