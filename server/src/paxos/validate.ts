@@ -45,6 +45,15 @@ function isDiskId(v: unknown): v is number {
   return isCount(v) && v <= MESSAGE_LIMITS.maxDiskId;
 }
 
+/**
+ * A vote's disk id, or null if malformed. Absent means disk 0: replicas older than seats sent
+ * none and were all on their founding disks, so a rolling upgrade across this change works.
+ */
+function toDiskId(v: unknown): number | null {
+  if (v === undefined) return 0;
+  return isDiskId(v) ? v : null;
+}
+
 function toBallot(raw: unknown): Ballot | null {
   if (!isRecord(raw)) return null;
   const { round, replica } = raw;
@@ -131,14 +140,15 @@ export function validateMessage(raw: unknown): Message | null {
     }
     case 'promise': {
       const ballot = toBallot(raw['ballot']);
-      const { slotFirst, commit, diskId } = raw;
+      const { slotFirst, commit } = raw;
+      const diskId = toDiskId(raw['diskId']);
       const accepted = toEntries(raw['accepted'], toAccepted);
       const chosen = toEntries(raw['chosen'], toChosen);
       if (
         ballot === null ||
         !isSlot(slotFirst) ||
         !isCount(commit) ||
-        !isDiskId(diskId) ||
+        diskId === null ||
         accepted === null ||
         chosen === null
       )
@@ -164,8 +174,9 @@ export function validateMessage(raw: unknown): Message | null {
     }
     case 'accepted': {
       const ballot = toBallot(raw['ballot']);
-      const { slot, round, diskId } = raw;
-      if (ballot === null || !isSlot(slot) || !isCount(round) || !isDiskId(diskId)) return null;
+      const { slot, round } = raw;
+      const diskId = toDiskId(raw['diskId']);
+      if (ballot === null || !isSlot(slot) || !isCount(round) || diskId === null) return null;
       return { type, ballot, slot, round, diskId };
     }
     case 'heartbeat': {
@@ -176,8 +187,9 @@ export function validateMessage(raw: unknown): Message | null {
     }
     case 'heartbeat-ack': {
       const ballot = toBallot(raw['ballot']);
-      const { commit, round, diskId } = raw;
-      if (ballot === null || !isCount(commit) || !isCount(round) || !isDiskId(diskId)) return null;
+      const { commit, round } = raw;
+      const diskId = toDiskId(raw['diskId']);
+      if (ballot === null || !isCount(commit) || !isCount(round) || diskId === null) return null;
       return { type, ballot, commit, round, diskId };
     }
     case 'resign': {

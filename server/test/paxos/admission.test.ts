@@ -123,8 +123,12 @@ describe('a replacement disk', () => {
     expect(
       validateMessage({ type: 'accepted', ballot: b(1, 1), slot: 1, round: 1, diskId: 2 ** 48 }),
     ).toBeNull();
+    // A vote without one comes from a replica older than seats: a founding disk.
     expect(
       validateMessage({ type: 'heartbeat-ack', ballot: b(1, 1), round: 1, commit: 0 }),
+    ).toEqual({ type: 'heartbeat-ack', ballot: b(1, 1), round: 1, commit: 0, diskId: 0 });
+    expect(
+      validateMessage({ type: 'heartbeat-ack', ballot: b(1, 1), round: 1, commit: 0, diskId: 'x' }),
     ).toBeNull();
     const admit = { type: 'admit', stampMs: 1, replica: 3, diskId: DISK };
     expect(
