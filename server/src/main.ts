@@ -22,6 +22,7 @@ const argv = yargs(hideBin(process.argv))
   .option('election-timeout-ms', { type: 'number', default: DEFAULT_TIMING.electionTimeoutMs, describe: 'silence before a follower stands for master' })
   .option('tick-ms', { type: 'number', default: DEFAULT_TIMING.tickMs, describe: 'how often timers are checked (heartbeats, elections, session expiry); every tick is a wake-up' })
   .option('snapshot-every', { type: 'number', default: DEFAULT_TIMING.snapshotEverySlots, describe: 'snapshot state.db and compact the log every N applied slots' })
+  .option('handover-wait-ms', { type: 'number', default: DEFAULT_TIMING.handoverWaitMs, describe: 'a master stopped by SIGTERM/SIGINT resigns and waits up to this long for its successor to take over before it exits (0: do not wait)' })
   .option('digest-every-ms', { type: 'number', default: DEFAULT_TIMING.digestEveryMs, describe: 'compare state digests through the log this often (0: never)' })
   .option('max-batch', { type: 'number', default: 1024, describe: 'most commands per slot (1 disables batching)' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] })
@@ -33,6 +34,18 @@ const argv = yargs(hideBin(process.argv))
   .example('$0 --id 1 --config .data/cell.json --data .data/r1', 'run replica 1 of the local cell')
   .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --bootstrap', 'first start of replica 1 of a new cell (do the same on all five)')
   .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --restore backup.db', 'restore replica 1 from a backup (do the same on all five)')
+  .check((a) => {
+    // Numbers from the command line are checked before use, like every other input.
+    const atLeast: [string, number][] = [
+      ['lease-ms', 1], ['heartbeat-ms', 1], ['election-timeout-ms', 1], ['tick-ms', 1], ['snapshot-every', 1],
+      ['digest-every-ms', 0], ['max-batch', 1], ['client-send-buffer-max-bytes', 1], ['handover-wait-ms', 0],
+    ];
+    for (const [name, min] of atLeast) {
+      const value = a[name];
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < min) throw new Error(`--${name} must be a number >= ${String(min)} (got ${String(value)})`);
+    }
+    return true;
+  })
   .strict()
   .help()
   .parseSync();
@@ -66,6 +79,7 @@ async function main(): Promise<void> {
       tickMs: argv['tick-ms'],
       snapshotEverySlots: argv['snapshot-every'],
       digestEveryMs: argv['digest-every-ms'],
+      handoverWaitMs: argv['handover-wait-ms'],
     },
     maxBatchCommands: argv['max-batch'],
     ...(argv['trace-file'] === undefined ? {} : { traceFile: resolve(argv['trace-file']) }),

@@ -46,6 +46,8 @@ export interface Timing {
   readonly snapshotEverySlots: number;
   /** Propose a digest comparison through the log every this many ms (0: never). */
   readonly digestEveryMs: number;
+  /** Longest a stopping master waits for its successor to take over before it closes anyway. */
+  readonly handoverWaitMs: number;
 }
 
 export const DEFAULT_TIMING: Timing = {
@@ -58,6 +60,7 @@ export const DEFAULT_TIMING: Timing = {
   requestTimeoutMs: 5_000,
   snapshotEverySlots: 10_000,
   digestEveryMs: 30_000,
+  handoverWaitMs: 1_000,
 };
 
 /** How often a follower asks the master for its commit index, for stale reads (freshness.ts). */
@@ -83,8 +86,6 @@ function validateFreshnessProbe(raw: unknown): FreshnessProbe | null {
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** A peer that asked for a snapshot is not sent another for this long. */
 const SNAPSHOT_RESEND_MS = 10_000;
-/** Longest a stopping master waits for its successor to take over before it closes anyway. */
-const HANDOVER_WAIT_MS = 1_000;
 
 /** Most admissions a snapshot may carry: one per replacement disk in the cell's life. */
 const SNAPSHOT_MAX_ADMISSIONS = 4_096;
@@ -407,7 +408,7 @@ export class ReplicaNode {
   /**
    * A stopping master resigns (Replica.resign) and keeps running as a follower until another
    * replica is master, so its clients are redirected instead of waiting out the lease and an
-   * election. Bounded: it gives up after HANDOVER_WAIT_MS, or at once when too few peers are
+   * election. Bounded: it gives up after handoverWaitMs, or at once when too few peers are
    * linked for anyone to be elected (the whole cell stopping together).
    */
   async #handOver(): Promise<void> {
@@ -415,7 +416,7 @@ export class ReplicaNode {
     const successor = this.#resign();
     if (successor === null) return;
     let masterId: number | null = null;
-    while (this.#clock.now() - startedAt < HANDOVER_WAIT_MS) {
+    while (this.#clock.now() - startedAt < this.#timing.handoverWaitMs) {
       masterId = this.#replica.status(this.#clock.now()).masterId;
       if (masterId !== null && masterId !== this.#options.id) break;
       // Too few links for the successor to gather a majority (this replica is one of its acceptors).
