@@ -1253,13 +1253,16 @@ class Simulation {
     if (this.#now < this.#masterAfterHealAt + 300) return;
     for (const client of this.#clients)
       if (client.op !== null && client.op.invokedAt < this.#masterAfterHealAt) return;
-    for (const node of this.#nodes.values())
+    for (const node of this.#nodes.values()) {
       if (node.machine.applied < this.#highestAckedSlot) return;
+      // A replacement disk, caught up, is admitted by a master that serves.
+      if (node.replica !== null && !node.isVoter) return;
+    }
     this.#isDone = true;
     this.#trace.line(
       this.#now,
       0,
-      'liveness phase complete: master elected, operations completing, every replica caught up',
+      'liveness phase complete: master elected, operations completing, every replica caught up and a voter',
     );
   }
 
@@ -1271,6 +1274,12 @@ class Simulation {
         this.#checkers.fail(
           'liveness',
           `r${node.id} applied only through slot ${node.machine.applied}, behind acknowledged slot ${this.#highestAckedSlot}, at the end of the liveness phase`,
+        );
+      }
+      if (node.replica !== null && !node.isVoter) {
+        this.#checkers.fail(
+          'liveness',
+          `r${node.id} is still a learner (disk ${node.diskId}) at the end of the liveness phase: the master never admitted it`,
         );
       }
     }
