@@ -12,7 +12,10 @@
 //   machine.appliedIndex; machine.timeMs;                // the last applied slot and its time
 //   machine.digest();                                    // 16 hex digits, see digest.ts
 //   machine.pendingLockDelays();                         // when to propose LockDelayEnd
-//   const bytes = machine.snapshot();                    // the whole database, serialized
+//   const bytes = machine.snapshot();                    // the whole database, serialized (tests,
+//                                                        //   the simulator; a replica copies state.db
+//                                                        //   with the backup API: runtime/state-copy.ts)
+//   StateMachine.appliedIndexOf(copyDb, { cell });       // the slot of a copy of state.db
 //   StateMachine.restore(bytes, { cell });               // an in-memory machine from a snapshot
 //   StateMachine.restoreToFile(bytes, path);             // writes a snapshot as a database file
 //
@@ -58,7 +61,7 @@ import { close, deleteThroughHandle, open, setAcl, setContents } from './files.t
 import { acquire, cancelWait, lockDelayEnd, release } from './locks.ts';
 import { invariantViolations, prepareInvariants, type InvariantStatements } from './invariants.ts';
 import { errorResult, runQuery } from './queries.ts';
-import { ensureSchema } from './schema.ts';
+import { ensureSchema, SCHEMA_VERSION } from './schema.ts';
 import { createSession, endSession } from './sessions.ts';
 import { Tables } from './tables.ts';
 
@@ -169,6 +172,21 @@ export class StateMachine {
     } finally {
       memory.close();
     }
+  }
+
+  /**
+   * The applied index recorded in a state database that is only read, not served (a copy of
+   * state.db taken for a snapshot or a backup): that copy's slot. It checks the schema and the
+   * cell as open() does, but reads no table beyond the machine row (open() checks every
+   * invariant, a pass over the whole database).
+   */
+  static appliedIndexOf(db: Database.Database, options: MachineOptions): number {
+    const row = db.prepare('SELECT schema_version, cell, applied_index FROM machine WHERE id = 1').get() as
+      { schema_version: number; cell: string; applied_index: number } | undefined;
+    assert(row !== undefined, 'state copy has no machine row');
+    assert(row.schema_version === SCHEMA_VERSION, `state copy schema ${row.schema_version} is not ${SCHEMA_VERSION}`);
+    assert(row.cell === options.cell, `state copy belongs to cell ${row.cell}, not ${options.cell}`);
+    return row.applied_index;
   }
 
   get appliedIndex(): number {

@@ -9,7 +9,7 @@
 // the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -28,6 +28,7 @@ import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
 import { renderMetrics, type Metric } from './metrics.ts';
 import { renameDurably, writeStateFile } from './state-file.ts';
+import { copyState, removeLeftoverCopies, removeStateCopy, sendInChunks, sha256OfFile, type StateCopy } from './state-copy.ts';
 import { WriteTrace } from './trace.ts';
 import { runTurn, type TurnInput } from './turn.ts';
 
@@ -86,6 +87,13 @@ function validateFreshnessProbe(raw: unknown): FreshnessProbe | null {
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** A peer that asked for a snapshot is not sent another for this long. */
 const SNAPSHOT_RESEND_MS = 10_000;
+/**
+ * A snapshot's next chunk is read and queued only while the peer link holds at most this many
+ * unsent bytes (four chunks): the link keeps busy, and the state is never all in memory.
+ */
+const SNAPSHOT_WINDOW_BYTES = 4 * SNAPSHOT_CHUNK_BYTES;
+/** GET /backup answers 503 while this many backups are being copied or streamed already. */
+const BACKUPS_IN_FLIGHT_MAX = 2;
 
 /** Most admissions a snapshot may carry: one per replacement disk in the cell's life. */
 const SNAPSHOT_MAX_ADMISSIONS = 4_096;
@@ -183,6 +191,11 @@ export class ReplicaNode {
   #machine: StateMachine;
   #lastSnapshotSlot = 0;
   readonly #snapshotsSent = new Map<number, number>();
+  /** The peer a snapshot is being copied for or sent to (one at a time), or null. */
+  #snapshotSendingTo: number | null = null;
+  /** Copies of state.db under way (snapshots, backups), so a snapshot install or stop() can end them. */
+  readonly #copies = new Set<{ readonly controller: AbortController; readonly done: Promise<unknown> }>();
+  #backupsInFlight = 0;
   #incoming: { from: number; slot: number; sha256: string; admitted: readonly Admission[]; chunks: (Uint8Array | undefined)[]; received: number } | null = null;
   readonly #replicaIds: ReadonlySet<number>;
   readonly #replica: Replica;
@@ -216,6 +229,8 @@ export class ReplicaNode {
     this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
 
     mkdirSync(options.dataDir, { recursive: true });
+    const leftovers = removeLeftoverCopies(options.dataDir);
+    if (leftovers > 0) this.#log.info({ files: leftovers }, 'removed state copies left by a crash');
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
     const disk = this.#claimDisk(options.isFoundingDisk === true);
     this.#stateDb = this.#openStateDb();
@@ -309,7 +324,7 @@ export class ReplicaNode {
         this.#flush();
       },
       metrics: () => this.#metricsText(),
-      backup: () => this.#backupAnswer(),
+      backup: async () => this.#backupAnswer(),
       health: () => this.#healthAnswer(),
       onClose: (connection) => {
         this.#connections.delete(connection.id);
@@ -397,6 +412,9 @@ export class ReplicaNode {
     this.#isStopped = true;
     if (this.#ticker !== null) clearInterval(this.#ticker);
     if (this.#prober !== null) clearInterval(this.#prober);
+    // Copies end at their next step and remove their files; backups being streamed end with
+    // their connections (the front closes them), which removes their files.
+    await this.#abortCopies('replica stopping');
     await this.#front.close();
     await this.#peers.close();
     this.#store.close();
@@ -437,21 +455,46 @@ export class ReplicaNode {
     return { status: isHealthy ? 200 : 503, headers: { 'content-type': 'application/json' }, body: `${JSON.stringify(body)}\n` };
   }
 
-  /** GET /backup: the state database from the master (service.ts), or where the master is. */
-  #backupAnswer(): HttpAnswer {
+  /**
+   * GET /backup: the state database from the master (service.ts), or where the master is. The
+   * master copies state.db a few pages per turn (state-copy.ts), hashes the copy for the
+   * x-paxlock-sha256 header, then streams it; the copy is removed when the answer ends, however
+   * it ends. The lease is checked when asked: every write acknowledged before then is in the
+   * copy, which is as of when it completed (its slot, read from the copy).
+   */
+  async #backupAnswer(): Promise<HttpAnswer> {
     const answer = this.#service.backup(this.#clock.now());
-    if ('image' in answer) {
-      const sha256 = createHash('sha256').update(answer.image).digest('hex');
-      this.#log.info({ slot: answer.slot, sizeBytes: answer.image.byteLength, sha256 }, 'backup served');
+    if ('master' in answer) {
+      if (answer.master !== null) return { status: 307, headers: { location: `http://${answer.master}/backup` }, body: `the master is ${answer.master}\n` };
+      return { status: 503, body: 'no master yet: retry shortly\n' };
+    }
+    if (this.#backupsInFlight >= BACKUPS_IN_FLIGHT_MAX) return { status: 503, body: 'backups under way already: retry shortly\n' };
+    this.#backupsInFlight++;
+    let copy: (StateCopy & { readonly sha256: string }) | null = null;
+    try {
+      const startedAt = this.#clock.now();
+      copy = await this.#withCopy(async (signal, taken) => ({ ...taken, sha256: await sha256OfFile(taken.path, signal) }));
+      if (this.#isStopped) throw new Error('replica stopping');
+      const { path, slot, sizeBytes, sha256 } = copy;
+      const body = createReadStream(path);
+      body.once('close', () => {
+        removeStateCopy(path);
+        this.#backupsInFlight--;
+      });
+      copy = null; // the stream owns the file now
       this.#counts.backupsServed++;
+      this.#log.info({ slot, sizeBytes, sha256, copyMs: Math.round(this.#clock.now() - startedAt) }, 'backup served');
       return {
         status: 200,
-        headers: { 'content-type': 'application/vnd.sqlite3', 'x-paxlock-cell': this.#options.cell.cell, 'x-paxlock-slot': String(answer.slot), 'x-paxlock-sha256': sha256 },
-        body: answer.image,
+        headers: { 'content-type': 'application/vnd.sqlite3', 'content-length': String(sizeBytes), 'x-paxlock-cell': this.#options.cell.cell, 'x-paxlock-slot': String(slot), 'x-paxlock-sha256': sha256 },
+        body,
       };
+    } catch (err: unknown) {
+      if (copy !== null) removeStateCopy(copy.path);
+      this.#backupsInFlight--;
+      if (this.#isStopped) return { status: 503, body: 'replica stopping: retry at another replica\n' };
+      throw err; // the front answers 500 and logs it
     }
-    if (answer.master !== null) return { status: 307, headers: { location: `http://${answer.master}/backup` }, body: `the master is ${answer.master}\n` };
-    return { status: 503, body: 'no master yet: retry shortly\n' };
   }
 
   /** GET /metrics: this replica's role, progress, lease, sessions, disk and links (metrics.ts). */
@@ -622,30 +665,88 @@ export class ReplicaNode {
     this.#scheduleTurn();
   }
 
-  /** A peer is behind our compaction point: ship it the whole state database, in chunks. */
+  /**
+   * Copies state.db (state-copy.ts) and hands the copy to `use`, which removes it when done with
+   * it (or hands it on); if the copy or `use` fails, it is removed here. Registered in #copies,
+   * so that a snapshot install or stop() aborts it: the copy at its next step (closing the
+   * database under it would end it too), `use` through its signal.
+   */
+  async #withCopy<T>(use: (signal: AbortSignal, copy: StateCopy) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const { signal } = controller;
+    const work = async (): Promise<T> => {
+      const copy = await copyState(this.#stateDb, { dir: this.#options.dataDir, cell: this.#options.cell.cell, signal });
+      try {
+        return await use(signal, copy);
+      } catch (err: unknown) {
+        removeStateCopy(copy.path);
+        throw err;
+      }
+    };
+    const done = work();
+    const entry = { controller, done };
+    this.#copies.add(entry);
+    try {
+      return await done;
+    } finally {
+      this.#copies.delete(entry);
+    }
+  }
+
+  /** Ends every copy under way and waits until each has let go of state.db and its file. */
+  async #abortCopies(reason: string): Promise<void> {
+    const copies = [...this.#copies];
+    for (const { controller } of copies) controller.abort(new Error(reason));
+    await Promise.allSettled(copies.map((c) => c.done));
+  }
+
+  /**
+   * A peer is behind our compaction point: ship it the whole state database, in chunks. The
+   * copy and the send run across many event-loop turns (state-copy.ts); one at a time, and a
+   * request meanwhile is dropped (the peer asks again).
+   */
   #sendSnapshot(to: number, slot: number, now: number): void {
     const lastSent = this.#snapshotsSent.get(to);
     if (lastSent !== undefined && now - lastSent < SNAPSHOT_RESEND_MS) return;
-    this.#snapshotsSent.set(to, now);
-    const bytes = this.#machine.snapshot();
-    const applied = this.#machine.appliedIndex;
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const total = Math.max(1, Math.ceil(bytes.byteLength / SNAPSHOT_CHUNK_BYTES));
-    const admitted = this.#replica.admitted();
-    this.#log.info({ peer: to, slot: applied, asked: slot, sizeBytes: bytes.byteLength, chunks: total, admissions: admitted.length }, 'sending snapshot');
-    this.#counts.snapshotsSent++;
-    for (let index = 0; index < total; index++) {
-      const chunk: SnapshotChunk = {
-        kind: 'snapshot-chunk',
-        slot: applied,
-        index,
-        total,
-        sha256,
-        bytes: bytes.subarray(index * SNAPSHOT_CHUNK_BYTES, (index + 1) * SNAPSHOT_CHUNK_BYTES),
-        admitted,
-      };
-      this.#peers.sendFrame(to, { type: 'aux', body: chunk });
+    if (this.#snapshotSendingTo !== null) {
+      this.#log.debug({ peer: to, sendingTo: this.#snapshotSendingTo }, 'snapshot request waits: another is being sent');
+      return;
     }
+    this.#snapshotsSent.set(to, now);
+    this.#snapshotSendingTo = to;
+    this.#counts.snapshotsSent++;
+    void this.#streamSnapshot(to, slot)
+      .catch((err: unknown) => {
+        if (this.#isStopped) return;
+        this.#log.warn({ peer: to, err }, 'snapshot not sent');
+      })
+      .finally(() => {
+        this.#snapshotSendingTo = null;
+      });
+  }
+
+  async #streamSnapshot(to: number, asked: number): Promise<void> {
+    const startedAt = this.#clock.now();
+    await this.#withCopy(async (signal, copy) => {
+      const copiedAt = this.#clock.now();
+      const sha256 = await sha256OfFile(copy.path, signal);
+      const admitted = this.#replica.admitted();
+      const total = Math.max(1, Math.ceil(copy.sizeBytes / SNAPSHOT_CHUNK_BYTES));
+      this.#log.info({ peer: to, slot: copy.slot, asked, sizeBytes: copy.sizeBytes, chunks: total, admissions: admitted.length, copyMs: Math.round(copiedAt - startedAt) }, 'sending snapshot');
+      await sendInChunks({
+        path: copy.path,
+        chunkBytes: SNAPSHOT_CHUNK_BYTES,
+        windowBytes: SNAPSHOT_WINDOW_BYTES,
+        signal,
+        bufferedBytes: () => this.#peers.bufferedBytes(to),
+        send: ({ index, total: count, bytes }) => {
+          const chunk: SnapshotChunk = { kind: 'snapshot-chunk', slot: copy.slot, index, total: count, sha256, bytes, admitted };
+          this.#peers.sendFrame(to, { type: 'aux', body: chunk });
+        },
+      });
+      removeStateCopy(copy.path);
+      this.#log.info({ peer: to, slot: copy.slot, sizeBytes: copy.sizeBytes, tookMs: Math.round(this.#clock.now() - startedAt) }, 'snapshot sent');
+    });
   }
 
   /** A follower asks the master it knows for its commit index (for stale reads). */
@@ -720,6 +821,9 @@ export class ReplicaNode {
     const target = join(dir, 'state.db');
     const temporary = join(dir, 'state.db.incoming');
     writeStateFile(bytes, temporary);
+    // A copy of the old state.db under way (a snapshot for another peer, a backup) would copy
+    // from a closed connection: it ends at its next step (closing fails it too) and cleans up.
+    for (const { controller } of this.#copies) controller.abort(new Error('snapshot installed'));
     this.#stateDb.close();
     for (const suffix of ['-wal', '-shm']) if (existsSync(target + suffix)) rmSync(target + suffix);
     renameDurably(temporary, target);

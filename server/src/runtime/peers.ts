@@ -208,6 +208,16 @@ export class PeerTransport {
     this.stats.sent++;
   }
 
+  /**
+   * Bytes sent to `to` and not yet handed to the kernel, or null while the link is down: a
+   * snapshot send (node.ts) waits for this to fall before it reads its next chunk.
+   */
+  bufferedBytes(to: ReplicaId): number | null {
+    const link = this.#links.get(to);
+    if (link?.socket == null || !link.isOpen) return null;
+    return link.socket.bufferedAmount;
+  }
+
   isConnected(to: ReplicaId): boolean {
     return this.#links.get(to)?.isOpen ?? false;
   }

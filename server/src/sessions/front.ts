@@ -5,10 +5,11 @@
 // (not binary, not msgpack, no readable id) close the connection with 1003/1007 after a final
 // error reply. Nothing a client sends can throw past this file: the replica and every other
 // connection are unaffected. Plain HTTP on the same port serves GET /metrics (runtime/metrics.ts)
-// GET /health and GET /backup (the state database, from the master) and nothing else; a connection that stops
-// reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
+// GET /health and GET /backup (the state database, from the master, streamed from a copy) and
+// nothing else; a connection that stops reading is cut off (DEFAULT_SEND_BUFFER_MAX_BYTES).
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import { pipeline, Readable } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { decodeFrame, encodeFrame, ErrorCode, isFrameError, LIMITS, validateClientFrame } from '@paxlock/shared';
@@ -32,11 +33,15 @@ export interface FrontConnection {
   readonly isOpen: boolean;
 }
 
-/** An answer to a plain HTTP request. */
+/**
+ * An answer to a plain HTTP request. A Readable body is streamed (GET /backup: a copy of the
+ * state database read from its file); it is destroyed if the client goes away first, so its
+ * owner cleans up on its 'close'.
+ */
 export interface HttpAnswer {
   readonly status: number;
   readonly headers?: Readonly<Record<string, string>>;
-  readonly body: string | Uint8Array;
+  readonly body: string | Uint8Array | Readable;
 }
 
 export interface FrontHandler {
@@ -44,8 +49,11 @@ export interface FrontHandler {
   onClose(connection: FrontConnection): void;
   /** The body of GET /metrics (Prometheus text); without it the path is not served. */
   metrics?(): string;
-  /** The answer to GET /backup (a consistent copy of the state); without it the path is not served. */
-  backup?(): HttpAnswer;
+  /**
+   * The answer to GET /backup (a consistent copy of the state); without it the path is not
+   * served. Asynchronous: the copy is taken a few pages per event-loop turn.
+   */
+  backup?(): HttpAnswer | Promise<HttpAnswer>;
   /** The answer to GET /health (200 if this replica is part of a working cell, else 503). */
   health?(): HttpAnswer;
 }
@@ -81,9 +89,9 @@ export class Front {
     const { host, port } = parseHostPort(this.#address);
     // Plain HTTP on the same port answers GET /metrics and /backup; everything else must upgrade to WebSocket.
     const http = createServer((request, response) => {
-      const { status, headers, body } = this.#httpAnswer(request.method, request.url);
-      response.writeHead(status, { 'content-type': 'text/plain', ...headers });
-      response.end(body);
+      void this.#httpAnswer(request.method, request.url).then((answer) => {
+        this.#respond(response, answer, request.url);
+      });
     });
     this.#http = http;
     const server = new WebSocketServer({ server: http, maxPayload: LIMITS.frameMaxBytes, perMessageDeflate: false });
@@ -125,15 +133,36 @@ export class Front {
     }
   }
 
+  /** Writes an answer; a streamed body is piped, and destroyed if the client is gone or goes. */
+  #respond(response: ServerResponse, answer: HttpAnswer, url: string | undefined): void {
+    const { status, headers, body } = answer;
+    if (response.destroyed) {
+      if (body instanceof Readable) body.destroy();
+      return;
+    }
+    response.writeHead(status, { 'content-type': 'text/plain', ...headers });
+    if (!(body instanceof Readable)) {
+      response.end(body);
+      return;
+    }
+    // (Node calls back with undefined on success, whatever its typings say.)
+    pipeline(body, response, (err: NodeJS.ErrnoException | null | undefined) => {
+      if (err === null || err === undefined) return;
+      // A client that hung up mid-body is theirs to retry; a body that failed to read is worth a line.
+      if ('code' in err && err.code === 'ERR_STREAM_PREMATURE_CLOSE') this.#log.debug({ err, url }, 'HTTP client went away mid-answer');
+      else this.#log.warn({ err, url }, 'HTTP answer cut off');
+    });
+  }
+
   /** The answer to a plain HTTP request: GET /metrics, /health or /backup, or a hint to use WebSocket. */
-  #httpAnswer(method: string | undefined, url: string | undefined): HttpAnswer {
+  async #httpAnswer(method: string | undefined, url: string | undefined): Promise<HttpAnswer> {
     const path = url?.split('?')[0];
     const serve = this.#route(path);
     if (serve === undefined)
       return { status: 426, body: 'this is a paxlock replica: connect with a WebSocket client, or GET /metrics, /health or /backup\n' };
     if (method !== 'GET') return { status: 405, body: 'GET only\n' };
     try {
-      return serve();
+      return await serve();
     } catch (err: unknown) {
       this.#log.error({ err, path }, 'HTTP request failed');
       return { status: 500, body: `${path ?? ''} failed\n` };
@@ -141,7 +170,7 @@ export class Front {
   }
 
   /** The handler's answer for `path`, if it serves that path. */
-  #route(path: string | undefined): (() => HttpAnswer) | undefined {
+  #route(path: string | undefined): (() => HttpAnswer | Promise<HttpAnswer>) | undefined {
     const handler = this.#handler;
     const metrics = handler.metrics?.bind(handler);
     if (path === '/metrics' && metrics !== undefined)

@@ -49,7 +49,7 @@ export interface ServiceOptions {
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
   readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
   /** The state machine; a getter because a snapshot install replaces it. */
-  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex' | 'snapshot'>;
+  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex'>;
   readonly logger: Logger;
   /** Unique to this process's life: names CreateSession proposals and digest marks. */
   readonly bootNonce: string;
@@ -212,15 +212,13 @@ export class CellService {
   }
 
   /**
-   * GET /backup: the master under its lease gives the whole state database at its applied index
-   * (every write acknowledged so far is in it: writes are answered after they are applied);
-   * any other replica names the master it knows, or null.
+   * GET /backup: whether this replica may give the whole state database: the master under its
+   * lease (every write acknowledged so far is applied here: writes are answered after they are
+   * applied), and the caller copies state.db from now on (runtime/node.ts, state-copy.ts); any
+   * other replica names the master it knows, or null.
    */
-  backup(now: number): { readonly image: Uint8Array; readonly slot: number } | { readonly master: string | null } {
-    if (this.#isServing && this.#o.replica.canServeReads(now)) {
-      const machine = this.#o.machine();
-      return { image: machine.snapshot(), slot: machine.appliedIndex };
-    }
+  backup(now: number): { readonly isServing: true } | { readonly master: string | null } {
+    if (this.#isServing && this.#o.replica.canServeReads(now)) return { isServing: true };
     return { master: this.#otherMasterAddress(this.#o.replica.status(now).masterId) };
   }
 

@@ -1,6 +1,8 @@
 // The client front end cuts off a connection that stopped reading once what waits to be sent to
 // it passes the limit, and keeps serving the others: a stuck reader cannot grow the replica's
 // memory without bound. Real sockets on 127.0.0.1.
+import { get, type ClientRequest } from 'node:http';
+import { Readable } from 'node:stream';
 import pino from 'pino';
 import { WebSocket } from 'ws';
 import { afterEach, expect, it } from 'vitest';
@@ -114,4 +116,61 @@ it('answers plain HTTP: GET /metrics, /health and /backup from the handler (byte
   expect([unhealthy.status, await unhealthy.json()]).toEqual([503, { health: false }]);
   for (const path of ['/metrics', '/health', '/backup']) expect((await get(path, 'POST')).status).toBe(405);
   expect((await get('/elsewhere')).status).toBe(426);
+});
+
+it('streams an answer given later as a Readable (GET /backup), and destroys it when the client goes away mid-body', async () => {
+  const address = `127.0.0.1:${String((await freeBasePort(1)) + 1)}`;
+  const image = Buffer.from(Uint8Array.from({ length: 300_000 }, (_, i) => i % 253));
+  let endless: Readable | null = null;
+  let answers = 0;
+  const front = new Front({
+    address,
+    logger: pino({ level: 'silent' }),
+    handler: {
+      onFrame: () => undefined,
+      onClose: () => undefined,
+      backup: async () => {
+        // Answered a few turns later, as a copy of the state database is.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        if (answers++ === 0) return { status: 200, headers: { 'content-length': String(image.byteLength) }, body: Readable.from([image.subarray(0, 100_000), image.subarray(100_000)]) };
+        // A body that never ends, a chunk a turn: only the client hanging up stops it.
+        endless = new Readable({
+          read() {
+            setImmediate(() => this.push(Buffer.alloc(64 * 1024, 1)));
+          },
+        });
+        return { status: 200, body: endless };
+      },
+    },
+  });
+  fronts.push(front);
+  await front.start();
+
+  // node:http, not fetch: fetch's pool may hold a kept-alive socket to an earlier test's front
+  // end on the same port.
+  const whole = await new Promise<{ status: number | undefined; body: Buffer }>((resolve, reject) => {
+    get(`http://${address}/backup`, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        resolve({ status: response.statusCode, body: Buffer.concat(chunks) });
+      });
+    }).on('error', reject);
+  });
+  expect(whole.status).toBe(200);
+  expect(whole.body.equals(image)).toBe(true);
+
+  const firstBytes = await new Promise<ClientRequest>((resolve, reject) => {
+    const request = get(`http://${address}/backup`, (response) => {
+      response.once('data', () => {
+        resolve(request);
+      });
+    }).on('error', reject);
+  });
+  expect(endless).not.toBeNull();
+  const stream = endless as unknown as Readable;
+  const closed = new Promise<void>((resolve) => stream.once('close', resolve));
+  firstBytes.destroy(); // the client hangs up mid-body
+  await closed; // its owner cleans up on 'close' (node.ts removes the copy)
+  expect(stream.destroyed).toBe(true);
 });
