@@ -8,8 +8,9 @@
 // What lives here and not in the service is what touches the world: sockets, files, timers,
 // the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, fdatasync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -27,8 +28,8 @@ import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
 import { renderMetrics, type Metric } from './metrics.ts';
-import { renameDurably, writeStateFile } from './state-file.ts';
-import { copyState, removeLeftoverCopies, removeStateCopy, sendInChunks, sha256OfFile, type StateCopy } from './state-copy.ts';
+import { renameDurably } from './state-file.ts';
+import { copyState, INCOMING_PREFIX, removeLeftoverCopies, removeStateCopy, sendInChunks, sha256OfFile, type StateCopy } from './state-copy.ts';
 import { WriteTrace } from './trace.ts';
 import { runTurn, type TurnInput } from './turn.ts';
 
@@ -196,7 +197,11 @@ export class ReplicaNode {
   /** Copies of state.db under way (snapshots, backups), so a snapshot install or stop() can end them. */
   readonly #copies = new Set<{ readonly controller: AbortController; readonly done: Promise<unknown> }>();
   #backupsInFlight = 0;
-  #incoming: { from: number; slot: number; sha256: string; admitted: readonly Admission[]; chunks: (Uint8Array | undefined)[]; received: number } | null = null;
+  /** The snapshot being received: its chunks are written to `path` in order as they come, and hashed. */
+  #incoming: { from: number; slot: number; sha256: string; admitted: readonly Admission[]; total: number; received: number; sizeBytes: number; hash: Hash; fd: number; path: string } | null = null;
+  /** A received snapshot being made durable and swapped in: chunks meanwhile are dropped. */
+  #isInstalling = false;
+  #snapshotsReceived = 0;
   readonly #replicaIds: ReadonlySet<number>;
   readonly #replica: Replica;
   readonly #peers: PeerTransport;
@@ -230,7 +235,7 @@ export class ReplicaNode {
 
     mkdirSync(options.dataDir, { recursive: true });
     const leftovers = removeLeftoverCopies(options.dataDir);
-    if (leftovers > 0) this.#log.info({ files: leftovers }, 'removed state copies left by a crash');
+    if (leftovers > 0) this.#log.info({ files: leftovers }, 'removed state copies and snapshot files left by a crash');
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
     const disk = this.#claimDisk(options.isFoundingDisk === true);
     this.#stateDb = this.#openStateDb();
@@ -415,6 +420,7 @@ export class ReplicaNode {
     // Copies end at their next step and remove their files; backups being streamed end with
     // their connections (the front closes them), which removes their files.
     await this.#abortCopies('replica stopping');
+    this.#dropIncoming();
     await this.#front.close();
     await this.#peers.close();
     this.#store.close();
@@ -781,20 +787,40 @@ export class ReplicaNode {
       this.#log.warn({ peer: from }, 'invalid aux frame dropped');
       return;
     }
-    if (chunk.slot <= this.#machine.appliedIndex) return; // stale: we are already past it
-    const incoming = this.#incoming;
-    if (incoming?.from !== from || incoming.slot !== chunk.slot || incoming.sha256 !== chunk.sha256 || incoming.chunks.length !== chunk.total) {
-      this.#incoming = { from, slot: chunk.slot, sha256: chunk.sha256, admitted: chunk.admitted, chunks: new Array<Uint8Array | undefined>(chunk.total), received: 0 };
+    if (chunk.slot <= this.#machine.appliedIndex) {
+      if (this.#incoming?.slot === chunk.slot) this.#dropIncoming(); // caught up another way meanwhile
+      return;
     }
-    const current = this.#incoming;
-    if (current === null || current.chunks[chunk.index] !== undefined) return;
-    current.chunks[chunk.index] = Buffer.from(chunk.bytes);
+    if (this.#isInstalling) return;
+    // Chunks come in order over one link: each is written to the file as it arrives and hashed,
+    // so the snapshot is never all in memory and no turn copies more than a chunk. A new
+    // snapshot starts at chunk 0; a gap (a chunk dropped on a backed-up or broken link) drops the
+    // transfer, and the sender sends it whole again when asked (SNAPSHOT_RESEND_MS).
+    let current = this.#incoming;
+    if (current?.from !== from || current.slot !== chunk.slot || current.sha256 !== chunk.sha256 || current.total !== chunk.total) {
+      if (chunk.index !== 0) return; // the middle of a transfer this replica did not see begin
+      this.#dropIncoming();
+      this.#snapshotsReceived++;
+      const path = join(this.#options.dataDir, `${INCOMING_PREFIX}${String(this.#snapshotsReceived)}`);
+      current = { from, slot: chunk.slot, sha256: chunk.sha256, admitted: chunk.admitted, total: chunk.total, received: 0, sizeBytes: 0, hash: createHash('sha256'), fd: openSync(path, 'w'), path };
+      this.#incoming = current;
+    }
+    if (chunk.index < current.received) return; // a duplicate
+    if (chunk.index > current.received) {
+      this.#log.warn({ peer: from, slot: current.slot, expected: current.received, got: chunk.index }, 'snapshot chunk missing, transfer dropped');
+      this.#dropIncoming();
+      return;
+    }
+    for (let offset = 0; offset < chunk.bytes.byteLength; ) offset += writeSync(current.fd, chunk.bytes, offset);
+    current.hash.update(chunk.bytes);
+    current.sizeBytes += chunk.bytes.byteLength;
     current.received++;
-    if (current.received < chunk.total) return;
+    if (current.received < current.total) return;
     this.#incoming = null;
-    const bytes = Buffer.concat(current.chunks.map((c) => c ?? Buffer.alloc(0)));
-    if (createHash('sha256').update(bytes).digest('hex') !== current.sha256) {
+    if (current.hash.digest('hex') !== current.sha256) {
       this.#log.warn({ peer: from, slot: current.slot }, 'snapshot checksum mismatch, dropped');
+      closeSync(current.fd);
+      rmSync(current.path, { force: true });
       return;
     }
     // The sender's seats must agree with every admission known here (each is a chosen value):
@@ -806,33 +832,72 @@ export class ReplicaNode {
     });
     if (clash !== undefined) {
       this.#log.warn({ peer: from, slot: current.slot, admissionSlot: clash.slot }, 'snapshot admissions disagree with the ones known here, dropped');
+      closeSync(current.fd);
+      rmSync(current.path, { force: true });
       return;
     }
-    this.#installSnapshot(bytes, from, current.admitted);
+    this.#isInstalling = true;
+    void this.#installSnapshot(current)
+      .catch((err: unknown) => {
+        // A snapshot that cannot be made durable or is not a state of this cell: this replica
+        // keeps its own state.db, and asks again.
+        this.#log.warn({ peer: from, slot: current.slot, err }, 'snapshot not installed');
+        rmSync(current.path, { force: true });
+      })
+      .finally(() => {
+        this.#isInstalling = false;
+      });
+  }
+
+  /** Abandons the snapshot being received, and its file. */
+  #dropIncoming(): void {
+    const incoming = this.#incoming;
+    if (incoming === null) return;
+    this.#incoming = null;
+    closeSync(incoming.fd);
+    rmSync(incoming.path, { force: true });
   }
 
   /**
-   * Replaces state.db with a snapshot: write it beside, fsync it, swap it in, reopen the
-   * machine, and tell the core. A crash at any point leaves either the old database or the new
-   * one, and the core restarts from whichever applied index it finds.
+   * Replaces state.db with a received snapshot: fsync its file (on the thread pool), check that
+   * it is a state of this cell at the slot the sender named, swap it in, reopen the machine,
+   * and tell the core. A crash at any point leaves either the old database or the new one, and
+   * the core restarts from whichever applied index it finds. The file's bytes are the sender's
+   * copy of its state.db, WAL mark included, and open as they are.
    */
-  #installSnapshot(bytes: Buffer, from: number, admitted: readonly Admission[]): void {
-    const dir = this.#options.dataDir;
-    const target = join(dir, 'state.db');
-    const temporary = join(dir, 'state.db.incoming');
-    writeStateFile(bytes, temporary);
+  async #installSnapshot(incoming: { from: number; slot: number; admitted: readonly Admission[]; sizeBytes: number; fd: number; path: string }): Promise<void> {
+    const { from, slot, admitted, sizeBytes, fd, path } = incoming;
+    try {
+      await promisify(fdatasync)(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (this.#isStopped || slot <= this.#machine.appliedIndex) {
+      rmSync(path, { force: true }); // stopped meanwhile, or caught up another way
+      return;
+    }
+    const copy = new Database(path, { readonly: true, fileMustExist: true });
+    let copySlot: number;
+    try {
+      copySlot = StateMachine.appliedIndexOf(copy, { cell: this.#options.cell.cell });
+    } finally {
+      copy.close();
+      for (const suffix of ['-wal', '-shm']) rmSync(path + suffix, { force: true });
+    }
+    if (copySlot !== slot) throw new Error(`the snapshot holds slot ${String(copySlot)}, not ${String(slot)} as its sender said`);
+    const target = join(this.#options.dataDir, 'state.db');
     // A copy of the old state.db under way (a snapshot for another peer, a backup) would copy
     // from a closed connection: it ends at its next step (closing fails it too) and cleans up.
     for (const { controller } of this.#copies) controller.abort(new Error('snapshot installed'));
     this.#stateDb.close();
     for (const suffix of ['-wal', '-shm']) if (existsSync(target + suffix)) rmSync(target + suffix);
-    renameDurably(temporary, target);
+    renameDurably(path, target);
     this.#stateDb = this.#openStateDb();
     this.#machine = StateMachine.open(this.#stateDb, { cell: this.#options.cell.cell });
     this.#lastSnapshotSlot = this.#machine.appliedIndex;
     const now = this.#clock.now();
     this.#replica.installSnapshot(this.#machine.appliedIndex, now, admitted);
-    this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes: bytes.byteLength, admissions: admitted.length }, 'snapshot installed');
+    this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes, admissions: admitted.length }, 'snapshot installed');
     this.#scheduleTurn();
   }
 

@@ -23,7 +23,8 @@
 //
 // Files: state.db.copy-<pid>-<n> in the data directory, with SQLite's -journal while it is
 // written and -wal/-shm once it has been opened to read its slot (its pages carry state.db's WAL
-// mark). removeStateCopy removes all four; removeLeftoverCopies every one at start-up.
+// mark). removeStateCopy removes all four; removeLeftoverCopies every one at start-up, and the
+// files of snapshots being received (state.db.incoming-<n>, node.ts) too.
 
 import { createHash } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
@@ -43,6 +44,11 @@ export const PAGES_PER_STEP = 64;
 export const SYNC_EVERY_PAGES = 1_024;
 /** How a copy's file name starts, in the data directory. */
 export const COPY_PREFIX = 'state.db.copy-';
+/**
+ * How the file of a snapshot being received starts (node.ts writes it chunk by chunk); without
+ * the dash, the name older versions wrote it under.
+ */
+export const INCOMING_PREFIX = 'state.db.incoming-';
 /** What SQLite may put beside a copy. */
 const COPY_SUFFIXES = ['', '-journal', '-wal', '-shm'];
 /** How often a paused send looks at the receiver's window again. */
@@ -169,9 +175,12 @@ export function removeStateCopy(path: string): void {
   for (const suffix of COPY_SUFFIXES) rmSync(path + suffix, { force: true });
 }
 
-/** Removes the copies a crash left in `dir` (at start-up, before any copy is made); their count. */
+/**
+ * Removes the copies and received snapshots a crash left in `dir` (at start-up, before any is
+ * made), with SQLite's files beside them; their count.
+ */
 export function removeLeftoverCopies(dir: string): number {
-  const leftovers = readdirSync(dir).filter((name) => name.startsWith(COPY_PREFIX));
+  const leftovers = readdirSync(dir).filter((name) => name.startsWith(COPY_PREFIX) || name.startsWith('state.db.incoming'));
   for (const name of leftovers) rmSync(join(dir, name), { force: true });
   return leftovers.length;
 }

@@ -1,6 +1,6 @@
 // Writing a state snapshot to disk so that a crash leaves either the old file or the whole new
-// one: used where a replica installs a snapshot from a peer (node.ts) and where it restores a
-// backup before it starts (restore.ts).
+// one: where a replica restores a backup before it starts (restore.ts), and the durable rename
+// where it installs a snapshot received from a peer (node.ts).
 
 import { closeSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
