@@ -28,6 +28,7 @@ import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
 import { renderMetrics, type Metric } from './metrics.ts';
+import { SNAPSHOT_CHUNK_BYTES, validateSnapshotChunk, type SnapshotChunk } from './snapshot-frames.ts';
 import { renameDurably } from './state-file.ts';
 import { copyState, INCOMING_PREFIX, removeLeftoverCopies, removeStateCopy, sendInChunks, sha256OfFile, type StateCopy } from './state-copy.ts';
 import { WriteTrace } from './trace.ts';
@@ -84,8 +85,6 @@ function validateFreshnessProbe(raw: unknown): FreshnessProbe | null {
   return null;
 }
 
-/** Snapshot transfer: the state database in chunks over the peer link (aux frames). */
-const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** A peer that asked for a snapshot is not sent another for this long. */
 const SNAPSHOT_RESEND_MS = 10_000;
 /**
@@ -95,47 +94,6 @@ const SNAPSHOT_RESEND_MS = 10_000;
 const SNAPSHOT_WINDOW_BYTES = 4 * SNAPSHOT_CHUNK_BYTES;
 /** GET /backup answers 503 while this many backups are being copied or streamed already. */
 const BACKUPS_IN_FLIGHT_MAX = 2;
-
-/** Most admissions a snapshot may carry: one per replacement disk in the cell's life. */
-const SNAPSHOT_MAX_ADMISSIONS = 4_096;
-/** Disk ids: 0 for a founding disk, else 48 random bits (paxos/validate.ts has the same bound). */
-const MAX_DISK_ID = 2 ** 48 - 1;
-
-interface SnapshotChunk {
-  readonly kind: 'snapshot-chunk';
-  readonly slot: number;
-  readonly index: number;
-  readonly total: number;
-  readonly sha256: string;
-  readonly bytes: Uint8Array;
-  /**
-   * The sender's admissions (Replica.admitted(), in slot order): who holds each seat. The snapshot
-   * replaces the log below its slot, and with it the 'admit' entries there, so it carries them.
-   */
-  readonly admitted: readonly Admission[];
-}
-
-function validateSnapshotChunk(raw: unknown, replicaIds: ReadonlySet<number>): SnapshotChunk | null {
-  if (typeof raw !== 'object' || raw === null) return null;
-  const c = raw as Record<string, unknown>;
-  const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-  if (c['kind'] !== 'snapshot-chunk' || !isCount(c['slot']) || !isCount(c['index']) || !isCount(c['total'])) return null;
-  if (c['total'] < 1 || c['total'] > 65_536 || c['index'] >= c['total']) return null;
-  if (typeof c['sha256'] !== 'string' || !/^[0-9a-f]{64}$/.test(c['sha256']) || !(c['bytes'] instanceof Uint8Array)) return null;
-  if (c['bytes'].byteLength > SNAPSHOT_CHUNK_BYTES) return null;
-  const rawAdmitted = c['admitted'];
-  if (!Array.isArray(rawAdmitted) || rawAdmitted.length > SNAPSHOT_MAX_ADMISSIONS) return null;
-  const admitted: Admission[] = [];
-  for (const a of rawAdmitted as unknown[]) {
-    if (typeof a !== 'object' || a === null) return null;
-    const { slot, replica, diskId } = a as Record<string, unknown>;
-    if (!isCount(slot) || slot < 1 || !isCount(replica) || !replicaIds.has(replica) || !isCount(diskId) || diskId > MAX_DISK_ID) return null;
-    // In slot order, one per slot; disk 0 is never admitted (only founding disks have it).
-    if (diskId === 0 || slot <= (admitted.at(-1)?.slot ?? 0)) return null;
-    admitted.push({ slot, replica, diskId });
-  }
-  return { kind: 'snapshot-chunk', slot: c['slot'], index: c['index'], total: c['total'], sha256: c['sha256'], bytes: c['bytes'], admitted };
-}
 
 /** A replacement disk's id: 48 random bits, never 0 (the founding disks' id). */
 function randomDiskId(): number {
