@@ -8,8 +8,8 @@
 // What lives here and not in the service is what touches the world: sockets, files, timers,
 // the clock, snapshots of state.db (compaction and transfer) and the process exit on divergence.
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fdatasync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, fdatasync, mkdirSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -28,7 +28,7 @@ import { processClock, type Clock } from './clock.ts';
 import type { CellConfig, ReplicaAddress } from './config.ts';
 import { PeerTransport } from './peers.ts';
 import { renderMetrics, type Metric } from './metrics.ts';
-import { SNAPSHOT_CHUNK_BYTES, validateSnapshotChunk, type SnapshotChunk } from './snapshot-frames.ts';
+import { SNAPSHOT_CHUNK_BYTES, SnapshotReceiver, validateSnapshotChunk, type SnapshotChunk } from './snapshot-frames.ts';
 import { renameDurably } from './state-file.ts';
 import { copyState, INCOMING_PREFIX, removeLeftoverCopies, removeStateCopy, sendInChunks, sha256OfFile, type StateCopy } from './state-copy.ts';
 import { WriteTrace } from './trace.ts';
@@ -156,10 +156,9 @@ export class ReplicaNode {
   readonly #copies = new Set<{ readonly controller: AbortController; readonly done: Promise<unknown> }>();
   #backupsInFlight = 0;
   /** The snapshot being received: its chunks are written to `path` in order as they come, and hashed. */
-  #incoming: { from: number; slot: number; sha256: string; admitted: readonly Admission[]; total: number; received: number; sizeBytes: number; hash: Hash; fd: number; path: string } | null = null;
+  readonly #incoming: SnapshotReceiver;
   /** A received snapshot being made durable and swapped in: chunks meanwhile are dropped. */
   #isInstalling = false;
-  #snapshotsReceived = 0;
   readonly #replicaIds: ReadonlySet<number>;
   readonly #replica: Replica;
   readonly #peers: PeerTransport;
@@ -192,6 +191,7 @@ export class ReplicaNode {
     this.#bootNonce = `${options.id}.${this.#clock.now().toString(36)}`;
 
     mkdirSync(options.dataDir, { recursive: true });
+    this.#incoming = new SnapshotReceiver(options.dataDir, INCOMING_PREFIX);
     const leftovers = removeLeftoverCopies(options.dataDir);
     if (leftovers > 0) this.#log.info({ files: leftovers }, 'removed state copies and snapshot files left by a crash');
     this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
@@ -378,7 +378,7 @@ export class ReplicaNode {
     // Copies end at their next step and remove their files; backups being streamed end with
     // their connections (the front closes them), which removes their files.
     await this.#abortCopies('replica stopping');
-    this.#dropIncoming();
+    this.#incoming.drop();
     await this.#front.close();
     await this.#peers.close();
     this.#store.close();
@@ -746,41 +746,17 @@ export class ReplicaNode {
       return;
     }
     if (chunk.slot <= this.#machine.appliedIndex) {
-      if (this.#incoming?.slot === chunk.slot) this.#dropIncoming(); // caught up another way meanwhile
+      if (this.#incoming.slot === chunk.slot) this.#incoming.drop(); // caught up another way meanwhile
       return;
     }
     if (this.#isInstalling) return;
-    // Chunks come in order over one link: each is written to the file as it arrives and hashed,
-    // so the snapshot is never all in memory and no turn copies more than a chunk. A new
-    // snapshot starts at chunk 0; a gap (a chunk dropped on a backed-up or broken link) drops the
-    // transfer, and the sender sends it whole again when asked (SNAPSHOT_RESEND_MS).
-    let current = this.#incoming;
-    if (current?.from !== from || current.slot !== chunk.slot || current.sha256 !== chunk.sha256 || current.total !== chunk.total) {
-      if (chunk.index !== 0) return; // the middle of a transfer this replica did not see begin
-      this.#dropIncoming();
-      this.#snapshotsReceived++;
-      const path = join(this.#options.dataDir, `${INCOMING_PREFIX}${String(this.#snapshotsReceived)}`);
-      current = { from, slot: chunk.slot, sha256: chunk.sha256, admitted: chunk.admitted, total: chunk.total, received: 0, sizeBytes: 0, hash: createHash('sha256'), fd: openSync(path, 'w'), path };
-      this.#incoming = current;
-    }
-    if (chunk.index < current.received) return; // a duplicate
-    if (chunk.index > current.received) {
-      this.#log.warn({ peer: from, slot: current.slot, expected: current.received, got: chunk.index }, 'snapshot chunk missing, transfer dropped');
-      this.#dropIncoming();
+    const outcome = this.#incoming.receive(from, chunk);
+    if (outcome.kind === 'more') return;
+    if (outcome.kind === 'dropped') {
+      this.#log.warn({ peer: from, slot: outcome.slot }, outcome.reason === 'gap' ? 'snapshot chunk missing, transfer dropped' : 'snapshot checksum mismatch, dropped');
       return;
     }
-    for (let offset = 0; offset < chunk.bytes.byteLength; ) offset += writeSync(current.fd, chunk.bytes, offset);
-    current.hash.update(chunk.bytes);
-    current.sizeBytes += chunk.bytes.byteLength;
-    current.received++;
-    if (current.received < current.total) return;
-    this.#incoming = null;
-    if (current.hash.digest('hex') !== current.sha256) {
-      this.#log.warn({ peer: from, slot: current.slot }, 'snapshot checksum mismatch, dropped');
-      closeSync(current.fd);
-      rmSync(current.path, { force: true });
-      return;
-    }
+    const current = outcome.snapshot;
     // The sender's seats must agree with every admission known here (each is a chosen value):
     // a disagreement is a peer that is broken or lying, and the core would stop on it.
     const known = new Map(this.#replica.admitted().map((a) => [a.slot, a]));
@@ -805,15 +781,6 @@ export class ReplicaNode {
       .finally(() => {
         this.#isInstalling = false;
       });
-  }
-
-  /** Abandons the snapshot being received, and its file. */
-  #dropIncoming(): void {
-    const incoming = this.#incoming;
-    if (incoming === null) return;
-    this.#incoming = null;
-    closeSync(incoming.fd);
-    rmSync(incoming.path, { force: true });
   }
 
   /**

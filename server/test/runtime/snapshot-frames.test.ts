@@ -1,12 +1,19 @@
 // The snapshot-chunk frame is bytes from a peer: every field is checked before a replica writes a
 // byte of it to disk or hands its admissions to the core, and the frame is rebuilt from the
-// checked fields only.
-import { describe, expect, it } from 'vitest';
+// checked fields only. The receiver puts one transfer back together on disk, in order, and hands
+// it over only whole and under its checksum.
+import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   SNAPSHOT_CHUNK_BYTES,
   SNAPSHOT_MAX_ADMISSIONS,
   SNAPSHOT_MAX_CHUNKS,
+  SnapshotReceiver,
   validateSnapshotChunk,
+  type SnapshotChunk,
 } from '../../src/runtime/snapshot-frames.ts';
 
 const replicas = new Set([1, 2, 3, 4, 5]);
@@ -52,5 +59,83 @@ describe('validateSnapshotChunk', () => {
     ['an admission at slot 0', { ...good, admitted: [{ slot: 0, replica: 3, diskId: 9 }] }],
   ])('refuses %s', (_what, raw) => {
     expect(validateSnapshotChunk(raw, replicas)).toBeNull();
+  });
+});
+
+describe('SnapshotReceiver', () => {
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'paxlock-receive-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const state = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+  const sha256 = createHash('sha256').update(state).digest('hex');
+  /** The chunks of `state` as a sender cuts them (here 300 bytes each). */
+  function chunksOf(bytes: Buffer, slot = 42, sum = sha256): SnapshotChunk[] {
+    const total = Math.ceil(bytes.byteLength / 300);
+    return Array.from({ length: total }, (_, index) => ({
+      kind: 'snapshot-chunk' as const,
+      slot,
+      index,
+      total,
+      sha256: sum,
+      bytes: bytes.subarray(index * 300, (index + 1) * 300),
+      admitted: [{ slot: 7, replica: 3, diskId: 9 }],
+    }));
+  }
+  const files = (): string[] => readdirSync(dir).sort();
+
+  it('writes the chunks in order to one file and hands it over, checksum verified, at the last', () => {
+    const receiver = new SnapshotReceiver(dir, 'in-');
+    const chunks = chunksOf(state);
+    const outcomes = chunks.map((c) => receiver.receive(2, c));
+    expect(outcomes.slice(0, -1).every((o) => o.kind === 'more')).toBe(true);
+    const last = outcomes.at(-1);
+    if (last?.kind !== 'complete') throw new Error(`not complete: ${JSON.stringify(last)}`);
+    expect(last.snapshot).toMatchObject({ from: 2, slot: 42, sizeBytes: 1000, admitted: [{ slot: 7, replica: 3, diskId: 9 }] });
+    closeSync(last.snapshot.fd);
+    expect(readFileSync(last.snapshot.path).equals(state)).toBe(true);
+    expect(receiver.slot).toBeNull();
+  });
+
+  it('ignores a duplicate chunk and the middle of a transfer it did not see begin', () => {
+    const receiver = new SnapshotReceiver(dir, 'in-');
+    const [c0, c1, c2, c3] = chunksOf(state);
+    expect(receiver.receive(2, c1!)).toEqual({ kind: 'more' });
+    expect(files()).toEqual([]);
+    receiver.receive(2, c0!);
+    receiver.receive(2, c1!);
+    expect(receiver.receive(2, c1!)).toEqual({ kind: 'more' }); // again
+    receiver.receive(2, c2!);
+    const last = receiver.receive(2, c3!);
+    expect(last.kind).toBe('complete');
+    if (last.kind === 'complete') closeSync(last.snapshot.fd);
+  });
+
+  it('drops the transfer, and its file, at a gap or a checksum mismatch', () => {
+    const receiver = new SnapshotReceiver(dir, 'in-');
+    const [c0, , c2] = chunksOf(state);
+    receiver.receive(2, c0!);
+    expect(files()).toEqual(['in-1']);
+    expect(receiver.receive(2, c2!)).toEqual({ kind: 'dropped', reason: 'gap', slot: 42 });
+    expect(files()).toEqual([]);
+    const lying = chunksOf(state, 42, 'cd'.repeat(32));
+    const outcomes = lying.map((c) => receiver.receive(2, c));
+    expect(outcomes.at(-1)).toEqual({ kind: 'dropped', reason: 'checksum', slot: 42 });
+    expect(files()).toEqual([]);
+  });
+
+  it('starts over when another transfer begins, and drop() leaves no file', () => {
+    const receiver = new SnapshotReceiver(dir, 'in-');
+    const [a0] = chunksOf(state, 42);
+    const [b0] = chunksOf(state, 50);
+    receiver.receive(2, a0!);
+    receiver.receive(3, b0!);
+    expect(receiver.slot).toBe(50);
+    expect(files()).toEqual(['in-2']);
+    receiver.drop();
+    expect(receiver.slot).toBeNull();
+    expect(files()).toEqual([]);
   });
 });
