@@ -86,6 +86,8 @@ async function main(): Promise<void> {
   const args = [
     '--seconds',
     String(options.seconds),
+    '--warmup',
+    String(options.warmupSeconds),
     '--sessions',
     String(options.sessionCount),
     '--hold',

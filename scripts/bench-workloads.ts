@@ -14,7 +14,8 @@
 //                       time (paxlock multiplexes them over a pool of connections above 2,000 or
 //                       with --multiplex: one process cannot hold 20,000 WebSockets here)
 //
-// Flags: --seconds S (per workload, default 5), --sessions N (default 2000), --hold S (default 20),
+// Flags: --seconds S (per workload, default 5), --warmup S (each timed workload first runs this
+// long unmeasured, default 1; 0 for none), --sessions N (default 2000), --hold S (default 20),
 // --only NAME[,NAME], --multiplex, --cpu (each timed workload's line also gets the CPU this benchmark process
 // and all server processes used during it, in percent of one core; `pnpm bench:compare` sets it).
 
@@ -33,6 +34,8 @@ export const WORKLOADS = [
 
 export interface BenchOptions {
   readonly seconds: number;
+  /** Each timed workload first runs this long, unmeasured (JIT and caches warm, as in service). */
+  readonly warmupSeconds: number;
   readonly sessionCount: number;
   readonly holdSeconds: number;
   readonly only: readonly string[];
@@ -63,6 +66,7 @@ export function benchOptions(argv: readonly string[] = process.argv): BenchOptio
   }
   return {
     seconds: Number(flag('seconds', '5', argv)),
+    warmupSeconds: Number(flag('warmup', '1', argv)),
     sessionCount: Number(flag('sessions', '2000', argv)),
     holdSeconds: Number(flag('hold', '20', argv)),
     only,
@@ -198,6 +202,11 @@ export async function runWorkloads(
   const shouldRun = (name: string): boolean =>
     options.only.length === 0 || options.only.includes(name);
   const ms = options.seconds * 1000;
+  const warmMs = options.warmupSeconds * 1000;
+  /** Runs the workload's loops unmeasured first, so both systems are measured warm. */
+  const warmUp = async (n: number, worker: (i: number) => Promise<void>): Promise<void> => {
+    if (warmMs > 0) await timedLoops(n, warmMs, worker);
+  };
   // With --cpu: CPU of this process, of the servers and of the master (leader) while a workload
   // ran, as extra fields: per cent of one core, and microseconds per operation; with a driver
   // that reads the master's log counters, also the log entries (slots) and fsyncs per operation.
@@ -247,6 +256,7 @@ export async function runWorkloads(
   if (shouldRun('sequential-writes')) {
     const [c] = await driver.keyClients([`${keyPrefix}bench-seq`]);
     const payload = Buffer.alloc(100, 7);
+    await warmUp(1, () => c!.write(payload));
     await markCpu();
     const r = await timedLoops(1, ms, () => c!.write(payload));
     report('sequential-writes', r.ops, r.elapsedMs, r.latencies, await cpuSince(r.ops));
@@ -259,11 +269,13 @@ export async function runWorkloads(
     );
     if (shouldRun('concurrent-writes')) {
       const payload = Buffer.alloc(100, 9);
+      await warmUp(64, (i) => pool[i]!.write(payload));
       await markCpu();
       const r = await timedLoops(64, ms, (i) => pool[i]!.write(payload));
       report('concurrent-writes', r.ops, r.elapsedMs, r.latencies, { inFlight: 64, ...(await cpuSince(r.ops)) });
     }
     if (shouldRun('reads')) {
+      await warmUp(64, (i) => pool[i]!.read());
       await markCpu();
       const r = await timedLoops(64, ms, (i) => pool[i]!.read());
       report('reads', r.ops, r.elapsedMs, r.latencies, {
@@ -276,6 +288,9 @@ export async function runWorkloads(
       // One untimed read each first: a paxlock client opens its connections to the replicas on
       // its first stale read.
       await Promise.all(pool.map((c) => c.staleRead(STALE_READ_BOUND_MS)));
+      await warmUp(64, async (i) => {
+        await pool[i]!.staleRead(STALE_READ_BOUND_MS);
+      });
       const answeredBy: Record<string, number> = {};
       let byFollower = 0;
       let maxStated: number | null = null;
@@ -304,11 +319,13 @@ export async function runWorkloads(
       Array.from({ length: 32 }, (_, i) => `${keyPrefix}lock-${i}`),
       false,
     );
-    await markCpu();
-    const r = await timedLoops(32, ms, async (i) => {
+    const cycle = async (i: number): Promise<void> => {
       await workers[i]!.acquire();
       await workers[i]!.release();
-    });
+    };
+    await warmUp(32, cycle);
+    await markCpu();
+    const r = await timedLoops(32, ms, cycle);
     report('lock-uncontended', r.ops, r.elapsedMs, r.latencies, {
       workers: 32,
       unit: 'acquire+release cycles',
@@ -322,23 +339,28 @@ export async function runWorkloads(
       Array.from({ length: 16 }, () => `${keyPrefix}the-lock`),
       true,
     );
+    const contend = async (forMs: number): Promise<{ grants: number; elapsedMs: number; waitLatencies: number[] }> => {
+      let grants = 0;
+      const waitLatencies: number[] = [];
+      const start = performance.now();
+      const end = start + forMs;
+      await Promise.all(
+        workers.map(async (w) => {
+          while (performance.now() < end) {
+            const t = performance.now();
+            await w.acquire();
+            grants++;
+            waitLatencies.push(performance.now() - t);
+            await w.release();
+          }
+        }),
+      );
+      return { grants, elapsedMs: performance.now() - start, waitLatencies };
+    };
+    if (warmMs > 0) await contend(warmMs);
     await markCpu();
-    let grants = 0;
-    const waitLatencies: number[] = [];
-    const start = performance.now();
-    const end = start + ms;
-    await Promise.all(
-      workers.map(async (w) => {
-        while (performance.now() < end) {
-          const t = performance.now();
-          await w.acquire();
-          grants++;
-          waitLatencies.push(performance.now() - t);
-          await w.release();
-        }
-      }),
-    );
-    report('lock-contended', grants, performance.now() - start, waitLatencies, {
+    const { grants, elapsedMs, waitLatencies } = await contend(ms);
+    report('lock-contended', grants, elapsedMs, waitLatencies, {
       workers: 16,
       unit: 'grants (latency: acquire to grant)',
       ...(await cpuSince(grants)),
