@@ -4,7 +4,7 @@
 // process.hrtime, the monotonic clock all processes on this machine share). Prints one JSON line
 // per stage with p50/p90 in ms, and the client's own p50/p99. Not a test: nothing is asserted.
 //
-//   pnpm bench:trace [--writes N]   (default 500)
+//   pnpm bench:trace [--writes N] [--warmup N]   (default 500 traced after 500 untraced)
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,7 +52,9 @@ function stagesOf(marks: readonly Mark[], sent: bigint, received: bigint, master
   const acceptsOut = at((m) => m.replica === master && m.stage === 'peers-out' && m.detail.includes('accept') && !m.detail.includes('accepted'));
   const ownPersist = at((m) => m.replica === master && m.stage === 'persist-start' && !m.detail.startsWith('accepted 0'));
   const ownPersisted = ownPersist === undefined ? undefined : at((m) => m.replica === master && m.stage === 'persist-end' && m.at >= ownPersist.at);
-  const votes = inWindow.filter((m) => m.replica === master && m.stage === 'peer-in' && m.detail.startsWith('accepted '));
+  // Votes after this write's Accepts left (the previous write's slowest voters may answer inside
+  // this window; the marks do not name the slot).
+  const votes = inWindow.filter((m) => m.replica === master && m.stage === 'peer-in' && m.detail.startsWith('accepted ') && acceptsOut !== undefined && m.at >= acceptsOut.at);
   const quorum = votes[1]; // the master's own vote and two followers' make three of five
   const applied = at((m) => m.replica === master && m.stage === 'apply-start' && quorum !== undefined && m.at >= quorum.at);
   const appliedEnd = applied === undefined ? undefined : at((m) => m.replica === master && m.stage === 'apply-end' && m.at >= applied.at);
@@ -68,6 +70,10 @@ function stagesOf(marks: readonly Mark[], sent: bigint, received: bigint, master
     return { got, start, end, out };
   });
   const second = followerStages[1];
+  // Inside "quorum to apply": the wait for the turn, and the chosen mark's (unsynced) commit.
+  const quorumTurn = quorum === undefined ? undefined : at((m) => m.replica === master && m.stage === 'turn' && m.at >= quorum.at);
+  const markStart = quorumTurn === undefined ? undefined : at((m) => m.replica === master && m.stage === 'persist-start' && m.at >= quorumTurn.at);
+  const markEnd = markStart === undefined ? undefined : at((m) => m.replica === master && m.stage === 'persist-end' && m.at >= markStart.at);
   if (second?.got === undefined || second.start === undefined || second.end === undefined || second.out === undefined) return null;
   return {
     'client to master (send, wake, decode)': ms(sent, arrived.at),
@@ -78,6 +84,8 @@ function stagesOf(marks: readonly Mark[], sent: bigint, received: bigint, master
     "2nd voter's fsync": ms(second.start.at, second.end.at),
     "2nd voter: Accepted written to master's receipt": ms(second.out.at, quorum.at),
     'master: quorum to apply (turn, chosen mark)': ms(quorum.at, applied.at),
+    '  of which: quorum to its turn': quorumTurn === undefined ? NaN : ms(quorum.at, quorumTurn.at),
+    '  of which: chosen mark commit': markStart === undefined || markEnd === undefined || markEnd.at > applied.at ? 0 : ms(markStart.at, markEnd.at),
     'master: apply to state.db': ms(applied.at, appliedEnd.at),
     'master: applied to reply written': ms(appliedEnd.at, replied.at),
     'reply written to client receipt': ms(replied.at, received),
@@ -89,6 +97,9 @@ async function main(): Promise<void> {
   const flag = process.argv.indexOf('--writes');
   const writes = flag >= 0 ? Number(process.argv[flag + 1]) : 500;
   if (!Number.isSafeInteger(writes) || writes < 1) throw new Error('--writes N: a positive integer');
+  const warmupFlag = process.argv.indexOf('--warmup');
+  const warmup = warmupFlag >= 0 ? Number(process.argv[warmupFlag + 1]) : 500;
+  if (!Number.isSafeInteger(warmup) || warmup < 0) throw new Error('--warmup N: a whole number of writes');
   const dir = mkdtempSync(join(tmpdir(), 'paxlock-trace-'));
   const tracePath = (id: number): string => join(dir, `trace-r${String(id)}.txt`);
   const cell = new LocalCell({
@@ -105,7 +116,7 @@ async function main(): Promise<void> {
     const client = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'trace-writes' });
     const handle = await client.open('trace-writes', { create: true, contents: '' });
     const payload = Buffer.alloc(64, 1);
-    for (let i = 0; i < 50; i++) await handle.write(payload); // warm-up, not traced
+    for (let i = 0; i < warmup; i++) await handle.write(payload); // warm-up, not traced
     for (let i = 0; i < writes; i++) {
       const sent = process.hrtime.bigint();
       await handle.write(payload);
@@ -119,21 +130,38 @@ async function main(): Promise<void> {
   const marks = readMarks(cell.config.replicas.map((r) => tracePath(r.id)));
   rmSync(dir, { recursive: true, force: true });
   const perStage = new Map<string, number[]>();
+  const decodedStages: Record<string, number>[] = [];
   let decoded = 0;
   for (const { sent, received } of windows) {
     const stages = stagesOf(marks, sent, received, master);
     if (stages === null) continue;
     decoded++;
+    decodedStages.push(stages);
     for (const [stage, value] of Object.entries(stages)) {
       const list = perStage.get(stage) ?? [];
       list.push(value);
       perStage.set(stage, list);
     }
   }
-  console.log(JSON.stringify({ writes, decoded, master }));
+  console.log(JSON.stringify({ writes, warmup, decoded, master }));
+  // The slowest 1 % of writes (by the client's total), and what each stage took in them on average:
+  // which stage the tail is made of.
+  const totalStage = [...perStage.keys()].at(-1);
+  const totals = decodedStages.map((s) => (totalStage === undefined ? 0 : (s[totalStage] ?? 0))).sort((a, b) => a - b);
+  const tailFrom = percentile(totals, 99);
+  const tail = decodedStages.filter((s) => totalStage !== undefined && (s[totalStage] ?? 0) >= tailFrom);
   for (const [stage, values] of perStage) {
     const sorted = [...values].sort((a, b) => a - b);
-    console.log(JSON.stringify({ stage, p50: +percentile(sorted, 50).toFixed(3), p90: +percentile(sorted, 90).toFixed(3) }));
+    const tailMean = tail.length === 0 ? NaN : tail.reduce((sum, s) => sum + (s[stage] ?? 0), 0) / tail.length;
+    console.log(
+      JSON.stringify({
+        stage,
+        p50: +percentile(sorted, 50).toFixed(3),
+        p90: +percentile(sorted, 90).toFixed(3),
+        p99: +percentile(sorted, 99).toFixed(3),
+        meanInSlowest1Pct: +tailMean.toFixed(3),
+      }),
+    );
   }
 }
 
