@@ -36,6 +36,8 @@ export interface StartOptions {
    * Default false: an empty directory is then a replacement disk (a learner until admitted).
    */
   readonly bootstrap?: boolean;
+  /** Extra flags for this start only. */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface ReplicaProcess {
@@ -102,6 +104,7 @@ export class LocalCell {
         // PAXLOCK_SERVER_ARGS passes flags to each paxlock-server, e.g. "--tick-ms 20".
         ...(process.env['PAXLOCK_SERVER_ARGS']?.split(' ').filter(Boolean) ?? []),
         ...(this.#options.perReplicaArgs?.(id) ?? []),
+        ...(options.extraArgs ?? []),
       ],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
     );

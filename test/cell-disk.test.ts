@@ -11,7 +11,10 @@
 //   however long that lasts, since only seats' votes choose anything, the admission included;
 //   when one of the two comes back, it catches up by a snapshot that carries its earlier
 //   admission (compacted out of the log by then), is admitted under its new disk id, and votes;
-// - no acknowledged write is lost, and a session's lock and ephemeral file live through it all.
+// - no acknowledged write is lost, and a session's lock and ephemeral file live through it all;
+// - --bootstrap left in by mistake does not make a wiped replica vote as the disk it replaces: its
+//   peers' histories are older than --bootstrap-window-ms, so it starts as a learner all the
+//   same (bootstrap-guard.ts), while the cell's own first start made five founding disks.
 //
 // Every wait polls real state (status frames, log files); every process is stopped by pid.
 
@@ -204,5 +207,31 @@ describe('a replica whose disk was lost', () => {
     expect(await writer.exists('/ls/local/disk-eph')).toBe(true);
     await holder.close();
     await writer.close();
+  });
+
+  it('is a learner all the same when --bootstrap was left in: its peers hold an older history', async () => {
+    // The cell's first start: every replica asked its peers and found no older history.
+    for (const r of cell.config.replicas) {
+      expect(linesWith(cell, r.id, 'no peer holds an older history of the cell: this empty directory is a founding disk')).toBe(1);
+    }
+    const { others } = await othersThan(victim);
+    const wiped = others[0]!;
+    await cell.signal(wiped, 'SIGKILL');
+    rmSync(cell.dataPath(wiped, ''), { recursive: true, force: true });
+    const logFrom = logOf(cell, wiped).length;
+    // Window 0: any history is older than it (the cell here is younger than the default 30 s window).
+    cell.start(wiped, { bootstrap: true, extraArgs: ['--bootstrap-window-ms', '0'] });
+    const first = await statusWhenUp(cell, wiped);
+    expect(first.isVoter).toBe(false);
+    expect(first.diskId).not.toBe(0);
+    expect(linesWith(cell, wiped, 'replica starting: a learner', logFrom)).toBe(1);
+    expect(logOf(cell, wiped, logFrom)).toMatch(/"level":40,.*--bootstrap ignored for the seat: replica \d+ has held this cell's history for/);
+    const admitted = await eventually(async () => {
+      const s = await statusOf(addressOf(cell, wiped));
+      return s?.isVoter === true ? s : undefined;
+    }, 'the wiped replica admitted', 60_000);
+    expect(admitted.diskId).toBe(first.diskId);
+    const done = await caughtUp(cell, wiped, 'the wiped replica caught up');
+    expect(done.replica.digest).toBe(done.master.digest);
   });
 });

@@ -3,10 +3,12 @@
 // closed. A crash (kill -9) is also fine by design: paxos.db is durable per turn and state.db is
 // replayed from it on the next start.
 
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import pino from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { askPeers, BOOTSTRAP_WINDOW_MS, foundingVerdict } from './runtime/bootstrap-guard.ts';
 import { ConfigError, loadCellConfig } from './runtime/config.ts';
 import { DEFAULT_TIMING, ReplicaNode } from './runtime/node.ts';
 import { RestoreError, restoreBackup } from './runtime/restore.ts';
@@ -30,6 +32,7 @@ const argv = yargs(hideBin(process.argv))
   .option('trace-file', { type: 'string', describe: 'append a write-path trace (monotonic ns per stage) to this file; for scripts/trace-writes.ts' })
   .option('pretty', { type: 'boolean', default: false, describe: 'human-readable logs (development)' })
   .option('bootstrap', { type: 'boolean', default: false, describe: 'this empty data directory is a founding member of a NEW cell (give it on every replica\'s first start of a new cell, and never again: a replacement disk started with it would vote as the disk it replaces); ignored once the directory has a disk id' })
+  .option('bootstrap-window-ms', { type: 'number', default: BOOTSTRAP_WINDOW_MS, describe: 'with --bootstrap or --restore on an empty data directory: if a peer\'s history began more than this long ago, the cell is already running and this directory starts as a replacement disk instead' })
   .option('restore', { type: 'string', describe: 'first install this backup (`paxlock backup FILE`) as the state; only into an empty data directory, and every replica of the cell from the same file' })
   .example('$0 --id 1 --config .data/cell.json --data .data/r1', 'run replica 1 of the local cell')
   .example('$0 --id 1 --config cell.json --data /var/lib/paxlock/r1 --bootstrap', 'first start of replica 1 of a new cell (do the same on all five)')
@@ -38,7 +41,7 @@ const argv = yargs(hideBin(process.argv))
     // Numbers from the command line are checked before use, like every other input.
     const atLeast: [string, number][] = [
       ['lease-ms', 1], ['heartbeat-ms', 1], ['election-timeout-ms', 1], ['tick-ms', 1], ['snapshot-every', 1],
-      ['digest-every-ms', 0], ['max-batch', 1], ['client-send-buffer-max-bytes', 1], ['handover-wait-ms', 0],
+      ['digest-every-ms', 0], ['max-batch', 1], ['client-send-buffer-max-bytes', 1], ['handover-wait-ms', 0], ['bootstrap-window-ms', 0],
     ];
     for (const [name, min] of atLeast) {
       const value = a[name];
@@ -50,6 +53,9 @@ const argv = yargs(hideBin(process.argv))
   .help()
   .parseSync();
 
+/** How long a fresh --bootstrap replica waits for each peer's GET /health. */
+const PEER_HEALTH_TIMEOUT_MS = 1_000;
+
 const logger = pino(
   { level: argv['log-level'], base: { pid: process.pid } },
   argv.pretty ? pino.transport({ target: 'pino-pretty', options: { colorize: true } }) : undefined,
@@ -58,8 +64,26 @@ const logger = pino(
 async function main(): Promise<void> {
   const cell = loadCellConfig(argv.config);
   const restoreFrom = argv.restore;
+  const dataDir = resolve(argv.data);
+  // A restored replica is a founding disk of the restored cell, as a bootstrapped one is of a new
+  // cell; unless its peers show a cell running for a while (bootstrap-guard.ts).
+  let isFoundingDisk = argv.bootstrap || restoreFrom !== undefined;
+  if (isFoundingDisk && !existsSync(join(dataDir, 'paxos.db'))) {
+    const peers = await askPeers(cell.replicas, argv.id, PEER_HEALTH_TIMEOUT_MS);
+    const verdict = foundingVerdict(peers, Date.now(), argv['bootstrap-window-ms']);
+    const unanswered = peers.flatMap((p) => (p.answered ? [] : [{ replica: p.replica, reason: p.reason }]));
+    if (verdict.isFounding) {
+      logger.info({ answered: verdict.answered, asked: verdict.asked, oldest: verdict.oldest, unanswered }, 'no peer holds an older history of the cell: this empty directory is a founding disk');
+    } else {
+      isFoundingDisk = false;
+      logger.warn(
+        { oldest: verdict.oldest, windowMs: argv['bootstrap-window-ms'] },
+        `${restoreFrom === undefined ? '--bootstrap' : '--restore'} ignored for the seat: replica ${String(verdict.oldest?.replica)} has held this cell's history for ${String(Math.round((verdict.oldest?.ageMs ?? 0) / 1000))} s, so the cell is running and this empty directory is a replacement disk (a learner until the master admits it). Take the flag out of this replica's service file`,
+      );
+    }
+  }
   if (restoreFrom !== undefined) {
-    const restored = restoreBackup({ file: resolve(restoreFrom), dataDir: resolve(argv.data), cell: cell.cell });
+    const restored = restoreBackup({ file: resolve(restoreFrom), dataDir, cell: cell.cell });
     logger.info(
       { file: resolve(restoreFrom), slot: restored.slot, sizeBytes: restored.sizeBytes, incarnation: restored.incarnation },
       restored.isAlreadyRestored ? 'already restored from this backup: starting as usual' : 'state restored from backup',
@@ -68,9 +92,8 @@ async function main(): Promise<void> {
   const node = new ReplicaNode({
     cell,
     id: argv.id,
-    dataDir: resolve(argv.data),
-    // A restored replica is a founding disk of the restored cell, as a bootstrapped one is of a new cell.
-    isFoundingDisk: argv.bootstrap || restoreFrom !== undefined,
+    dataDir,
+    isFoundingDisk,
     logger,
     timing: {
       leaseMs: argv['lease-ms'],

@@ -415,7 +415,7 @@ export class ReplicaNode {
     const now = this.#clock.now();
     const { isHealthy, reason } = this.#service.health(now);
     const status = this.#service.status(now, false);
-    const body = { health: isHealthy, ...(reason === null ? {} : { reason }), id: status.id, cell: status.cell, role: status.role, masterId: status.masterId, master: status.master, commit: status.commit, applied: status.applied, isVoter: status.isVoter, diskId: status.diskId };
+    const body = { health: isHealthy, ...(reason === null ? {} : { reason }), id: status.id, cell: status.cell, role: status.role, masterId: status.masterId, master: status.master, commit: status.commit, applied: status.applied, isVoter: status.isVoter, diskId: status.diskId, bootedAtMs: this.#store.bootedAtMs };
     return { status: isHealthy ? 200 : 503, headers: { 'content-type': 'application/json' }, body: `${JSON.stringify(body)}\n` };
   }
 

@@ -69,6 +69,11 @@ export interface SqliteStoreOptions {
    * want to see the cost of fsync; the replica process never sets it.
    */
   readonly synchronous?: 'FULL' | 'NORMAL';
+  /**
+   * The wall clock (ms since the epoch), read once: when this store first persists anything, the
+   * start of its history (bootedAtMs; bootstrap-guard.ts). Date.now unless a test injects one.
+   */
+  readonly wallClockMs?: () => number;
 }
 
 export class SqliteStore implements AcceptorStore {
@@ -86,6 +91,7 @@ export class SqliteStore implements AcceptorStore {
   /** Transactions committed, those that were fsynced, and the time those took (for /metrics). */
   readonly stats = { commits: 0, syncedCommits: 0, syncedSeconds: 0 };
   readonly #synchronous: 'FULL' | 'NORMAL';
+  readonly #wallClockMs: () => number;
   #isSyncOff = false;
   /** What is on disk, kept in step after each committed transaction. */
   #isBooted: boolean;
@@ -101,6 +107,7 @@ export class SqliteStore implements AcceptorStore {
     this.#db = new Database(options.path);
     this.#db.pragma('journal_mode = WAL');
     this.#synchronous = options.synchronous ?? 'FULL';
+    this.#wallClockMs = options.wallClockMs ?? Date.now;
     this.#db.pragma(`synchronous = ${this.#synchronous}`);
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
@@ -193,6 +200,19 @@ export class SqliteStore implements AcceptorStore {
     return this.#getMeta.get('booted') === undefined ? null : 0;
   }
 
+  /**
+   * When this replica's acceptor state began (its first persist, by the wall clock of that
+   * moment): null while fresh, 0 if unknown (a paxos.db written before this was recorded, so
+   * older than any cell started since). Peers report it in GET /health, and a fresh replica told
+   * to --bootstrap uses it to tell a cell being founded from one long running (bootstrap-guard.ts).
+   */
+  get bootedAtMs(): number | null {
+    const row = this.#getMeta.get('booted');
+    if (row === undefined) return null;
+    // Before the time was kept, 'booted' held 1.
+    return row.value > 1 ? row.value : 0;
+  }
+
   /** Records this replica's disk id, durably, once (does not make the store booted). */
   setDiskId(diskId: number): void {
     assert(Number.isSafeInteger(diskId) && diskId >= 0, `bad disk id ${String(diskId)}`);
@@ -253,7 +273,7 @@ export class SqliteStore implements AcceptorStore {
   }
 
   #persistInTransaction(batch: PersistBatch): void {
-    if (!this.#isBooted) this.#setMeta.run('booted', 1);
+    if (!this.#isBooted) this.#setMeta.run('booted', Math.max(2, Math.round(this.#wallClockMs())));
     if (batch.promised !== null) {
       const current = { round: this.#meta('promised_round', 0), replica: this.#meta('promised_replica', 0) };
       assert(compareBallots(batch.promised, current) >= 0, 'promise would decrease');

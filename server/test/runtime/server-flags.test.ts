@@ -26,6 +26,7 @@ describe('paxlock-server flags', () => {
     [['--lease-ms', '-5'], '--lease-ms must be a number >= 1 (got -5)'],
     [['--handover-wait-ms', 'soon'], '--handover-wait-ms must be a number >= 0 (got NaN)'],
     [['--snapshot-every', '0'], '--snapshot-every must be a number >= 1 (got 0)'],
+    [['--bootstrap-window-ms', '-1'], '--bootstrap-window-ms must be a number >= 0 (got -1)'],
   ])('refuses %j with one clear line and exit code 1, before creating anything', async (args, message) => {
     const { code, stderr } = await runServer(args);
     expect(code).toBe(1);

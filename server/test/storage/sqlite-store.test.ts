@@ -215,4 +215,32 @@ describe('SqliteStore', () => {
     expect(old.diskId).toBe(0);
     old.close();
   });
+
+  it('keeps when its history began: null while fresh, the wall clock of the first persist, 0 if unknown', () => {
+    let wall = 1_800_000_000_000;
+    const store = new SqliteStore({ path, wallClockMs: () => wall });
+    expect(store.bootedAtMs).toBeNull();
+    store.setDiskId(0);
+    store.setIncarnation(0);
+    expect(store.bootedAtMs).toBeNull(); // neither is acceptor state
+    store.persist({ ...empty, promised: { round: 1, replica: 2 } });
+    expect(store.bootedAtMs).toBe(1_800_000_000_000);
+    wall += 60_000;
+    store.persist({ ...empty, promised: { round: 2, replica: 2 } });
+    expect(store.bootedAtMs).toBe(1_800_000_000_000); // the first persist's, kept
+    store.close();
+    expect(new SqliteStore({ path }).bootedAtMs).toBe(1_800_000_000_000);
+    // A paxos.db from before the time was kept holds booted = 1: a history of unknown start.
+    const oldPath = join(dir, 'old.db');
+    const old = new SqliteStore({ path: oldPath });
+    old.persist({ ...empty, promised: { round: 1, replica: 1 } });
+    old.close();
+    const raw = new Database(oldPath);
+    raw.prepare("UPDATE meta SET value = 1 WHERE key = 'booted'").run();
+    raw.close();
+    const reopened = new SqliteStore({ path: oldPath });
+    expect(reopened.bootedAtMs).toBe(0);
+    expect(reopened.load().isFresh).toBe(false);
+    reopened.close();
+  });
 });
