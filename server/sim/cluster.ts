@@ -7,7 +7,7 @@
 // then the liveness phase, at `healAt`: every partition heals, the links stop losing,
 // duplicating and holding back messages, every crashed replica restarts, and no more faults
 // come. From then on a master must emerge and client operations must complete within the stated
-// bounds (livenessBounds below), and every replica must catch up.
+// bounds (liveness.ts, shared with the cell mode), and every replica must catch up.
 //
 // Single-threaded and seeded: no real time, no Math.random; every random draw comes from a
 // stream forked from the seed, so a seed replays exactly.
@@ -42,6 +42,14 @@ import {
   type SeedPlan,
 } from './plan.ts';
 import { SimRandom } from './random.ts';
+import {
+  AckedSlots,
+  catchUpFailures,
+  isCaughtUp,
+  livenessBounds,
+  LivenessPhase,
+  type ReplicaProgress,
+} from './liveness.ts';
 import { formatObject, Trace } from './trace.ts';
 import { SimClient, type ClientOp, type ClientReply, type ClientRequest } from './workload.ts';
 
@@ -111,22 +119,6 @@ export interface RunSeedOptions {
    * they catch an unpersisted answer by its consequences too.
    */
   readonly wireChecks?: boolean;
-}
-
-/**
- * The liveness bounds, stated: after healAt, a restarted acceptor waits one lease before it
- * promises, a lease granted before the heal runs out within one lease, and an election may need
- * two rounds of timeout plus jitter (a split vote). Everything is stretched by the drift bound
- * and given half a second for messages and catch-up.
- */
-export function livenessBounds(plan: SeedPlan): {
-  readonly masterWithinMs: number;
-  readonly operationWithinMs: number;
-} {
-  const c = plan.config;
-  const masterWithinMs =
-    (2 * c.leaseMs + 2 * (c.electionTimeoutMs + c.electionJitterMs) + 500) * (1 + c.maxDriftRate);
-  return { masterWithinMs, operationWithinMs: 1000 + plan.clientTimeoutMs * 2 };
 }
 
 type SimEvent =
@@ -250,15 +242,15 @@ class Simulation {
   readonly #echoDebug: boolean;
   readonly #wireChecks: boolean;
   readonly #healAt: number;
-  readonly #bounds: { readonly masterWithinMs: number; readonly operationWithinMs: number };
+  readonly #liveness: LivenessPhase;
   #now = 0;
   #events = 0;
   #phase: 'safety' | 'liveness' = 'safety';
   #partitionGeneration = 0;
-  #masterAfterHealAt: number | null = null;
   #writesAcked = 0;
   #readsServed = 0;
-  #highestAckedSlot = 0;
+  /** The highest slot acknowledged to a client, over time (liveness.ts). */
+  readonly #acked = new AckedSlots();
   #isDone = false;
 
   constructor(options: RunSeedOptions) {
@@ -273,7 +265,13 @@ class Simulation {
     this.#wireChecks = options.wireChecks ?? true;
     this.#trace = new Trace({ capacity: 400, echo: options.echo ?? null });
     this.#healAt = this.#plan.safetyMs;
-    this.#bounds = livenessBounds(this.#plan);
+    this.#liveness = new LivenessPhase({
+      healAt: this.#healAt,
+      bounds: livenessBounds({
+        config: this.#plan.config,
+        clientTimeoutMs: this.#plan.clientTimeoutMs,
+      }),
+    });
     for (const id of REPLICAS) {
       const rate = this.#plan.clockRates[id - 1] ?? 1;
       const clockStart = root.range(0, 1e6);
@@ -344,11 +342,11 @@ class Simulation {
     this.#scheduleResign();
     this.#scheduleDiskLoss();
     this.#queue.push(this.#healAt, { kind: 'heal-all' });
-    this.#queue.push(this.#healAt + this.#bounds.masterWithinMs, { kind: 'liveness-deadline' });
-    this.#queue.push(
-      this.#healAt + this.#bounds.masterWithinMs + this.#bounds.operationWithinMs + 2000,
-      { kind: 'end' },
-    );
+    const { bounds } = this.#liveness;
+    this.#queue.push(this.#liveness.masterDeadlineAt, { kind: 'liveness-deadline' });
+    this.#queue.push(this.#liveness.masterDeadlineAt + bounds.operationWithinMs + 2000, {
+      kind: 'end',
+    });
 
     while (!this.#isDone && !this.#checkers.hasViolation()) {
       const next = this.#queue.pop();
@@ -380,7 +378,7 @@ class Simulation {
         writesAcked: this.#writesAcked,
         readsServed: this.#readsServed,
         masterAfterHealMs:
-          this.#masterAfterHealAt === null ? null : this.#masterAfterHealAt - this.#healAt,
+          this.#liveness.masterAt === null ? null : this.#liveness.masterAt - this.#healAt,
         admissions: this.#checkers.paxos.admissionsChosen,
         learnersAtEnd: [...this.#nodes.values()].filter((n) => n.replica !== null && !n.isVoter)
           .length,
@@ -480,14 +478,11 @@ class Simulation {
       case 'heal-all':
         this.#onHealAll();
         return;
-      case 'liveness-deadline':
-        if (this.#masterAfterHealAt === null) {
-          this.#checkers.fail(
-            'liveness',
-            `no replica could serve lease reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms of the heal at ${(this.#healAt / 1000).toFixed(3)}s`,
-          );
-        }
+      case 'liveness-deadline': {
+        const missed = this.#liveness.masterMissed('serve lease reads');
+        if (missed !== null) this.#checkers.fail('liveness', missed);
         return;
+      }
       case 'end':
         this.#onEnd();
         return;
@@ -687,11 +682,11 @@ class Simulation {
     this.#trace.mix(ROLE_CODES[status.role], status.ballot.round, status.commit);
     if (
       this.#phase === 'liveness' &&
-      this.#masterAfterHealAt === null &&
+      this.#liveness.masterAt === null &&
       status.role === 'master' &&
       replica.canServeReads(local)
     ) {
-      this.#masterAfterHealAt = this.#now;
+      this.#liveness.onMasterServes(this.#now);
       this.#trace.line(
         this.#now,
         node.id,
@@ -935,7 +930,7 @@ class Simulation {
       case 'write': {
         assert(reply.type === 'write-ok', 'sim: a write completed with a read reply');
         this.#writesAcked++;
-        this.#highestAckedSlot = Math.max(this.#highestAckedSlot, reply.effectSlot);
+        this.#acked.onAcknowledged(reply.effectSlot, now);
         this.#trace.line(
           now,
           reply.from,
@@ -972,25 +967,23 @@ class Simulation {
       default:
         assertNever(op);
     }
-    if (this.#phase === 'liveness') {
-      const since = Math.max(op.invokedAt, this.#healAt + this.#bounds.masterWithinMs);
-      if (now - since > this.#bounds.operationWithinMs) {
-        this.#checkers.fail(
-          'liveness',
-          `${client.clientId}'s ${op.kind} took ${(now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`,
-        );
-      }
+    const overdueMs = this.#liveness.operationOverdueMs(op.invokedAt, now);
+    if (this.#phase === 'liveness' && overdueMs !== null) {
+      this.#checkers.fail(
+        'liveness',
+        `${client.clientId}'s ${op.kind} took ${this.#liveness.describeOverdue(overdueMs)}`,
+      );
     }
   }
 
   #checkClientLiveness(client: SimClient): void {
     const op = client.op;
     if (this.#phase !== 'liveness' || op === null) return;
-    const since = Math.max(op.invokedAt, this.#healAt + this.#bounds.masterWithinMs);
-    if (this.#now - since > this.#bounds.operationWithinMs) {
+    const overdueMs = this.#liveness.operationOverdueMs(op.invokedAt, this.#now);
+    if (overdueMs !== null) {
       this.#checkers.fail(
         'liveness',
-        `${client.clientId}'s ${op.kind} (op ${op.id}) is still pending ${(this.#now - since).toFixed(0)} ms after the master bound, over ${this.#bounds.operationWithinMs} ms`,
+        `${client.clientId}'s ${op.kind} (op ${op.id}) is still pending ${this.#liveness.describeOverdue(overdueMs)}`,
       );
     }
   }
@@ -1240,7 +1233,7 @@ class Simulation {
     this.#trace.line(
       this.#now,
       0,
-      `HEAL: liveness phase; a master must serve reads within ${this.#bounds.masterWithinMs.toFixed(0)} ms`,
+      `HEAL: liveness phase; a master must serve reads within ${this.#liveness.bounds.masterWithinMs.toFixed(0)} ms`,
     );
     for (const node of this.#nodes.values()) {
       if (node.replica === null) this.#start(node);
@@ -1249,15 +1242,13 @@ class Simulation {
 
   /** Ends the run early once everything liveness asks for has happened. */
   #checkLivenessDone(): void {
-    if (this.#masterAfterHealAt === null) return;
-    if (this.#now < this.#masterAfterHealAt + 300) return;
+    const masterAt = this.#liveness.masterAt;
+    if (masterAt === null) return;
+    if (this.#now < masterAt + 300) return;
     for (const client of this.#clients)
-      if (client.op !== null && client.op.invokedAt < this.#masterAfterHealAt) return;
-    for (const node of this.#nodes.values()) {
-      if (node.machine.applied < this.#highestAckedSlot) return;
-      // A replacement disk, caught up, is admitted by a master that serves.
-      if (node.replica !== null && !node.isVoter) return;
-    }
+      if (client.op !== null && client.op.invokedAt < masterAt) return;
+    // A replacement disk, caught up, is admitted by a master that serves.
+    if (!isCaughtUp(this.#progress(), this.#acked.highest)) return;
     this.#isDone = true;
     this.#trace.line(
       this.#now,
@@ -1269,20 +1260,21 @@ class Simulation {
   #onEnd(): void {
     this.#isDone = true;
     for (const client of this.#clients) this.#checkClientLiveness(client);
-    for (const node of this.#nodes.values()) {
-      if (node.machine.applied < this.#highestAckedSlot) {
-        this.#checkers.fail(
-          'liveness',
-          `r${node.id} applied only through slot ${node.machine.applied}, behind acknowledged slot ${this.#highestAckedSlot}, at the end of the liveness phase`,
-        );
-      }
-      if (node.replica !== null && !node.isVoter) {
-        this.#checkers.fail(
-          'liveness',
-          `r${node.id} is still a learner (disk ${node.diskId}) at the end of the liveness phase: the master never admitted it`,
-        );
-      }
-    }
+    // Writes acknowledged within an operation bound of the end are not judged: a follower learns
+    // that a slot is chosen up to a heartbeat after the client's answer.
+    const ackedSlot = this.#acked.highestBy(this.#now - this.#liveness.bounds.operationWithinMs);
+    for (const detail of catchUpFailures(this.#progress(), ackedSlot))
+      this.#checkers.fail('liveness', detail);
+  }
+
+  /** Every replica's applied slot and whether it is a learner, for the liveness checks. */
+  #progress(): ReplicaProgress[] {
+    return [...this.#nodes.values()].map((node) => ({
+      id: node.id,
+      applied: node.machine.applied,
+      isLearner: node.replica !== null && !node.isVoter,
+      diskId: node.diskId,
+    }));
   }
 
   // --- checks ---------------------------------------------------------------------------------
