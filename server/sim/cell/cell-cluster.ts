@@ -27,6 +27,15 @@
 // wiped replica is one of exactly three that hold the newest slot some replicas lack, and the
 // other two are cut off, so the only majority left never saw that slot unless the wiped replica
 // remembers it, which it cannot.
+//
+// A run has two phases, as in the KV mode (../liveness.ts): the safety phase (4 or 6 s) with
+// the faults above, then the liveness phase: every isolation ends, links stop losing,
+// duplicating and holding back frames (peer and client alike), every replica that is down
+// restarts, and no more faults come (crashes, isolations, resignations, disk losses, crashes at
+// the turn's fault points all stop). From then on a master must serve within the stated bound,
+// client requests, reads and KeepAlives must be answered, no session of a client that keeps
+// sending KeepAlives may expire, and every replica must apply every acknowledged write and
+// vote.
 
 import {
   decodeFrame,
@@ -67,6 +76,14 @@ import {
   resignEventRandom,
   resignMeanFor,
 } from '../plan.ts';
+import {
+  AckedSlots,
+  catchUpFailures,
+  isCaughtUp,
+  livenessBounds,
+  LivenessPhase,
+  type ReplicaProgress,
+} from '../liveness.ts';
 import { SimRandom } from '../random.ts';
 import { CellCheckers, type Belief, type CellViolation, type EventSync } from './checkers.ts';
 
@@ -93,18 +110,30 @@ const STALENESS_BOUNDS = [50, 100, 200, 500, 1000, 2000] as const;
 const CELL_RESIGN_MEANS_MS = [100, 300, 1000] as const;
 /** Mean gaps between disk losses in the seeds that have them (plan.ts, diskLossMeanFor). */
 const CELL_DISK_LOSS_MEANS_MS = [500, 1500, 3000] as const;
+/** A client resends a request with no answer after this (its time-out, for the liveness bound). */
+const CLIENT_RESEND_MS = 300;
+/** Per copy in the safety phase: peer frames duplicated, held back (a delay spike), client frames lost. */
+const PEER_DUPLICATE_RATE = 0.02;
+const PEER_SPIKE_RATE = 0.03;
+const CLIENT_LOSS_RATE = 0.01;
 
 /**
  * Planted bugs of the cell mode itself (the checkers must catch each): a client that takes a
  * `queued` Acquire for a grant; a service that never reports an event gap on KeepAlive; a
  * client whose "ephemeral" files are created permanent; a freshness probe whose answer reports
  * `sentAt` LATE_PROBE_MS later than the probe was sent (stale reads understate their staleness).
+ * Two break liveness only: every KeepAlive a client sends after the heal is lost
+ * (loseKeepAlivesAfterHeal: sessions of clients that keep sending must expire), and every
+ * snapshot shipped is lost (loseSnapshots: a replica behind its peers' compaction point never
+ * catches up).
  */
 export const CELL_BUGS = [
   'queuedIsHeld',
   'hideEventGaps',
   'forgetEphemeral',
   'lateProbeSentAt',
+  'loseKeepAlivesAfterHeal',
+  'loseSnapshots',
 ] as const;
 export type CellBug = (typeof CELL_BUGS)[number];
 
@@ -165,6 +194,14 @@ export interface CellSeedResult {
     readonly admissions: number;
     /** Replicas still learners when the run ended. */
     readonly learnersAtEnd: number;
+    /** 1 if the run reached the liveness phase (no safety violation before the heal). */
+    readonly livenessPhases: number;
+    /** 1 if everything the liveness phase asks for happened before the run's last moment. */
+    readonly livenessCompleted: number;
+    /** Global ms from the heal to the first master serving (0 if none). */
+    readonly maxMasterAfterHealMs: number;
+    /** ExpireSession proposals judged against the sessions' live clients in the liveness phase. */
+    readonly expiriesJudgedLive: number;
   };
 }
 
@@ -224,7 +261,10 @@ type SimEvent =
     }
   | { readonly type: 'reader-wake'; readonly reader: number }
   | { readonly type: 'resign' }
-  | { readonly type: 'disk-loss' };
+  | { readonly type: 'disk-loss' }
+  | { readonly type: 'heal' }
+  | { readonly type: 'liveness-deadline' }
+  | { readonly type: 'end' };
 
 /** A client that only reads `READ_PATH`: linearizable or stale, at random replicas. */
 interface Reader {
@@ -237,6 +277,8 @@ interface Reader {
     readonly ackedSlotAtSend: number;
     readonly giveUpAtMs: number;
   } | null;
+  /** When a read of this reader was last answered with a result. */
+  answeredAtMs: number;
 }
 
 interface Node {
@@ -262,6 +304,11 @@ interface Node {
   isTurnScheduled: boolean;
   /** Ephemeral files without a live handle of a live session, prepared on the current machine. */
   orphans: { readonly machine: StateMachine; readonly statement: Statement } | null;
+  /**
+   * Since when (global ms) this replica has served as master under a valid lease without a
+   * break (its service serving, canServeReads true at every event since); null if it does not.
+   */
+  servingSince: number | null;
 }
 
 type Phase =
@@ -298,6 +345,8 @@ interface EventView {
 
 interface Request {
   readonly command: MachineCommand;
+  /** When the client first sent it (retries keep the request and its time). */
+  readonly issuedAtMs: number;
   frameId: number;
   resendAtMs: number;
   /** A redirect or error named where to retry; a plain time-out tries another replica. */
@@ -316,6 +365,10 @@ interface Client {
   request: Request | null;
   keepAliveId: number | null;
   keepAliveSentAtMs: number;
+  /** When the session was created. */
+  sessionCreatedAtMs: number;
+  /** When a KeepAlive of the session was last acknowledged (-Infinity: none yet). */
+  keepAliveAckAtMs: number;
   nextKeepAliveAtMs: number;
   phase: Phase;
   op: Op;
@@ -358,7 +411,11 @@ class CellCluster {
   readonly #config: Omit<Config, 'id'>;
   readonly #cellBug: CellBug | null;
   readonly #sessionLeaseMs: number;
-  readonly #dropRate: number;
+  /** Peer frames lost, per copy; 0 in the liveness phase. */
+  #dropRate: number;
+  #duplicateRate = PEER_DUPLICATE_RATE;
+  #spikeRate = PEER_SPIKE_RATE;
+  #clientLossRate = CLIENT_LOSS_RATE;
   /** 1: state.db kept whole across crashes; otherwise checkpointed every this many slots. */
   readonly #checkpointEvery: number;
   /** Tell the core snapshotTaken after this many checkpoints (Infinity: never compact). */
@@ -377,7 +434,23 @@ class CellCluster {
   /** "replica>client" -> the latest delivery time on that connection (frames arrive in order). */
   readonly #connectionAt = new Map<string, number>();
   readonly #safetyMs: number;
-  readonly #endMs: number;
+  /** The liveness phase: it starts at the heal (#safetyMs). */
+  readonly #liveness: LivenessPhase;
+  #phase: 'safety' | 'liveness' = 'safety';
+  /** Everything the liveness phase asks for has happened: the run ends. */
+  #isDone = false;
+  #isLivenessComplete = false;
+  /**
+   * A master that has served under its lease for this long in the healed cell must not expire a
+   * session whose client keeps sending KeepAlives: a session lease stretched by the drift bound
+   * (the master measures it on its own clock), plus 100 ms for the turn that proposes it.
+   */
+  readonly #sessionGraceMs: number;
+  /** Session -> the index of the client that created it. */
+  readonly #sessionOwner = new Map<number, number>();
+  /** Session -> when its client stopped holding it, and whether it was told the session expired. */
+  readonly #sessionLost = new Map<number, { readonly atMs: number; readonly isExpiry: boolean }>();
+  #expiriesJudgedLive = 0;
   /** Replicas cut off from the others (one, or after an aimed disk loss two), until untilMs. */
   #isolated: { ids: readonly ReplicaId[]; untilMs: number } | null = null;
   #now = 0;
@@ -393,6 +466,8 @@ class CellCluster {
   readonly #readers: Reader[] = [];
   /** The highest slot of a write result any client has received. */
   #ackedSlot = 0;
+  /** The same, over time, for the liveness phase's catch-up check. */
+  readonly #acked = new AckedSlots();
   #staleReadsByFollowers = 0;
   #staleReadsRedirected = 0;
   #staleReadsOverDriftBound = 0;
@@ -438,7 +513,11 @@ class CellCluster {
     this.#sessionLeaseMs = r.pick([1000, 1500, 2000]);
     this.#dropRate = r.pick([0, 0.01, 0.05]);
     this.#safetyMs = r.pick([4000, 6000]);
-    this.#endMs = this.#safetyMs + 3000;
+    this.#liveness = new LivenessPhase({
+      healAt: this.#safetyMs,
+      bounds: livenessBounds({ config: this.#config, clientTimeoutMs: CLIENT_RESEND_MS }),
+    });
+    this.#sessionGraceMs = this.#sessionLeaseMs * (1 + maxDriftRate) + 100;
     this.#checkpointEvery = r.pick([1, 8, 32]);
     this.#compactEveryCheckpoints = r.pick([Infinity, 1, 4]);
     this.#turnCrashRate = r.pick([0, 0.002, 0.01, 0.03]);
@@ -465,6 +544,7 @@ class CellCluster {
         inbox: [],
         isTurnScheduled: false,
         orphans: null,
+        servingSince: null,
       };
       this.#nodes.set(id, node);
       this.#checkers.onDigest({ replica: id, slot: 0, atMs: 0, digest: node.machine.digest() });
@@ -485,6 +565,8 @@ class CellCluster {
         request: null,
         keepAliveId: null,
         keepAliveSentAtMs: 0,
+        sessionCreatedAtMs: 0,
+        keepAliveAckAtMs: -Infinity,
         nextKeepAliveAtMs: 0,
         phase: 'none',
         op: 'lock',
@@ -506,6 +588,7 @@ class CellCluster {
         random,
         target: random.pick(REPLICAS),
         read: null,
+        answeredAtMs: 0,
       });
       this.#queue.push(r.range(0, 50), { type: 'reader-wake', reader: READER_BASE + k });
     }
@@ -535,18 +618,30 @@ class CellCluster {
       for (let at = gap(); at < this.#safetyMs; at += gap())
         this.#queue.push(at, { type: 'disk-loss' });
     }
+    // The liveness phase: the heal, the master's deadline, and the last moment of the run (a
+    // seed whose liveness checks are all met ends earlier). The end leaves room for every
+    // operation's bound after the master's, and for a session lease past the grace.
+    const { bounds } = this.#liveness;
+    this.#queue.push(this.#safetyMs, { type: 'heal' });
+    this.#queue.push(this.#liveness.masterDeadlineAt, { type: 'liveness-deadline' });
+    const endMs =
+      this.#liveness.masterDeadlineAt +
+      Math.max(bounds.operationWithinMs, this.#sessionGraceMs + this.#sessionLeaseMs) +
+      1000;
+    this.#queue.push(endMs, { type: 'end' });
   }
 
   run(): CellSeedResult {
-    for (;;) {
+    while (!this.#isDone) {
       const next = this.#queue.pop();
-      if (next === undefined || next.at > this.#endMs) break;
+      if (next === undefined) break;
       this.#now = next.at;
       this.#checkers.setNow(next.at);
       this.#step(next.event);
       this.#checkBeliefs();
       this.#checkLeases();
       if (this.#checkers.violations.length > 0) break;
+      if (this.#phase === 'liveness') this.#checkLivenessDone();
     }
     const learnersAtEnd = [...this.#nodes.values()].filter(
       (n) => n.replica !== null && !this.#isVoter(n),
@@ -594,6 +689,13 @@ class CellCluster {
         diskLossesAimed: this.#diskLossesAimed,
         admissions: c.paxos.admissionsChosen,
         learnersAtEnd,
+        livenessPhases: this.#phase === 'liveness' ? 1 : 0,
+        livenessCompleted: this.#isLivenessComplete ? 1 : 0,
+        maxMasterAfterHealMs:
+          this.#liveness.masterAt === null
+            ? 0
+            : Math.round(this.#liveness.masterAt - this.#liveness.healAt),
+        expiriesJudgedLive: this.#expiriesJudgedLive,
       },
     };
   }
@@ -696,6 +798,19 @@ class CellCluster {
       case 'disk-loss':
         this.#onDiskLoss();
         return;
+      case 'heal':
+        this.#onHeal();
+        return;
+      case 'liveness-deadline': {
+        const missed = this.#liveness.masterMissed(
+          'serve as master (its service serving, its lease valid)',
+        );
+        if (missed !== null) this.#checkers.fail('liveness', this.#now, missed);
+        return;
+      }
+      case 'end':
+        this.#onEnd();
+        return;
     }
   }
 
@@ -729,15 +844,28 @@ class CellCluster {
     this.#scheduleTurn(node);
   }
 
-  /** single-lease, over every live replica that believes it is master with a lease. */
+  /**
+   * single-lease, over every live replica that believes it is master with a lease; and, for the
+   * liveness checks, since when each replica has served as master under its lease.
+   */
   #checkLeases(): void {
     const holders: { id: ReplicaId; localNow: number; leaseUntil: number }[] = [];
     for (const node of this.#nodes.values()) {
-      if (node.replica === null) continue;
+      const replica = node.replica;
+      if (replica === null) {
+        node.servingSince = null;
+        continue;
+      }
       const localNow = this.#local(node);
-      const status = node.replica.status(localNow);
+      const status = replica.status(localNow);
       if (status.role === 'master' && status.leaseUntil !== null)
         holders.push({ id: node.id, localNow, leaseUntil: status.leaseUntil });
+      const isServing =
+        status.role === 'master' &&
+        node.service?.isServing === true &&
+        replica.canServeReads(localNow);
+      if (!isServing) node.servingSince = null;
+      else node.servingSince ??= this.#now;
     }
     if (holders.length > 1) this.#checkers.paxos.checkLeases(holders);
   }
@@ -826,6 +954,170 @@ class CellCluster {
     return client;
   }
 
+  // --- liveness ----------------------------------------------------------------------------------
+
+  /**
+   * The heal: the liveness phase starts. Isolations end, links stop losing, duplicating and
+   * holding back frames, and every replica that is down restarts now (its state.db as it was
+   * left, as on any restart). No fault is scheduled past this point.
+   */
+  #onHeal(): void {
+    this.#phase = 'liveness';
+    this.#isolated = null;
+    this.#dropRate = 0;
+    this.#duplicateRate = 0;
+    this.#spikeRate = 0;
+    this.#clientLossRate = 0;
+    for (const node of this.#nodes.values()) {
+      if (node.replica !== null) continue;
+      this.#restoreStateDb(node);
+      this.#start(node);
+    }
+  }
+
+  /** Every replica's applied slot and whether it is a learner, for the liveness checks. */
+  #progress(): ReplicaProgress[] {
+    return [...this.#nodes.values()].map((node) => ({
+      id: node.id,
+      applied: node.machine.appliedIndex,
+      isLearner: node.replica !== null && !this.#isVoter(node),
+      diskId: node.diskId,
+    }));
+  }
+
+  /** The replica that serves as master under its lease now, if any (the first, if two think so). */
+  #servingMaster(): Node | null {
+    for (const node of this.#nodes.values()) if (node.servingSince !== null) return node;
+    return null;
+  }
+
+  /**
+   * A client's request, a reader's next answer and a session's next KeepAlive ack are the
+   * operations of the cell mode: from the master bound on, each must come within the operation
+   * bound (a KeepAlive is due a quarter session lease after the last ack).
+   */
+  #checkClientLiveness(client: Client): void {
+    if (this.#phase !== 'liveness' || this.#isVanished(client)) return;
+    const request = client.request;
+    if (request !== null) {
+      const overdueMs = this.#liveness.operationOverdueMs(request.issuedAtMs, this.#now);
+      if (overdueMs !== null)
+        this.#checkers.fail(
+          'liveness',
+          this.#now,
+          `client ${client.index}'s ${request.command.type} (seq ${'seq' in request.command ? request.command.seq : '-'}) is still unanswered ${this.#liveness.describeOverdue(overdueMs)}`,
+        );
+    }
+    if (client.session !== null) {
+      const lastAt = Math.max(client.sessionCreatedAtMs, client.keepAliveAckAtMs);
+      const overdueMs = this.#liveness.operationOverdueMs(
+        lastAt + this.#sessionLeaseMs / 4,
+        this.#now,
+      );
+      if (overdueMs !== null)
+        this.#checkers.fail(
+          'liveness',
+          this.#now,
+          `client ${client.index}'s session ${client.session} has had no KeepAlive acknowledged since ${(lastAt / 1000).toFixed(3)}s, a quarter lease after which the next was due: ${this.#liveness.describeOverdue(overdueMs)}`,
+        );
+    }
+  }
+
+  #checkReaderLiveness(reader: Reader): void {
+    if (this.#phase !== 'liveness') return;
+    const overdueMs = this.#liveness.operationOverdueMs(reader.answeredAtMs, this.#now);
+    if (overdueMs !== null)
+      this.#checkers.fail(
+        'liveness',
+        this.#now,
+        `reader ${reader.id} has had no read answered since ${(reader.answeredAtMs / 1000).toFixed(3)}s: ${this.#liveness.describeOverdue(overdueMs)}`,
+      );
+  }
+
+  /**
+   * An ExpireSession proposed by `node` in the liveness phase: if the session's client is live
+   * (it keeps sending KeepAlives every quarter lease, and the healed cell delivers them), a
+   * master that has served under its lease for a session lease (#sessionGraceMs) in the healed
+   * cell has heard from it, so the expiry is a liveness failure. A session its client gave up
+   * (CloseSession), or learned had expired before this master served, is not judged.
+   */
+  #onExpireProposed(node: Node, session: number): void {
+    if (this.#phase !== 'liveness') return;
+    const owner = this.#sessionOwner.get(session);
+    if (owner === undefined || this.#isVanished(this.#clientAt(owner))) return;
+    const since = Math.max(this.#liveness.healAt, node.servingSince ?? this.#now);
+    const lost = this.#sessionLost.get(session);
+    if (lost !== undefined && (!lost.isExpiry || lost.atMs < since)) return;
+    this.#expiriesJudgedLive++;
+    const servedMs = this.#now - since;
+    if (servedMs > this.#sessionGraceMs)
+      this.#checkers.fail(
+        'liveness',
+        this.#now,
+        `replica ${node.id} proposes to expire session ${session} of live client ${owner} (it keeps sending KeepAlives) after serving under its lease for ${servedMs.toFixed(0)} ms in the healed cell, over a session lease (${this.#sessionGraceMs.toFixed(0)} ms)`,
+      );
+  }
+
+  /** Ends the run early once everything the liveness phase asks for has happened. */
+  #checkLivenessDone(): void {
+    if (this.#livenessUnmet(this.#acked.highest) !== null) return;
+    this.#isDone = true;
+    this.#isLivenessComplete = true;
+  }
+
+  /**
+   * What the liveness phase still waits for, or null once all has happened: a master serves;
+   * it has served under its lease without a break, in the healed cell, for the session grace
+   * and half a lease more (time for a wrongly expired session to show); every request, read and
+   * KeepAlive pending from before the first master served was answered; and every replica
+   * applied `ackedSlot` and votes.
+   */
+  #livenessUnmet(ackedSlot: number): string | null {
+    const masterAt = this.#liveness.masterAt;
+    if (masterAt === null) return 'no master has served since the heal';
+    if (this.#now < masterAt + 300) return 'a master has only just begun serving';
+    const master = this.#servingMaster();
+    if (master?.servingSince == null) return 'no replica serves as master under its lease now';
+    const since = Math.max(this.#liveness.healAt, master.servingSince);
+    if (this.#now < since + this.#sessionGraceMs + this.#sessionLeaseMs / 2)
+      return `replica ${master.id} has served under its lease only since ${(since / 1000).toFixed(3)}s`;
+    for (const client of this.#clients) {
+      if (this.#isVanished(client)) continue;
+      if (client.request !== null && client.request.issuedAtMs < masterAt)
+        return `client ${client.index}'s request from before the master served is unanswered`;
+      if (client.session !== null && client.keepAliveAckAtMs < masterAt)
+        return `client ${client.index}'s session has had no KeepAlive acknowledged since the master served`;
+    }
+    for (const reader of this.#readers)
+      if (reader.answeredAtMs < masterAt)
+        return `reader ${reader.id} has had no read answered since the master served`;
+    if (!isCaughtUp(this.#progress(), ackedSlot))
+      return `some replica has not applied slot ${ackedSlot} or is a learner`;
+    return null;
+  }
+
+  /**
+   * The run's last moment: whatever liveness asked for and did not happen is a violation. Writes
+   * acknowledged within an operation bound of the end are not judged (a follower learns a slot
+   * is chosen up to a heartbeat after the client's answer).
+   */
+  #onEnd(): void {
+    this.#isDone = true;
+    for (const client of this.#clients) this.#checkClientLiveness(client);
+    for (const reader of this.#readers) this.#checkReaderLiveness(reader);
+    const ackedSlot = this.#acked.highestBy(this.#now - this.#liveness.bounds.operationWithinMs);
+    for (const detail of catchUpFailures(this.#progress(), ackedSlot))
+      this.#checkers.fail('liveness', this.#now, detail);
+    // Anything else left undone: the mastership changed or lapsed after the bound.
+    const unmet = this.#livenessUnmet(ackedSlot);
+    if (this.#checkers.violations.length === 0 && unmet !== null)
+      this.#checkers.fail(
+        'liveness',
+        this.#now,
+        `the liveness phase did not complete by its end: ${unmet}`,
+      );
+  }
+
   // --- replicas ----------------------------------------------------------------------------------
 
   #start(node: Node): void {
@@ -858,6 +1150,7 @@ class CellCluster {
         const value = decoded.ok ? (decoded.value as { type?: unknown; session?: unknown }) : null;
         if (value !== null && value.type === 'ExpireSession' && typeof value.session === 'number') {
           checkers.onExpireProposed({ session: value.session, replica: node.id, atMs: this.#now });
+          this.#onExpireProposed(node, value.session);
         }
         return replica.propose(command, at);
       },
@@ -1097,6 +1390,8 @@ class CellCluster {
       return;
     }
     this.#drainOutbox(node);
+    if (this.#phase === 'liveness' && service.isServing && replica.canServeReads(now))
+      this.#liveness.onMasterServes(this.#now);
     const locks = node.machine.query({ type: 'ListLocks' });
     if (locks.type === 'locks') this.#checkers.onReplicaLocks(node.id, this.#now, locks.locks);
     this.#checkOrphans(node);
@@ -1116,16 +1411,18 @@ class CellCluster {
   /** A peer link's delay for one copy, or null if the copy is lost. */
   #peerDelay(): number | null {
     if (this.#r.chance(this.#dropRate)) return null;
-    return this.#r.chance(0.03) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
+    return this.#r.chance(this.#spikeRate) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
   }
 
   #sendPeer(node: Node, envelope: Envelope): void {
     this.#checkers.paxos.onSent(node.id, envelope.message, node.store);
     if (this.#r.chance(this.#dropRate)) return;
-    const copies = this.#r.chance(0.02) ? 2 : 1;
+    const copies = this.#r.chance(this.#duplicateRate) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       // A deep copy: the receiver gets bytes' worth of data, never the sender's objects.
-      const delay = this.#r.chance(0.03) ? this.#r.range(20, 150) : this.#r.range(0.5, 5);
+      const delay = this.#r.chance(this.#spikeRate)
+        ? this.#r.range(20, 150)
+        : this.#r.range(0.5, 5);
       this.#queue.push(this.#now + delay, {
         type: 'peer',
         from: node.id,
@@ -1139,7 +1436,7 @@ class CellCluster {
   /** Ships this replica's whole machine (at or above `slot`) to `to`, over a lossy link. */
   #shipSnapshot(node: Node, to: ReplicaId, slot: number): void {
     const applied = node.machine.appliedIndex;
-    if (applied < slot) return;
+    if (applied < slot || this.#cellBug === 'loseSnapshots') return;
     const delay = this.#peerDelay();
     if (delay === null) return;
     this.#queue.push(this.#now + delay + 5, {
@@ -1203,7 +1500,7 @@ class CellCluster {
           this.#checkers.onKeepAliveAck({ session, atMs: this.#now, hasLease });
         if (this.#cellBug === 'hideEventGaps') frame = { ...frame, isEventGap: false };
       }
-      if (this.#r.chance(0.01)) continue; // a lost client frame
+      if (this.#r.chance(this.#clientLossRate)) continue; // a lost client frame
       // One connection per (replica, client): frames arrive in the order they were sent.
       const connection = `${node.id}>${out.to}`;
       const at = Math.max(
@@ -1402,7 +1699,13 @@ class CellCluster {
   // --- clients -----------------------------------------------------------------------------------
 
   #send(client: Client, frame: ClientFrame): void {
-    if (this.#r.chance(0.01)) return;
+    if (this.#r.chance(this.#clientLossRate)) return;
+    if (
+      this.#cellBug === 'loseKeepAlivesAfterHeal' &&
+      this.#phase === 'liveness' &&
+      frame.type === 'keep-alive'
+    )
+      return;
     this.#queue.push(this.#now + this.#r.range(0.5, 4), {
       type: 'to-replica',
       to: client.target,
@@ -1417,6 +1720,7 @@ class CellCluster {
 
   #wake(client: Client): void {
     if (this.#isVanished(client)) return;
+    this.#checkClientLiveness(client);
     if (client.session !== null && this.#now >= client.nextKeepAliveAtMs) {
       // No answer to the last KeepAlive: that replica may be down or cut off; try another.
       if (client.keepAliveId !== null) client.target = client.random.pick(REPLICAS);
@@ -1543,7 +1847,13 @@ class CellCluster {
   }
 
   #issue(client: Client, command: MachineCommand): void {
-    const request: Request = { command, frameId: 0, resendAtMs: 0, hasNewTarget: false };
+    const request: Request = {
+      command,
+      issuedAtMs: this.#now,
+      frameId: 0,
+      resendAtMs: 0,
+      hasNewTarget: false,
+    };
     client.request = request;
     this.#transmit(client, request, false);
   }
@@ -1568,8 +1878,10 @@ class CellCluster {
       case 'keep-alive-ack':
         if (frame.id !== client.keepAliveId) return;
         client.keepAliveId = null;
-        if (this.#keepAliveSession.get(frame.id) === client.session)
+        if (this.#keepAliveSession.get(frame.id) === client.session) {
+          client.keepAliveAckAtMs = this.#now;
           this.#onKeepAliveAck(client, frame, appliedAt);
+        }
         return;
       case 'redirect': {
         const target = this.#targetOf(frame.master);
@@ -1584,7 +1896,7 @@ class CellCluster {
       case 'error':
         if (frame.code === ErrorCode.SESSION_EXPIRED) {
           if (frame.id === client.keepAliveId || client.request?.frameId === frame.id)
-            this.#loseSession(client);
+            this.#loseSession(client, 'expired');
           return;
         }
         if (client.request?.frameId === frame.id) {
@@ -1607,7 +1919,9 @@ class CellCluster {
         return;
       case 'result':
         this.#ackedSlot = Math.max(this.#ackedSlot, frame.slot);
+        this.#acked.onAcknowledged(frame.slot, this.#now);
         if (client.request?.frameId !== frame.id) return;
+        this.#checkClientLiveness(client);
         client.request = null;
         this.#onResult(client, frame.result);
         return;
@@ -1631,6 +1945,7 @@ class CellCluster {
 
   /** A new read when the last one is answered or given up: linearizable or stale, half each. */
   #wakeReader(reader: Reader): void {
+    this.#checkReaderLiveness(reader);
     if (reader.read !== null && this.#now < reader.read.giveUpAtMs) return;
     if (reader.read !== null) reader.target = reader.random.pick(REPLICAS);
     const isStale = reader.random.chance(0.5);
@@ -1644,7 +1959,7 @@ class CellCluster {
       ackedSlotAtSend: this.#ackedSlot,
       giveUpAtMs: this.#now + 300,
     };
-    if (this.#r.chance(0.01)) return;
+    if (this.#r.chance(this.#clientLossRate)) return;
     this.#queue.push(this.#now + this.#r.range(0.5, 4), {
       type: 'to-replica',
       to: reader.target,
@@ -1692,6 +2007,10 @@ class CellCluster {
       reader.read = null;
     } else if (frame.type === 'query-result' || frame.type === 'error') {
       reader.read = null;
+      if (frame.type === 'query-result') {
+        this.#checkReaderLiveness(reader);
+        reader.answeredAtMs = this.#now;
+      }
     }
   }
 
@@ -1762,7 +2081,10 @@ class CellCluster {
     view.sync = { seq: frame.eventSeq, slot: appliedAt };
   }
 
-  #loseSession(client: Client): void {
+  /** The client stops holding its session: told it expired, or after its CloseSession. */
+  #loseSession(client: Client, why: 'expired' | 'closed'): void {
+    if (client.session !== null)
+      this.#sessionLost.set(client.session, { atMs: this.#now, isExpiry: why === 'expired' });
     client.session = null;
     client.request = null;
     client.keepAliveId = null;
@@ -1776,6 +2098,9 @@ class CellCluster {
     if (result.type === 'session-created') {
       this.#sessionsCreated++;
       client.session = result.session;
+      this.#sessionOwner.set(result.session, client.index);
+      client.sessionCreatedAtMs = this.#now;
+      client.keepAliveAckAtMs = -Infinity;
       client.nextKeepAliveAtMs = this.#now;
       client.phase = 'none';
       client.watchHandle = null;
@@ -1783,7 +2108,7 @@ class CellCluster {
       return;
     }
     if (result.type === 'error' && result.code === ErrorCode.SESSION_EXPIRED) {
-      this.#loseSession(client);
+      this.#loseSession(client, 'expired');
       return;
     }
     const session = client.session;
@@ -1842,7 +2167,7 @@ class CellCluster {
         return;
       case 'ending':
         // session-closed (or an error: the session is gone either way); a new one comes next.
-        this.#loseSession(client);
+        this.#loseSession(client, 'closed');
         client.phaseUntilMs = this.#now + client.random.range(0, 200);
         return;
       case 'none':

@@ -71,7 +71,9 @@ export interface CellViolation {
     | 'lock-delay'
     | 'stale-read'
     | 'linearizable-read'
-    | 'replica-assertion';
+    | 'replica-assertion'
+    /** The liveness phase's bounds (../liveness.ts), judged by cell-cluster.ts. */
+    | 'liveness';
   readonly atMs: number;
   readonly detail: string;
 }
