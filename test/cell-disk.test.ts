@@ -231,6 +231,14 @@ describe('a replica whose disk was lost', () => {
       return s?.isVoter === true ? s : undefined;
     }, 'the wiped replica admitted', 60_000);
     expect(admitted.diskId).toBe(first.diskId);
+    // Admitted and following the master: GET /health says 200 (a learner says 503).
+    const health = await eventually(async () => {
+      const response = await fetch(`http://${addressOf(cell, wiped)}/health`);
+      const body = (await response.json()) as { isVoter: boolean; bootedAtMs: number | null };
+      return response.status === 200 ? body : undefined;
+    }, 'the admitted replica healthy');
+    expect(health.isVoter).toBe(true);
+    expect(health.bootedAtMs).toBeGreaterThan(0);
     const done = await caughtUp(cell, wiped, 'the wiped replica caught up');
     expect(done.replica.digest).toBe(done.master.digest);
   });

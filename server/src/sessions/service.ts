@@ -208,6 +208,9 @@ export class CellService {
       return { isHealthy: isServing, reason: isServing ? null : 'master without a valid lease (not serving)' };
     }
     if (status.masterId === null) return { isHealthy: false, reason: `${status.role} that knows no master (election under way, or no quorum)` };
+    // A replacement disk not yet admitted follows the master but adds no vote: a probe that gates
+    // taking the next replica down (a rolling restart) must wait for its admission.
+    if (!status.isVoter) return { isHealthy: false, reason: 'learner: this disk is not admitted yet (it follows the master and catches up, but does not vote)' };
     return { isHealthy: true, reason: null };
   }
 

@@ -16,6 +16,7 @@ class FakeReplica {
   role: Status['role'] = 'follower';
   masterId: number | null = 2;
   isLeaseValid = false;
+  isVoter = true;
   readonly proposed: Command[] = [];
   propose(command: Command): ProposeResult {
     this.proposed.push(command);
@@ -25,7 +26,7 @@ class FakeReplica {
     return this.role === 'master' && this.isLeaseValid;
   }
   status(): Status {
-    return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0, isVoter: true, diskId: 0 };
+    return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0, isVoter: this.isVoter, diskId: this.isVoter ? 0 : 77 };
   }
 }
 
@@ -230,6 +231,15 @@ describe('health and backup (GET /health, GET /backup)', () => {
     expect(s.service.backup(0)).toEqual({ master: null });
     s.replica.role = 'candidate';
     expect(s.service.health(0).isHealthy).toBe(false);
+  });
+
+  it('a learner (a replacement disk not yet admitted) that follows a master is not healthy until it votes', () => {
+    const s = setup();
+    s.replica.isVoter = false;
+    expect(s.service.health(0)).toEqual({ isHealthy: false, reason: expect.stringMatching(/^learner: this disk is not admitted yet/) as unknown });
+    expect(s.service.backup(0)).toEqual({ master: 'r2:2' }); // it still points a backup at the master
+    s.replica.isVoter = true;
+    expect(s.service.health(0)).toEqual({ isHealthy: true, reason: null });
   });
 
   it('the master may give a backup while it serves (the node copies state.db), and is unhealthy without its lease', () => {
