@@ -54,7 +54,7 @@ const argv = yargs(hideBin(process.argv))
   .parseSync();
 
 /** How long a fresh --bootstrap replica waits for each peer's GET /health. */
-const PEER_HEALTH_TIMEOUT_MS = 1_000;
+const PEER_HEALTH_TIMEOUT_MS = 2_000;
 
 const logger = pino(
   { level: argv['log-level'], base: { pid: process.pid } },
