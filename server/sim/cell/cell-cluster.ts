@@ -200,6 +200,8 @@ export interface CellSeedResult {
     readonly livenessCompleted: number;
     /** Global ms from the heal to the first master serving (0 if none). */
     readonly maxMasterAfterHealMs: number;
+    /** Global ms from the heal to the liveness phase's completion (0 if it did not complete). */
+    readonly maxCompletedAfterHealMs: number;
     /** ExpireSession proposals judged against the sessions' live clients in the liveness phase. */
     readonly expiriesJudgedLive: number;
   };
@@ -695,6 +697,9 @@ class CellCluster {
           this.#liveness.masterAt === null
             ? 0
             : Math.round(this.#liveness.masterAt - this.#liveness.healAt),
+        maxCompletedAfterHealMs: this.#isLivenessComplete
+          ? Math.round(this.#now - this.#liveness.healAt)
+          : 0,
         expiriesJudgedLive: this.#expiriesJudgedLive,
       },
     };
