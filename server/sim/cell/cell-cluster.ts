@@ -1884,6 +1884,7 @@ class CellCluster {
         if (frame.id !== client.keepAliveId) return;
         client.keepAliveId = null;
         if (this.#keepAliveSession.get(frame.id) === client.session) {
+          this.#checkClientLiveness(client); // a late ack, judged before it resets the clock
           client.keepAliveAckAtMs = this.#now;
           this.#onKeepAliveAck(client, frame, appliedAt);
         }
