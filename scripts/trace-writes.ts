@@ -71,7 +71,7 @@ function stagesOf(marks: readonly Mark[], sent: bigint, received: bigint, master
   });
   const second = followerStages[1];
   // Inside "quorum to apply": the wait for the turn, and the chosen mark's (unsynced) commit.
-  const quorumTurn = quorum === undefined ? undefined : at((m) => m.replica === master && m.stage === 'turn' && m.at >= quorum.at);
+  const quorumTurn = at((m) => m.replica === master && m.stage === 'turn' && m.at >= quorum.at);
   const markStart = quorumTurn === undefined ? undefined : at((m) => m.replica === master && m.stage === 'persist-start' && m.at >= quorumTurn.at);
   const markEnd = markStart === undefined ? undefined : at((m) => m.replica === master && m.stage === 'persist-end' && m.at >= markStart.at);
   if (second?.got === undefined || second.start === undefined || second.end === undefined || second.out === undefined) return null;
