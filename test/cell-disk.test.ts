@@ -14,11 +14,13 @@
 // - no acknowledged write is lost, and a session's lock and ephemeral file live through it all;
 // - --bootstrap left in by mistake does not make a wiped replica vote as the disk it replaces: its
 //   peers' histories are older than --bootstrap-window-ms, so it starts as a learner all the
-//   same (bootstrap-guard.ts), while the cell's own first start made five founding disks.
+//   same (bootstrap-guard.ts), while the cell's own first start made five founding disks;
+// - an old disk started again after its replacement was admitted is a learner for good and says
+//   why; wiped, it comes back as a replacement and is admitted.
 //
 // Every wait polls real state (status frames, log files); every process is stopped by pid.
 
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionError, PaxlockClient } from '@paxlock/client';
 import type { ReplicaStatus } from '@paxlock/shared';
@@ -241,5 +243,68 @@ describe('a replica whose disk was lost', () => {
     expect(health.bootedAtMs).toBeGreaterThan(0);
     const done = await caughtUp(cell, wiped, 'the wiped replica caught up');
     expect(done.replica.digest).toBe(done.master.digest);
+  });
+
+  it('never counts an old disk again once its replacement was admitted; wiped, it rejoins', async () => {
+    const { others } = await othersThan(victim);
+    const swapped = others.at(-1)!;
+    // The founding disk is taken out (kept aside), and a replacement is admitted in its seat.
+    await cell.signal(swapped, 'SIGKILL');
+    const dir = cell.dataPath(swapped, '');
+    renameSync(dir, `${dir}.old`);
+    cell.start(swapped);
+    const replacement = await eventually(async () => {
+      const s = await statusOf(addressOf(cell, swapped));
+      return s?.isVoter === true ? s : undefined;
+    }, 'the replacement admitted', 60_000);
+    expect(replacement.diskId).not.toBe(0);
+    // The old disk is put back and started again: its seat is the replacement's now.
+    await cell.signal(swapped, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(`${dir}.old`, dir);
+    const logFrom = logOf(cell, swapped).length;
+    cell.start(swapped);
+    // It does not know of the admission yet (it was out when it was chosen), so it starts as the
+    // voter it was; its votes for later slots do not count anywhere (a master and a candidate
+    // check each vote's disk against the seat). Catching up, it learns the admission and says so.
+    const old = await eventually(async () => {
+      const s = await statusOf(addressOf(cell, swapped));
+      return s !== undefined && !s.isVoter && s.applied >= replacement.applied ? s : undefined;
+    }, 'the old disk caught up and a learner', 60_000);
+    expect(old.diskId).toBe(0);
+    expect(linesWith(cell, swapped, "this replica's seat went to another disk: this disk no longer votes; wipe its data directory and start it without --bootstrap to rejoin as a replacement disk", logFrom)).toBe(1);
+    // Started again as it is, it knows at once, and says so at start.
+    await cell.signal(swapped, 'SIGTERM');
+    const restartFrom = logOf(cell, swapped).length;
+    cell.start(swapped);
+    await statusWhenUp(cell, swapped);
+    expect(linesWith(cell, swapped, 'replica starting: a learner', restartFrom)).toBe(1);
+    expect(logOf(cell, swapped, restartFrom)).toMatch(/"level":40,.*"seatHolder":\d+.*this disk was replaced: this replica's seat belongs to another disk/);
+    // Once it follows the master again, GET /health says why it is not healthy.
+    const reason = await eventually(async () => {
+      const response = await fetch(`http://${addressOf(cell, swapped)}/health`);
+      const body = (await response.json()) as { reason?: string; masterId: number | null };
+      return response.status === 503 && body.masterId !== null ? body.reason : undefined;
+    }, 'the old disk following a master');
+    expect(reason).toMatch(/^learner: this disk is not admitted yet/);
+    // Writes go on among the four voters; it is not admitted back.
+    const c = await PaxlockClient.connect({ cell: cell.clientAddresses, name: 'disk-swap', findMasterTimeoutMs: 10_000 });
+    const f = await c.command(openFile('/ls/local/disk-swap'));
+    if (f.type !== 'opened') throw new Error('open failed');
+    for (let n = 0; n < 20; n++) expect((await c.command({ type: 'SetContents', handle: f.handle, contents: Buffer.from(String(n)) })).type).toBe('contents-set');
+    await caughtUp(cell, swapped, 'the old disk following');
+    expect((await statusOf(addressOf(cell, swapped)))?.isVoter).toBe(false);
+    expect(linesWith(cell, swapped, 'this disk admitted: voting from the next slot on', logFrom)).toBe(0);
+    // The way back: wipe it, start it without --bootstrap: a replacement, admitted.
+    await cell.signal(swapped, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    cell.start(swapped);
+    const back = await eventually(async () => {
+      const s = await statusOf(addressOf(cell, swapped));
+      return s?.isVoter === true ? s : undefined;
+    }, 'the wiped old disk admitted', 60_000);
+    expect(back.diskId).not.toBe(0);
+    expect(back.diskId).not.toBe(replacement.diskId);
+    await c.close();
   });
 });

@@ -1361,14 +1361,24 @@ export class Replica {
     if (this.#admittingSlot === admission.slot) this.#admittingSlot = null;
     if (!persist) return; // loaded from disk at start: nothing new to store or say
     this.#persistAdmitted.push({ ...admission });
+    const fields = {
+      replica: this.#id,
+      admitted: admission.replica,
+      diskId: admission.diskId,
+      fromSlot: admission.slot + 1,
+    };
+    if (admission.replica === this.#id && admission.diskId !== this.#diskId) {
+      // Another disk of this replica id took the seat: this one (an old disk started again, or a
+      // second process with our id) no longer votes, and is never admitted back as it is.
+      this.#logger.warn(
+        { ...fields, thisDiskId: this.#diskId },
+        "this replica's seat went to another disk: this disk no longer votes; wipe its data directory and start it without --bootstrap to rejoin as a replacement disk",
+      );
+      return;
+    }
     this.#logger.info(
-      {
-        replica: this.#id,
-        admitted: admission.replica,
-        diskId: admission.diskId,
-        fromSlot: admission.slot + 1,
-      },
-      admission.replica === this.#id && admission.diskId === this.#diskId
+      fields,
+      admission.replica === this.#id
         ? 'this disk admitted: voting from the next slot on'
         : 'replacement disk admitted',
     );

@@ -251,7 +251,17 @@ export class ReplicaNode {
       { isFresh: durable.isFresh, promised: formatBallot(durable.promised), commit: durable.commit, applied: this.#machine.appliedIndex, incarnation: this.#incarnation, diskId: disk.diskId, isNewDisk: disk.isNew, isVoter },
       isVoter ? 'replica starting: a voter' : 'replica starting: a learner',
     );
-    if (!isVoter) {
+    // A disk that held the seat once (a founding disk, or one admitted before) and whose seat a
+    // later admission gave to another disk: the master never admits it again as it is.
+    const ownAdmissions = this.#replica.admitted().filter((a) => a.replica === options.id);
+    const seatHolder = ownAdmissions.at(-1);
+    const heldSeatOnce = disk.diskId === 0 || ownAdmissions.some((a) => a.diskId === disk.diskId);
+    if (!isVoter && seatHolder !== undefined && seatHolder.diskId !== disk.diskId && heldSeatOnce) {
+      this.#log.warn(
+        { diskId: disk.diskId, seatHolder: seatHolder.diskId, sinceSlot: seatHolder.slot + 1 },
+        "this disk was replaced: this replica's seat belongs to another disk, so this disk never votes again. Wipe this data directory and start the replica without --bootstrap to rejoin as a replacement disk",
+      );
+    } else if (!isVoter) {
       // The one line an operator who forgot --bootstrap on a new cell must see: five learners wait forever.
       this.#log.warn(
         { diskId: disk.diskId },

@@ -60,6 +60,50 @@ describe('a replacement disk', () => {
     expect(ofType(drain(r, 60_000).send, 'prepare')).toEqual([]);
   });
 
+  it('displaces the disk it replaces: the old disk, started again, is a learner and says why', () => {
+    const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+    const capture = (level: string) => (fields: Record<string, unknown>, msg: string) => {
+      lines.push({ level, msg, fields });
+    };
+    const logger = {
+      debug: capture('debug'),
+      info: capture('info'),
+      warn: capture('warn'),
+      error: capture('error'),
+    };
+    // Replica 2's founding disk, running, learns that its seat went to another disk.
+    const r = solo({ id: 2, diskId: 0, logger });
+    expect(r.status(0).isVoter).toBe(true);
+    const admit: SlotValue = { type: 'admit', stampMs: 7, replica: 2, diskId: DISK };
+    r.step(
+      1,
+      { type: 'accept', ballot: b(3, 1), slot: 1, value: admit, commit: 0, round: 2 },
+      5_000,
+    );
+    drain(r, 5_000);
+    r.step(1, { type: 'heartbeat', ballot: b(3, 1), commit: 1, round: 3 }, 5_001);
+    expect(drain(r, 5_001).commit).toEqual([{ slot: 1, value: admit }]);
+    expect(r.status(5_001)).toMatchObject({ isVoter: false, diskId: 0 });
+    const warned = lines.filter((l) => l.level === 'warn');
+    expect(warned).toEqual([
+      {
+        level: 'warn',
+        msg: "this replica's seat went to another disk: this disk no longer votes; wipe its data directory and start it without --bootstrap to rejoin as a replacement disk",
+        fields: { replica: 2, admitted: 2, diskId: DISK, fromSlot: 2, thisDiskId: 0 },
+      },
+    ]);
+    expect(lines.some((l) => l.msg === 'this disk admitted: voting from the next slot on')).toBe(
+      false,
+    );
+    // From slot 2 on it neither votes nor promises.
+    r.step(
+      1,
+      { type: 'accept', ballot: b(3, 1), slot: 2, value: noop(8), commit: 1, round: 4 },
+      5_002,
+    );
+    expect(ofType(drain(r, 5_002).send, 'accepted')).toEqual([]);
+  });
+
   it('is admitted through the log once caught up, and then votes', () => {
     const cell = new Cell();
     const m = cell.elect();

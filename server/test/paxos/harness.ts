@@ -380,6 +380,7 @@ export interface SoloOptions {
   readonly now?: number;
   readonly applied?: number;
   readonly diskId?: number;
+  readonly logger?: Logger;
 }
 
 /** One Replica on its own, fed messages by hand. */
@@ -390,7 +391,7 @@ export function solo(options: SoloOptions = {}): Replica {
     diskId: options.diskId ?? 0,
     config: options.bugs === undefined ? base : { ...base, bugs: options.bugs },
     random: seededRandom(id),
-    logger: silentLogger,
+    logger: options.logger ?? silentLogger,
     durable: {
       isFresh: true,
       promised: ZERO_BALLOT,
