@@ -130,6 +130,12 @@ export type Message =
       readonly round: number;
       readonly commit: number;
       readonly diskId: number;
+      /**
+       * How much longer the follower is in its restart wait (it may not run for master before),
+       * so a resigning master names a successor that can run at once. Absent from replicas that
+       * predate it: the master then judges by how long the follower has acked without a gap.
+       */
+      readonly restartWaitMs?: number;
     }
   /**
    * The master of `ballot` gives up mastership (a graceful stop): it no longer serves, so every

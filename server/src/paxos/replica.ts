@@ -171,6 +171,8 @@ export class Replica {
    * lease is past any restart wait, so as a resign's successor it can run at once.
    */
   readonly #peerAckedSinceMs = new Map<ReplicaId, number>();
+  /** When each peer's restart wait ends, as its last heartbeat ack said (it may run from then). */
+  readonly #peerMayRunAtMs = new Map<ReplicaId, number>();
   #catchUp: CatchUpInFlight | null = null;
   #catchUpRotation = 0;
   #snapshotWaitUntilMs = Number.NEGATIVE_INFINITY;
@@ -344,14 +346,18 @@ export class Replica {
     if (this.#role !== 'master') return null;
     const ballot = this.#promised;
     // Prefer peers that acked us within an election timeout (a dead successor costs the cell an
-    // election timeout), then those that have for a whole lease (a peer that restarted lately is
-    // in its restart wait and may not run yet), then the highest commit heard of, then the first.
+    // election timeout), then those whose restart wait is over or ends soonest (a peer that
+    // restarted lately may not run yet, and meanwhile the others give it only an election
+    // timeout), then the highest commit heard of, then the first. The wait is what the peer's
+    // last heartbeat ack said; failing that, a peer that has acked without a gap for a whole
+    // lease is past any restart wait.
     const rank = (peer: ReplicaId): number[] => {
       const ackedAt = this.#peerAckedAtMs.get(peer) ?? Number.NEGATIVE_INFINITY;
       const since = this.#peerAckedSinceMs.get(peer) ?? Number.POSITIVE_INFINITY;
+      const mayRunAt = this.#peerMayRunAtMs.get(peer) ?? since + this.#config.leaseMs;
       return [
         now - ackedAt <= this.#config.electionTimeoutMs ? 1 : 0,
-        now - since >= this.#config.leaseMs ? 1 : 0,
+        -Math.max(0, mayRunAt - now),
         this.#peerCommit.get(peer) ?? 0,
       ];
     };
@@ -710,6 +716,7 @@ export class Replica {
       round: message.round,
       commit: this.#log.commit,
       diskId: this.#claimedDisk(this.#log.commit + 1),
+      restartWaitMs: Math.max(0, Math.ceil(this.#restartWaitUntilMs - this.#nowMs)),
     });
   }
 
@@ -1192,6 +1199,8 @@ export class Replica {
   #onHeartbeatAck(from: ReplicaId, message: Extract<Message, { type: 'heartbeat-ack' }>): void {
     this.#notePeerCommit(from, message.commit);
     if (this.#role !== 'master' || !isBallotEqual(message.ballot, this.#promised)) return;
+    if (message.restartWaitMs !== undefined)
+      this.#peerMayRunAtMs.set(from, this.#nowMs + message.restartWaitMs);
     if (message.diskId === this.#seatAt(from, this.#log.commit + 1)) {
       this.#ackRound(from, message.round);
       return;

@@ -190,7 +190,10 @@ export function validateMessage(raw: unknown): Message | null {
       const { commit, round } = raw;
       const diskId = toDiskId(raw['diskId']);
       if (ballot === null || !isCount(commit) || !isCount(round) || diskId === null) return null;
-      return { type, ballot, commit, round, diskId };
+      const { restartWaitMs } = raw;
+      if (restartWaitMs === undefined) return { type, ballot, commit, round, diskId };
+      if (!isCount(restartWaitMs)) return null;
+      return { type, ballot, commit, round, diskId, restartWaitMs };
     }
     case 'resign': {
       const ballot = toBallot(raw['ballot']);

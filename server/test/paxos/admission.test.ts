@@ -53,7 +53,15 @@ describe('a replacement disk', () => {
     ready = drain(r, 5_002);
     expect(ready.commit).toEqual([{ slot: 1, value: noop(9) }]);
     expect(ofType(ready.send, 'heartbeat-ack')).toEqual([
-      { type: 'heartbeat-ack', to: 1, ballot: b(3, 1), round: 3, commit: 1, diskId: DISK },
+      {
+        type: 'heartbeat-ack',
+        to: 1,
+        ballot: b(3, 1),
+        round: 3,
+        commit: 1,
+        diskId: DISK,
+        restartWaitMs: 0,
+      },
     ]);
     // It never runs for master, however long it hears nothing.
     r.tick(60_000);

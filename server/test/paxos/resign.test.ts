@@ -62,6 +62,29 @@ describe('resign', () => {
     expect(cell.node(m).replica.resign(cell.now)).toBe(peers[1]);
   });
 
+  it('names a peer past its restart wait even when it has been master for less than a lease', () => {
+    // The failure CI met: the master crashes, a new one is elected, the old one restarts at once
+    // and acks the new master, which resigns before it has seen anyone ack for a whole lease.
+    // Judged by unbroken acks alone every peer looked the same and the first (the restarted one,
+    // in its restart wait) was named; its heartbeat acks now say how long its wait has to run.
+    const cell = new Cell();
+    const first = cell.elect();
+    cell.propose(first, command('c', 1));
+    cell.run(300);
+    cell.crash(first);
+    expect(cell.runUntil(() => cell.master() !== null && cell.master() !== first)).toBe(true);
+    const m = cell.elect();
+    const electedAt = cell.now;
+    cell.restart(first);
+    cell.run(400); // it acks the new master's heartbeats, caught up, still in its restart wait
+    expect(cell.now - electedAt).toBeLessThan(1_000); // master for less than a lease (1000)
+    const peers = [1, 2, 3, 4, 5].filter((id) => id !== m);
+    const successor = cell.node(m).replica.resign(cell.now);
+    expect(successor).not.toBe(first);
+    // With this scenario the restarted replica is the first peer unless it was replica 5.
+    if (peers[0] === first) expect(successor).toBe(peers[1]);
+  });
+
   it('makes a successor that is still in its restart wait run the moment the wait ends', () => {
     // Restarted at 0 with durable state: it promises nobody, itself included, until 0 + lease.
     const r = solo({ id: 3, now: 0, durable: { isFresh: false, promised: b(1, 1) } });

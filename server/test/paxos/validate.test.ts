@@ -79,13 +79,17 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
     commit: count,
     round: count,
   }),
-  fc.record({
-    type: fc.constant('heartbeat-ack' as const),
-    ballot: ballotArb,
-    round: count,
-    commit: count,
-    diskId: diskIdArb,
-  }),
+  fc.record(
+    {
+      type: fc.constant('heartbeat-ack' as const),
+      ballot: ballotArb,
+      round: count,
+      commit: count,
+      diskId: diskIdArb,
+      restartWaitMs: count,
+    },
+    { requiredKeys: ['type', 'ballot', 'round', 'commit', 'diskId'] },
+  ),
   slot.chain((first) =>
     fc.record({
       type: fc.constant('catch-up-request' as const),
@@ -148,6 +152,14 @@ describe('validateMessage', () => {
     ['a NaN slot', { type: 'accepted', ballot: good.ballot, slot: NaN, round: 1 }],
     ['an infinite commit', { type: 'heartbeat', ballot: good.ballot, commit: Infinity, round: 1 }],
     ['a negative commit', { type: 'heartbeat-ack', ballot: good.ballot, commit: -1, round: 1 }],
+    [
+      'a negative restart wait',
+      { type: 'heartbeat-ack', ballot: good.ballot, commit: 1, round: 1, restartWaitMs: -1 },
+    ],
+    [
+      'a string restart wait',
+      { type: 'heartbeat-ack', ballot: good.ballot, commit: 1, round: 1, restartWaitMs: '5' },
+    ],
     [
       'an unknown reject reason',
       { type: 'reject', ballot: good.ballot, promised: good.ballot, reason: 'nope' },
