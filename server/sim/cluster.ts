@@ -215,6 +215,7 @@ const MESSAGE_CODES: Record<MessageType, number> = {
   'catch-up-request': 8,
   'catch-up': 9,
   resign: 10,
+  withdraw: 11,
 };
 
 const ROLE_CODES = { follower: 1, candidate: 2, master: 3, down: 4 } as const;

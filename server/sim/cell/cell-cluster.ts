@@ -200,6 +200,8 @@ export interface CellSeedResult {
     readonly livenessCompleted: number;
     /** Global ms from the heal to the first master serving (0 if none). */
     readonly maxMasterAfterHealMs: number;
+    /** The same, summed over seeds (divided by livenessPhases: the mean). */
+    readonly masterAfterHealMsTotal: number;
     /** Global ms from the heal to the liveness phase's completion (0 if it did not complete). */
     readonly maxCompletedAfterHealMs: number;
     /** ExpireSession proposals judged against the sessions' live clients in the liveness phase. */
@@ -694,6 +696,10 @@ class CellCluster {
         livenessPhases: this.#phase === 'liveness' ? 1 : 0,
         livenessCompleted: this.#isLivenessComplete ? 1 : 0,
         maxMasterAfterHealMs:
+          this.#liveness.masterAt === null
+            ? 0
+            : Math.round(this.#liveness.masterAt - this.#liveness.healAt),
+        masterAfterHealMsTotal:
           this.#liveness.masterAt === null
             ? 0
             : Math.round(this.#liveness.masterAt - this.#liveness.healAt),

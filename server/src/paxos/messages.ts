@@ -143,6 +143,12 @@ export type Message =
    * rather than wait out the lease and an election timeout.
    */
   | { readonly type: 'resign'; readonly ballot: Ballot; readonly successor: ReplicaId }
+  /**
+   * A candidate gave up its candidacy for `ballot` (outbid, or it saw a master): it will never
+   * be master in that ballot, so an acceptor that promised it may drop the lease it granted with
+   * the promise, which would otherwise refuse every other candidate until it ran out.
+   */
+  | { readonly type: 'withdraw'; readonly ballot: Ballot }
   /** A lagging replica asks for the chosen values of slots [slotFirst, slotLast]. */
   | { readonly type: 'catch-up-request'; readonly slotFirst: number; readonly slotLast: number }
   /**

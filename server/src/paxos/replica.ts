@@ -298,6 +298,9 @@ export class Replica {
       case 'resign':
         this.#onResign(from, message);
         break;
+      case 'withdraw':
+        this.#onWithdraw(from, message);
+        break;
       case 'catch-up-request':
         this.#onCatchUpRequest(from, message);
         break;
@@ -743,6 +746,17 @@ export class Replica {
     this.#electionDeadlineMs = this.#nowMs;
   }
 
+  /**
+   * The candidate of our promised ballot gave it up: the lease granted with our promise protects
+   * nothing (leases for reads come from the rounds a master starts, never from promises), and
+   * would refuse every other candidate until it ran out, so failed candidacies chain. Drop it. A
+   * withdrawal of any other ballot is stale: a later promise's grant is not its to drop.
+   */
+  #onWithdraw(from: ReplicaId, message: Extract<Message, { type: 'withdraw' }>): void {
+    if (!isBallotEqual(message.ballot, this.#promised) || message.ballot.replica !== from) return;
+    this.#grant.release(from);
+  }
+
   #onCatchUpRequest(
     from: ReplicaId,
     message: Extract<Message, { type: 'catch-up-request' }>,
@@ -1119,6 +1133,12 @@ export class Replica {
 
   #stepDown(reason: string): void {
     const was = this.#role;
+    // A candidacy given up: its ballot will never be used again (#becomeMaster needs it), so
+    // tell the acceptors to drop the leases they granted with their promises (#onWithdraw).
+    const withdrawn = this.#candidacy?.ballot;
+    if (withdrawn !== undefined)
+      for (const peer of this.#peers)
+        this.#queueSend(peer, { type: 'withdraw', ballot: withdrawn });
     this.#role = 'follower';
     this.#candidacy = null;
     this.#masterId = null;

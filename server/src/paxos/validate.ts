@@ -201,6 +201,10 @@ export function validateMessage(raw: unknown): Message | null {
       if (ballot === null || !isReplicaId(successor)) return null;
       return { type, ballot, successor };
     }
+    case 'withdraw': {
+      const ballot = toBallot(raw['ballot']);
+      return ballot === null ? null : { type, ballot };
+    }
     case 'catch-up-request': {
       const { slotFirst, slotLast } = raw;
       if (!isSlot(slotFirst) || !isSlot(slotLast) || slotLast < slotFirst) return null;

@@ -146,6 +146,8 @@ describe('candidacy', () => {
       T + 1,
     );
     expect(r.status(T + 1).role).toBe('follower');
+    // It gives its ballot up to every peer (withdraw.test.ts), then stays quiet.
+    expect(ofType(drain(r, T + 1).send, 'withdraw')).toHaveLength(4);
     // Randomized backoff: not before a full election timeout.
     r.tick(T + 1400);
     expect(r.status(T + 1400).role).toBe('follower');
