@@ -10,6 +10,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -170,7 +172,8 @@ describe('paxlock backup, and paxlock-server --restore', () => {
         ? undefined
         : { address: known.address, master: master.address };
     }, 'a follower that knows the master');
-    // (What the CLI's fetch follows: the follower points at the master.)
+    // (What curl -L follows: the follower points at the master. The CLI asks the follower's
+    // /health where the master is, then the master.)
     const redirect = await fetch(`http://${follower.address}/backup`, { redirect: 'manual' });
     expect(redirect.status).toBe(307);
     expect(redirect.headers.get('location')).toBe(`http://${follower.master}/backup`);
@@ -301,4 +304,77 @@ describe('paxlock backup, and paxlock-server --restore', () => {
     expect(existsSync(join(work, 'garbage-r1', 'state.db'))).toBe(false);
     console.log(`[figure] backup and restore test: ${Date.now() - startedAt} ms`);
   });
+  it('waits for a master that takes longer than the per-replica bound to start sending, past a frozen replica', async () => {
+    // Two stand-ins on 127.0.0.1, for what a state of hundreds of MB does to the master and for
+    // a replica stopped with SIGSTOP: the first accepts connections and never answers; the second
+    // answers /health at once (it is master) and /backup only after 4 s (the master copies and
+    // hashes the state before its first byte), more than the 3 s each replica gets to answer.
+    // Before the CLI probed /health, the 3 s bound applied to /backup itself and this failed.
+    const work = tempDir('backup-slow');
+    dirs.push(work);
+    const frozenSockets = new Set<Socket>();
+    const frozen = createNetServer((socket) => {
+      frozenSockets.add(socket);
+      socket.on('close', () => frozenSockets.delete(socket));
+    });
+    const image = Buffer.concat([Buffer.from('SQLite format 3\0', 'latin1'), randomBytes(64 * 1024)]);
+    let address = '';
+    const pending = new Set<NodeJS.Timeout>();
+    const master = createHttpServer((request, response) => {
+      if (request.url === '/health') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ health: true, id: 2, cell: 'local', role: 'master', masterId: 2, master: address }));
+        return;
+      }
+      if (request.url === '/backup') {
+        const timer = setTimeout(() => {
+          pending.delete(timer);
+          response.writeHead(200, {
+            'content-type': 'application/octet-stream',
+            'x-paxlock-cell': 'local',
+            'x-paxlock-slot': '42',
+            'x-paxlock-sha256': sha256(image),
+          });
+          response.end(image);
+        }, 4_000);
+        pending.add(timer);
+        return;
+      }
+      response.writeHead(404).end();
+    });
+    const listen = async (server: NetServer | HttpServer): Promise<string> => {
+      await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
+      const bound = server.address();
+      if (bound === null || typeof bound === 'string') throw new Error('no port');
+      return `127.0.0.1:${bound.port}`;
+    };
+    try {
+      const frozenAddress = await listen(frozen);
+      address = await listen(master);
+      const file = join(work, 'slow.db');
+      const startedAt = Date.now();
+      const done = await paxlock([frozenAddress, address], ['backup', '--json', '--timeout', '20s', file]);
+      const tookMs = Date.now() - startedAt;
+      expect(done.stderr).toBe('');
+      expect(done.code).toBe(0);
+      expect(JSON.parse(done.stdout.toString('utf8'))).toMatchObject({ cell: 'local', slot: 42, bytes: image.length, sha256: sha256(image) });
+      expect(readFileSync(file).equals(image)).toBe(true);
+      expect(tookMs).toBeGreaterThanOrEqual(4_000);
+      console.log(`[figure] backup past a frozen replica from a master that took 4 s to start: ${tookMs} ms`);
+
+      // With a --timeout shorter than the master needs, the error says so and what to do.
+      const short = await paxlock([address], ['backup', '--timeout', '2s', join(work, 'short.db')]);
+      expect(short.code).toBe(4);
+      expectOneLine(short.stderr, /TIMEOUT: the master \(127\.0\.0\.1:\d+\) did not start sending the backup within the --timeout of 2000 ms.*larger --timeout/);
+      expect(readdirSync(work)).toEqual(['slow.db']);
+    } finally {
+      for (const timer of pending) clearTimeout(timer);
+      for (const socket of frozenSockets) socket.destroy();
+      master.closeAllConnections();
+      await Promise.all([
+        new Promise((resolveClose) => frozen.close(resolveClose)),
+        new Promise((resolveClose) => master.close(resolveClose)),
+      ]);
+    }
+  }, 60_000);
 });

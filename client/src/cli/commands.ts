@@ -509,34 +509,80 @@ interface BackupResponse {
   readonly sha256: string;
 }
 
+/** What a replica's `GET /health` said about where the master is, or why it said nothing. */
+type HealthProbe =
+  | { readonly isAnswered: true; readonly id: number; readonly master: string | null }
+  | { readonly isAnswered: false; readonly why: string };
+
 /**
- * Asks each replica in turn for `GET /backup` (a follower redirects to the master, and fetch
- * follows); the first 200 wins. Each replica gets a few seconds to start answering, so one that
- * is frozen does not use up the whole --timeout; once it answers, the body is bounded by the
- * deadline alone (the per-replica bound is cleared: it would cut a large image off).
+ * `GET /health` of one replica, bounded by `ms`: whether it answers at all (a frozen or dead
+ * replica does not), and the master it knows (its client address; its own if it is master).
+ * 200 and 503 both carry the JSON body; anything else, or a body that is not one, is no answer.
+ */
+async function probeHealth(address: string, ms: number, signal: AbortSignal): Promise<HealthProbe> {
+  const attempt = AbortSignal.any([signal, AbortSignal.timeout(ms)]);
+  try {
+    const response = await fetch(`http://${address}/health`, { signal: attempt, redirect: 'manual' });
+    const text = await response.text();
+    if (text.length > 64 * 1024) return { isAnswered: false, why: 'an oversized /health answer' };
+    const body: unknown = JSON.parse(text);
+    if (typeof body !== 'object' || body === null) return { isAnswered: false, why: 'not a paxlock replica' };
+    const { id, master } = body as Record<string, unknown>;
+    if (typeof id !== 'number' || !(master === null || typeof master === 'string'))
+      return { isAnswered: false, why: 'not a paxlock replica' };
+    return { isAnswered: true, id, master };
+  } catch (err: unknown) {
+    if (err instanceof SyntaxError) return { isAnswered: false, why: 'not a paxlock replica' };
+    return { isAnswered: false, why: fetchFailure(err) };
+  }
+}
+
+/**
+ * Finds the master and asks it for `GET /backup`. Each replica gets a few seconds to answer
+ * `GET /health`, so one that is frozen does not use up the whole --timeout; the master that
+ * answered its own health probe then gets the rest of the deadline to start sending, since it
+ * copies and hashes the state before its first byte (seconds for a state of hundreds of MB: a
+ * per-replica bound there failed such backups as "no answer"). A follower's redirect (the master
+ * moved meanwhile) is followed.
  */
 async function fetchBackup(run: Invocation): Promise<BackupResponse> {
   const perReplicaMs = Math.min(3_000, run.timeoutMs);
   const failures: string[] = [];
+  const tried = new Set<string>();
   for (const address of run.cell) {
-    const url = `http://${address}/backup`;
-    const attempt = new AbortController();
-    const timer = setTimeout(() => {
-      attempt.abort(new DOMException('no answer in time', 'TimeoutError'));
-    }, perReplicaMs);
+    const probe = await probeHealth(address, perReplicaMs, run.signal);
+    if (!probe.isAnswered) {
+      failures.push(`${address}: ${probe.why}`);
+      continue;
+    }
+    const master = probe.master;
+    if (master === null) {
+      failures.push(`${address}: no master known`);
+      continue;
+    }
+    if (tried.has(master)) continue;
+    tried.add(master);
+    if (master !== address) {
+      const masterProbe = await probeHealth(master, perReplicaMs, run.signal);
+      if (!masterProbe.isAnswered) {
+        failures.push(`${master} (the master ${address} named): ${masterProbe.why}`);
+        continue;
+      }
+    }
     let response: Response;
     try {
-      response = await fetch(url, { signal: AbortSignal.any([run.signal, attempt.signal]) });
+      response = await fetch(`http://${master}/backup`, { signal: run.signal });
     } catch (err: unknown) {
       if (run.signal.aborted) {
         if (run.interruptedBy === null)
-          failures.push(`${address}: no answer within the --timeout of ${run.timeoutMs} ms`);
+          throw new PaxlockError(
+            ErrorCode.TIMEOUT,
+            `the master (${master}) did not start sending the backup within the --timeout of ${run.timeoutMs} ms; it copies and hashes the state first, so a large state needs a larger --timeout`,
+          );
         break;
       }
-      failures.push(`${address}: ${fetchFailure(err)}`);
+      failures.push(`${master}: ${fetchFailure(err)}`);
       continue;
-    } finally {
-      clearTimeout(timer);
     }
     if (response.status !== 200) {
       // The reason is a one-line text body (503: no master known); read a little of it, bounded.
@@ -544,7 +590,7 @@ async function fetchBackup(run: Invocation): Promise<BackupResponse> {
         (text) => text.trim().split('\n')[0]?.slice(0, 200) ?? '',
         () => '',
       );
-      failures.push(`${address}: ${response.status}${reason === '' ? '' : ` ${reason}`}`);
+      failures.push(`${master}: ${response.status}${reason === '' ? '' : ` ${reason}`}`);
       continue;
     }
     const cell = response.headers.get('x-paxlock-cell');
@@ -564,6 +610,8 @@ async function fetchBackup(run: Invocation): Promise<BackupResponse> {
     }
     return { response, cell, slot: Number(slot), sha256 };
   }
+  if (run.signal.aborted && run.interruptedBy === null)
+    failures.push(`no answer within the --timeout of ${run.timeoutMs} ms`);
   throw new PaxlockError(
     ErrorCode.NO_MASTER,
     `no replica answered with a backup (the cell has no master?): ${failures.join('; ')}`,
