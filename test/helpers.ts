@@ -50,7 +50,8 @@ export function useCell(name: string, serverArgs: readonly string[] = []): () =>
   });
   afterAll(async () => {
     await cell?.stopAll();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env['KEEP_CELL_DIR'] === undefined) rmSync(dir, { recursive: true, force: true });
+    else console.log(`kept ${dir}`);
   });
   return () => {
     if (cell === null) throw new Error('the cell is not started yet');
