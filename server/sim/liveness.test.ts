@@ -1,7 +1,8 @@
 // Proves the liveness phase's arithmetic (liveness.ts), shared by the KV and cell modes: the
 // bounds are derived from the configuration as stated, operations are judged from the later of
 // their start and the master bound, the end-of-run catch-up check names the replica furthest
-// behind first, and acknowledged slots are looked up as of a past time.
+// behind first, acknowledged slots are looked up as of a past time, and the cell mode's
+// notification bounds (events, grants, free locks) are derived as stated.
 import { describe, expect, it } from 'vitest';
 import {
   AckedSlots,
@@ -9,6 +10,7 @@ import {
   isCaughtUp,
   livenessBounds,
   LivenessPhase,
+  notificationBounds,
 } from './liveness.ts';
 
 const config = {
@@ -23,6 +25,24 @@ describe('liveness bounds', () => {
     const bounds = livenessBounds({ config, clientTimeoutMs: 300 });
     expect(bounds.masterWithinMs).toBeCloseTo((2000 + 2 * 1500 + 500) * 1.05);
     expect(bounds.operationWithinMs).toBe(1600);
+  });
+
+  it('derives the notification bounds from the KeepAlive period and the operation bound', () => {
+    const bounds = notificationBounds({ operationWithinMs: 1600, sessionLeaseMs: 2000 });
+    // An event: the next KeepAlive is due within a quarter lease and is answered within 1600 ms.
+    expect(bounds.eventWithinMs).toBe(500 + 1600);
+    // A grant: the same, then the waiter's ListLocks recheck, one more operation.
+    expect(bounds.grantWithinMs).toBe(500 + 1600 + 1600);
+    expect(bounds.freeLockWithinMs).toBe(1600);
+    const phase = new LivenessPhase({
+      healAt: 4000,
+      bounds: { masterWithinMs: 3000, operationWithinMs: 1600 },
+    });
+    // Owed before the master bound: judged from it; after: from when it became owed.
+    expect(phase.overdueMs(5000, bounds.grantWithinMs, 10_700)).toBeNull();
+    expect(phase.overdueMs(5000, bounds.grantWithinMs, 10_701)).toBe(3701);
+    expect(phase.overdueMs(9000, bounds.eventWithinMs, 11_200)).toBe(2200);
+    expect(phase.overdueMs(0, 0, 3999)).toBeNull();
   });
 
   it('judges an operation from the later of its start and the master bound', () => {

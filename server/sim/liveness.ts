@@ -37,6 +37,40 @@ export function livenessBounds(options: {
   return { masterWithinMs, operationWithinMs: 1000 + options.clientTimeoutMs * 2 };
 }
 
+/** The cell mode's bounds on what a live client must be told after the heal (cell/cell-cluster.ts). */
+export interface NotificationBounds {
+  /** From the later of the master bound and an event's commit: delivered, or the client told of a gap. */
+  readonly eventWithinMs: number;
+  /** From the later of the master bound and a queued Acquire's grant: the waiter knows it holds. */
+  readonly grantWithinMs: number;
+  /** From the later of the master bound and its lock-delay falling due: a free lock's waiter granted. */
+  readonly freeLockWithinMs: number;
+}
+
+/**
+ * The notification bounds, stated. A session's KeepAlive falls due a quarter session lease after
+ * the last ack, and its ack comes within the operation bound (from the master bound on); every
+ * ack tells the client either that it has every event the master numbered (the events of the
+ * entries it applied) or that it may have missed some (isEventGap, or a new epoch), so an event
+ * is delivered or its loss told within `sessionLeaseMs / 4 + operationWithinMs`. A grant's push
+ * is such an event; a waiter told of a gap asks the master whether it holds the lock (ListLocks,
+ * as the client's LockState does after a reread), and that read is one more operation. A lock
+ * that has waiters and no holder (only under lock-delay: every other release grants in the same
+ * entry) is granted by the master's LockDelayEnd once the delay falls due on the master's clock
+ * (the service's rule): one proposal, one operation.
+ */
+export function notificationBounds(options: {
+  readonly operationWithinMs: number;
+  readonly sessionLeaseMs: number;
+}): NotificationBounds {
+  const keepAliveMs = options.sessionLeaseMs / 4 + options.operationWithinMs;
+  return {
+    eventWithinMs: keepAliveMs,
+    grantWithinMs: keepAliveMs + options.operationWithinMs,
+    freeLockWithinMs: options.operationWithinMs,
+  };
+}
+
 /** A replica as the end-of-run check sees it. */
 export interface ReplicaProgress {
   readonly id: ReplicaId;
@@ -89,6 +123,16 @@ export class LivenessPhase {
     if (now < this.healAt) return null;
     const since = Math.max(startedAt, this.masterDeadlineAt);
     return now - since > this.bounds.operationWithinMs ? now - since : null;
+  }
+
+  /**
+   * How far past `boundMs` something owed since `owedSinceMs` is at `now`, judged from the later
+   * of that and the master bound; null while within it (or before the heal).
+   */
+  overdueMs(owedSinceMs: number, boundMs: number, now: number): number | null {
+    if (now < this.healAt) return null;
+    const since = Math.max(owedSinceMs, this.masterDeadlineAt);
+    return now - since > boundMs ? now - since : null;
   }
 
   /** The start of an overdue operation's detail: how long it waited, and the bound. */

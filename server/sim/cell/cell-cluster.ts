@@ -34,8 +34,13 @@
 // restarts, and no more faults come (crashes, isolations, resignations, disk losses, crashes at
 // the turn's fault points all stop). From then on a master must serve within the stated bound,
 // client requests, reads and KeepAlives must be answered, no session of a client that keeps
-// sending KeepAlives may expire, and every replica must apply every acknowledged write and
-// vote.
+// sending KeepAlives may expire, every replica must apply every acknowledged write and vote, a
+// queued Acquire's grant must reach its waiter (the lock-granted push, or the answer to the
+// ListLocks recheck a waiter sends when told it may have missed events), a free lock's waiter
+// must be granted once its lock-delay is due, and each of a live client's events must reach it
+// or it must be told it may have missed it (../liveness.ts, notificationBounds). Waiters stop
+// giving up at the heal, and in half the seeds a pair of clients meets at HEAL_LOCK so that one
+// waits on the other across the heal.
 
 import {
   decodeFrame,
@@ -48,6 +53,7 @@ import {
   type LockMode,
   type MachineCommand,
   type MachineEvent,
+  type QueryResult,
   type ServerFrame,
 } from '@paxlock/shared';
 import type { Statement } from 'better-sqlite3';
@@ -82,6 +88,8 @@ import {
   isCaughtUp,
   livenessBounds,
   LivenessPhase,
+  notificationBounds,
+  type NotificationBounds,
   type ReplicaProgress,
 } from '../liveness.ts';
 import { SimRandom } from '../random.ts';
@@ -110,6 +118,12 @@ const STALENESS_BOUNDS = [50, 100, 200, 500, 1000, 2000] as const;
 const CELL_RESIGN_MEANS_MS = [100, 300, 1000] as const;
 /** Mean gaps between disk losses in the seeds that have them (plan.ts, diskLossMeanFor). */
 const CELL_DISK_LOSS_MEANS_MS = [500, 1500, 3000] as const;
+/** The lock the heal pair meets at; no other client uses it. */
+const HEAL_LOCK = `/ls/${CELL}/lock-heal`;
+/** The heal pair's random stream (plan.ts's streams are the KV mode's; this one is the cell's). */
+const HEAL_PAIR_STREAM = 0x6865616c;
+/** The lock-delays a client's handles ask for (in 40 % of clients; the rest ask for none). */
+const LOCK_DELAYS_MS = [100, 300] as const;
 /** A client resends a request with no answer after this (its time-out, for the liveness bound). */
 const CLIENT_RESEND_MS = 300;
 /** Per copy in the safety phase: peer frames duplicated, held back (a delay spike), client frames lost. */
@@ -125,7 +139,8 @@ const CLIENT_LOSS_RATE = 0.01;
  * Two break liveness only: every KeepAlive a client sends after the heal is lost
  * (loseKeepAlivesAfterHeal: sessions of clients that keep sending must expire), and every
  * snapshot shipped is lost (loseSnapshots: a replica behind its peers' compaction point never
- * catches up).
+ * catches up), and every lock-granted push and every answer to a waiter's ListLocks recheck is
+ * lost after the heal (loseGrantsAfterHeal: a queued Acquire's grant never reaches its waiter).
  */
 export const CELL_BUGS = [
   'queuedIsHeld',
@@ -134,6 +149,7 @@ export const CELL_BUGS = [
   'lateProbeSentAt',
   'loseKeepAlivesAfterHeal',
   'loseSnapshots',
+  'loseGrantsAfterHeal',
 ] as const;
 export type CellBug = (typeof CELL_BUGS)[number];
 
@@ -147,6 +163,12 @@ export interface CellSeedOptions {
   readonly bug?: CellBug | BugName;
   /** False: stale reads are not judged (stale-read off), to show linearizable-read alone bites. */
   readonly checkStaleReads?: boolean;
+  /**
+   * True: a wait held by a lock-delay frozen behind the master's clock (#isFrozenDelay) is held
+   * against the liveness phase like any other, which shows the stamping bug docs/simulator.md
+   * describes. By default such waits are excused and counted (frozenLockDelays).
+   */
+  readonly strictLockDelays?: boolean;
 }
 
 export interface CellSeedResult {
@@ -206,6 +228,24 @@ export interface CellSeedResult {
     readonly maxCompletedAfterHealMs: number;
     /** ExpireSession proposals judged against the sessions' live clients in the liveness phase. */
     readonly expiriesJudgedLive: number;
+    /** Clients waiting on a queued Acquire at the heal. */
+    readonly waitersAtHeal: number;
+    /** Grants told to their waiters in the liveness phase (by the push, or by a recheck). */
+    readonly grantsJudgedLive: number;
+    /** Of those, the ones told by a ListLocks recheck after a gap (the push missed). */
+    readonly grantsByRecheck: number;
+    /** Global ms from a grant's first apply (or the heal, if later) to its waiter knowing it. */
+    readonly maxGrantToldMs: number;
+    /** Events judged in the liveness phase: delivered, or their loss told to the client. */
+    readonly eventsJudgedLive: number;
+    /** Global ms from an event's first apply (or the heal, if later) to its delivery or gap. */
+    readonly maxEventToldMs: number;
+    /** Waits on a lock with no holder (a lock-delay running) the free-lock bound judged. */
+    readonly freeLocksJudged: number;
+    /** Locks whose lock-delay stood still behind a master clock that was behind machine time. */
+    readonly frozenLockDelays: number;
+    /** The furthest such a delay's end was ahead of the serving master's clock (ms). */
+    readonly maxFrozenDelayAheadMs: number;
   };
 }
 
@@ -360,6 +400,9 @@ interface Request {
 interface Client {
   readonly index: number;
   readonly random: SimRandom;
+  /** One of the heal pair (see the constructor): its first operation is on HEAL_LOCK. */
+  readonly script: 'holder' | 'waiter' | null;
+  isScriptDone: boolean;
   readonly lockDelayMs: number;
   readonly vanishAtMs: number | null;
   nonceCount: number;
@@ -385,6 +428,19 @@ interface Client {
   watchHandle: number | null;
   ephemeralCount: number;
   events: EventView;
+  /** When the current wait (phase 'waiting') began. */
+  waitSinceMs: number;
+  /**
+   * Told of a gap while waiting, or while its Acquire was in flight: ask the master whether the
+   * lock is now held (ListLocks).
+   */
+  needsRecheck: boolean;
+  /** The grant's push came before the Acquire's `queued` answer (LockState's early grant). */
+  hasEarlyGrant: boolean;
+  /** The recheck in flight, resent after CLIENT_RESEND_MS without an answer. */
+  recheck: { readonly frameId: number; readonly resendAtMs: number } | null;
+  /** The session's events first applied and not yet delivered or told lost, in slot order. */
+  pendingEvents: { readonly slot: number; readonly atMs: number }[];
 }
 
 function freshEventView(): EventView {
@@ -455,6 +511,24 @@ class CellCluster {
   /** Session -> when its client stopped holding it, and whether it was told the session expired. */
   readonly #sessionLost = new Map<number, { readonly atMs: number; readonly isExpiry: boolean }>();
   #expiriesJudgedLive = 0;
+  /** What a live client must be told after the heal, and by when (../liveness.ts). */
+  readonly #notify: NotificationBounds;
+  /** The highest slot applied anywhere: a slot above it is applied for the first time. */
+  #firstAppliedThrough = 0;
+  /** Path -> since when its lock has had waiters, no holder and no lock-delay still running. */
+  readonly #freeLockSince = new Map<string, number>();
+  /** "session:handle" -> when a lock-granted event for that handle was first applied anywhere. */
+  readonly #grantAppliedAt = new Map<string, number>();
+  #waitersAtHeal = 0;
+  #grantsJudgedLive = 0;
+  #grantsByRecheck = 0;
+  #maxGrantToldMs = 0;
+  #eventsJudgedLive = 0;
+  #maxEventToldMs = 0;
+  #freeLocksJudged = 0;
+  /** Paths whose lock-delay ends further ahead of the serving master's clock than any delay. */
+  readonly #frozenDelayPaths = new Set<string>();
+  #maxFrozenDelayAheadMs = 0;
   /** Replicas cut off from the others (one, or after an aimed disk loss two), until untilMs. */
   #isolated: { ids: readonly ReplicaId[]; untilMs: number } | null = null;
   #now = 0;
@@ -522,6 +596,10 @@ class CellCluster {
       bounds: livenessBounds({ config: this.#config, clientTimeoutMs: CLIENT_RESEND_MS }),
     });
     this.#sessionGraceMs = this.#sessionLeaseMs * (1 + maxDriftRate) + 100;
+    this.#notify = notificationBounds({
+      operationWithinMs: this.#liveness.bounds.operationWithinMs,
+      sessionLeaseMs: this.#sessionLeaseMs,
+    });
     this.#checkpointEvery = r.pick([1, 8, 32]);
     this.#compactEveryCheckpoints = r.pick([Infinity, 1, 4]);
     this.#turnCrashRate = r.pick([0, 0.002, 0.01, 0.03]);
@@ -556,34 +634,21 @@ class CellCluster {
     }
     const clientCount = r.pick([3, 4, 6]);
     for (let index = 0; index < clientCount; index++) {
-      const random = r.fork(100 + index);
-      this.#clients.push({
-        index,
-        random,
-        lockDelayMs: random.chance(0.4) ? random.pick([100, 300]) : 0,
-        vanishAtMs: random.chance(0.3) ? random.range(500, this.#safetyMs) : null,
-        nonceCount: 0,
-        target: random.pick(REPLICAS),
-        session: null,
-        seq: 0,
-        request: null,
-        keepAliveId: null,
-        keepAliveSentAtMs: 0,
-        sessionCreatedAtMs: 0,
-        keepAliveAckAtMs: -Infinity,
-        nextKeepAliveAtMs: 0,
-        phase: 'none',
-        op: 'lock',
-        handle: 0,
-        path: '',
-        mode: 'exclusive',
-        phaseUntilMs: 0,
-        watches: random.chance(0.6),
-        watchHandle: null,
-        ephemeralCount: 0,
-        events: freshEventView(),
-      });
+      this.#clients.push(this.#newClient(index, r.fork(100 + index), null));
       this.#queue.push(r.range(0, 50), { type: 'client-wake', client: index });
+    }
+    // In half the seeds, two more clients meet at HEAL_LOCK shortly before the heal: one takes
+    // it and holds it until after the heal, the other queues behind it, so a grant is owed
+    // across the heal (and, when the master changes there, across a fail-over). Their draws
+    // come from a stream of their own: the other clients' and the world's are untouched.
+    const pairRandom = new SimRandom(options.seed, HEAL_PAIR_STREAM);
+    if (pairRandom.chance(0.5)) {
+      const startAt = this.#safetyMs - pairRandom.range(1200, 2000);
+      for (const [k, script] of (['holder', 'waiter'] as const).entries()) {
+        const index = clientCount + k;
+        this.#clients.push(this.#newClient(index, pairRandom.fork(k), script));
+        this.#queue.push(startAt + k * 400, { type: 'client-wake', client: index });
+      }
     }
     for (let k = 0; k < 2; k++) {
       const random = r.fork(200 + k);
@@ -624,13 +689,18 @@ class CellCluster {
     }
     // The liveness phase: the heal, the master's deadline, and the last moment of the run (a
     // seed whose liveness checks are all met ends earlier). The end leaves room for every
-    // operation's bound after the master's, and for a session lease past the grace.
+    // operation's bound after the master's, for a session lease past the grace, and for a grant
+    // owed from the master bound to reach its waiter.
     const { bounds } = this.#liveness;
     this.#queue.push(this.#safetyMs, { type: 'heal' });
     this.#queue.push(this.#liveness.masterDeadlineAt, { type: 'liveness-deadline' });
     const endMs =
       this.#liveness.masterDeadlineAt +
-      Math.max(bounds.operationWithinMs, this.#sessionGraceMs + this.#sessionLeaseMs) +
+      Math.max(
+        bounds.operationWithinMs,
+        this.#sessionGraceMs + this.#sessionLeaseMs,
+        this.#notify.grantWithinMs,
+      ) +
       1000;
     this.#queue.push(endMs, { type: 'end' });
   }
@@ -707,7 +777,57 @@ class CellCluster {
           ? Math.round(this.#now - this.#liveness.healAt)
           : 0,
         expiriesJudgedLive: this.#expiriesJudgedLive,
+        waitersAtHeal: this.#waitersAtHeal,
+        grantsJudgedLive: this.#grantsJudgedLive,
+        grantsByRecheck: this.#grantsByRecheck,
+        maxGrantToldMs: Math.round(this.#maxGrantToldMs),
+        eventsJudgedLive: this.#eventsJudgedLive,
+        maxEventToldMs: Math.round(this.#maxEventToldMs),
+        freeLocksJudged: this.#freeLocksJudged,
+        frozenLockDelays: this.#frozenDelayPaths.size,
+        maxFrozenDelayAheadMs: Math.round(this.#maxFrozenDelayAheadMs),
       },
+    };
+  }
+
+  #newClient(index: number, random: SimRandom, script: Client['script']): Client {
+    const lockDelayMs = random.chance(0.4) ? random.pick(LOCK_DELAYS_MS) : 0;
+    const vanishAtMs = random.chance(0.3) ? random.range(500, this.#safetyMs) : null;
+    const target = random.pick(REPLICAS);
+    const watches = random.chance(0.6);
+    return {
+      index,
+      random,
+      script,
+      isScriptDone: false,
+      lockDelayMs,
+      // The heal pair stays: its wait is what the liveness phase judges.
+      vanishAtMs: script === null ? vanishAtMs : null,
+      nonceCount: 0,
+      target,
+      session: null,
+      seq: 0,
+      request: null,
+      keepAliveId: null,
+      keepAliveSentAtMs: 0,
+      sessionCreatedAtMs: 0,
+      keepAliveAckAtMs: -Infinity,
+      nextKeepAliveAtMs: 0,
+      phase: 'none',
+      op: 'lock',
+      handle: 0,
+      path: '',
+      mode: 'exclusive',
+      phaseUntilMs: 0,
+      watches: script === null && watches,
+      watchHandle: null,
+      ephemeralCount: 0,
+      events: freshEventView(),
+      waitSinceMs: 0,
+      needsRecheck: false,
+      hasEarlyGrant: false,
+      recheck: null,
+      pendingEvents: [],
     };
   }
 
@@ -979,6 +1099,12 @@ class CellCluster {
     this.#duplicateRate = 0;
     this.#spikeRate = 0;
     this.#clientLossRate = 0;
+    // A waiter no longer gives up: its grant must come, and reach it, within the bounds.
+    for (const client of this.#clients) {
+      if (client.phase !== 'waiting' || this.#isVanished(client)) continue;
+      this.#waitersAtHeal++;
+      client.phaseUntilMs = Infinity;
+    }
     for (const node of this.#nodes.values()) {
       if (node.replica !== null) continue;
       this.#restoreStateDb(node);
@@ -1031,7 +1157,104 @@ class CellCluster {
           this.#now,
           `client ${client.index}'s session ${client.session} has had no KeepAlive acknowledged since ${(lastAt / 1000).toFixed(3)}s, a quarter lease after which the next was due: ${this.#liveness.describeOverdue(overdueMs)}`,
         );
+      this.#checkNotifications(client, client.session);
     }
+  }
+
+  /**
+   * What a live client must be told (../liveness.ts, notificationBounds): a waiter, its grant
+   * once applied; a free lock it waits on must be granted once its lock-delay is due on the
+   * master's clock; and each event of its session, delivered or its loss told.
+   */
+  #checkNotifications(client: Client, session: number): void {
+    const { grantWithinMs, eventWithinMs } = this.#notify;
+    const now = this.#now;
+    if (client.phase === 'waiting') {
+      const grantedAt = this.#grantAppliedAt.get(`${session}:${client.handle}`);
+      const overdueMs =
+        grantedAt === undefined ? null : this.#liveness.overdueMs(grantedAt, grantWithinMs, now);
+      if (grantedAt !== undefined && overdueMs !== null)
+        this.#checkers.fail(
+          'liveness',
+          now,
+          `client ${client.index} (session ${session}) still waits for ${client.path} on handle ${client.handle}, granted at ${(grantedAt / 1000).toFixed(3)}s: not told ${overdueMs.toFixed(0)} ms after the later of the grant and the master bound, over ${grantWithinMs.toFixed(0)} ms`,
+        );
+      else if (grantedAt === undefined) this.#checkFreeLock(client);
+    }
+    const oldest = client.pendingEvents[0];
+    if (oldest === undefined) return;
+    const overdueMs = this.#liveness.overdueMs(oldest.atMs, eventWithinMs, now);
+    if (overdueMs !== null)
+      this.#checkers.fail(
+        'liveness',
+        now,
+        `client ${client.index} (session ${session}) neither got the event of slot ${oldest.slot} (first applied at ${(oldest.atMs / 1000).toFixed(3)}s) nor was told it may have missed it, ${overdueMs.toFixed(0)} ms after the later of the apply and the master bound, over ${eventWithinMs.toFixed(0)} ms`,
+      );
+  }
+
+  /**
+   * True if `path`'s lock-delay, on the serving master, ends further ahead of the master's clock
+   * than any lock-delay lasts: the delay was stamped by an earlier master whose clock was ahead,
+   * machine time stands still (max of the stamps) until this master's clock catches up, and the
+   * service proposes LockDelayEnd only then (docs/state-machine.md, rule 2: the cell must stamp
+   * on a time base that carries over a fail-over; it does not yet). Such a wait is reported in
+   * the figures and not held against the liveness phase's completion: see docs/simulator.md.
+   */
+  #isFrozenDelay(path: string): boolean {
+    const aheadMs = this.#frozenDelayAheadMs(path);
+    if (aheadMs === null) return false;
+    this.#frozenDelayPaths.add(path);
+    this.#maxFrozenDelayAheadMs = Math.max(this.#maxFrozenDelayAheadMs, aheadMs);
+    return this.#o.strictLockDelays !== true;
+  }
+
+  /** How far `path`'s lock-delay ends ahead of the serving master's clock, if frozen; else null. */
+  #frozenDelayAheadMs(path: string): number | null {
+    const master = this.#servingMaster();
+    const delay = master?.machine.pendingLockDelays().find((d) => d.path === path);
+    if (master === null || delay === undefined) return null;
+    const aheadMs = delay.endsMs - this.#local(master);
+    return aheadMs > Math.max(...LOCK_DELAYS_MS) ? aheadMs : null;
+  }
+
+  /**
+   * A waiter's lock on the serving master: if it has waiters and no holder (a lock-delay) and
+   * the delay is due by the master's clock (when the service proposes LockDelayEnd), a waiter
+   * must be granted within the free-lock bound. With strictLockDelays, a frozen delay
+   * (#isFrozenDelay) is judged so too.
+   */
+  #checkFreeLock(client: Client): void {
+    const master = this.#servingMaster();
+    if (master === null) return;
+    const listed = master.machine.query({ type: 'ListLocks', path: client.path });
+    const lock = listed.type === 'locks' ? listed.locks[0] : undefined;
+    if (lock === undefined || lock.holders.length > 0 || lock.waiters.length === 0) {
+      this.#freeLockSince.delete(client.path);
+      return;
+    }
+    const delay = master.machine.pendingLockDelays().find((d) => d.path === client.path);
+    // Not due yet on the master's clock: not judged, unless strictLockDelays and it is frozen
+    // (it ends further ahead than any delay lasts), which is then judged as if due.
+    const isStrictFrozen =
+      this.#o.strictLockDelays === true && this.#frozenDelayAheadMs(client.path) !== null;
+    if (delay !== undefined && delay.endsMs > this.#local(master) && !isStrictFrozen) {
+      this.#freeLockSince.delete(client.path);
+      this.#isFrozenDelay(client.path);
+      return;
+    }
+    let since = this.#freeLockSince.get(client.path);
+    if (since === undefined) {
+      since = this.#now;
+      this.#freeLockSince.set(client.path, since);
+      this.#freeLocksJudged++;
+    }
+    const overdueMs = this.#liveness.overdueMs(since, this.#notify.freeLockWithinMs, this.#now);
+    if (overdueMs !== null)
+      this.#checkers.fail(
+        'liveness',
+        this.#now,
+        `${client.path} has had waiters and no holder on master r${master.id} since ${(since / 1000).toFixed(3)}s with its lock-delay ${isStrictFrozen ? `frozen, ending ${(delay?.endsMs ?? 0) - this.#local(master)} ms ahead of the master's clock (machine time stands still behind an earlier master's stamps)` : 'due'}: not granted ${this.#liveness.describeOverdue(overdueMs)}`,
+      );
   }
 
   #checkReaderLiveness(reader: Reader): void {
@@ -1080,8 +1303,10 @@ class CellCluster {
    * What the liveness phase still waits for, or null once all has happened: a master serves;
    * it has served under its lease without a break, in the healed cell, for the session grace
    * and half a lease more (time for a wrongly expired session to show); every request, read and
-   * KeepAlive pending from before the first master served was answered; and every replica
-   * applied `ackedSlot` and votes.
+   * KeepAlive pending from before the first master served was answered; every wait begun
+   * before then was granted and its client knows it (unless a lock-delay frozen behind the
+   * master's clock holds it: #isFrozenDelay), and every event applied before then reached its
+   * client or it was told of the gap; and every replica applied `ackedSlot` and votes.
    */
   #livenessUnmet(ackedSlot: number): string | null {
     const masterAt = this.#liveness.masterAt;
@@ -1098,6 +1323,21 @@ class CellCluster {
         return `client ${client.index}'s request from before the master served is unanswered`;
       if (client.session !== null && client.keepAliveAckAtMs < masterAt)
         return `client ${client.index}'s session has had no KeepAlive acknowledged since the master served`;
+      if (
+        this.#o.strictLockDelays === true &&
+        client.phase === 'waiting' &&
+        this.#frozenDelayAheadMs(client.path) !== null
+      )
+        return `client ${client.index} waits for ${client.path} behind a lock-delay frozen ahead of the master's clock`;
+      if (
+        client.phase === 'waiting' &&
+        client.waitSinceMs < masterAt &&
+        !this.#isFrozenDelay(client.path)
+      )
+        return `client ${client.index} has waited for ${client.path} since ${(client.waitSinceMs / 1000).toFixed(3)}s, before the master served, and holds no grant it knows of`;
+      const oldest = client.pendingEvents[0];
+      if (oldest !== undefined && oldest.atMs < masterAt)
+        return `client ${client.index} has neither got the event of slot ${oldest.slot}, from before the master served, nor been told it may have missed it`;
     }
     for (const reader of this.#readers)
       if (reader.answeredAtMs < masterAt)
@@ -1511,6 +1751,14 @@ class CellCluster {
           this.#checkers.onKeepAliveAck({ session, atMs: this.#now, hasLease });
         if (this.#cellBug === 'hideEventGaps') frame = { ...frame, isEventGap: false };
       }
+      if (
+        this.#cellBug === 'loseGrantsAfterHeal' &&
+        this.#phase === 'liveness' &&
+        out.to < READER_BASE &&
+        (frame.type === 'query-result' ||
+          (frame.type === 'event' && frame.event.type === 'lock-granted'))
+      )
+        continue; // a waiter's grant, or the answer to its recheck, lost
       if (this.#r.chance(this.#clientLossRate)) continue; // a lost client frame
       // One connection per (replica, client): frames arrive in the order they were sent.
       const connection = `${node.id}>${out.to}`;
@@ -1626,6 +1874,10 @@ class CellCluster {
     events: readonly MachineEvent[],
   ): void {
     this.#slotsApplied++;
+    if (slot > this.#firstAppliedThrough) {
+      this.#firstAppliedThrough = slot;
+      this.#onFirstApplied(slot, events);
+    }
     commands.forEach((command, i) => {
       const result = results[i];
       const c = command as {
@@ -1694,6 +1946,77 @@ class CellCluster {
     this.#checkpoint(node, slot);
   }
 
+  /**
+   * A slot's events, the first time any replica applies it: what each live client is now owed
+   * (the event, or word that it may have missed it), and when a waiter's grant became owed.
+   */
+  #onFirstApplied(slot: number, events: readonly MachineEvent[]): void {
+    for (const event of events) {
+      if (event.type === 'lock-granted') {
+        const key = `${event.session}:${event.handle}`;
+        if (!this.#grantAppliedAt.has(key)) this.#grantAppliedAt.set(key, this.#now);
+      }
+      for (const client of this.#clients) {
+        if (client.session !== event.session || this.#isVanished(client)) continue;
+        if (client.pendingEvents.at(-1)?.slot !== slot)
+          client.pendingEvents.push({ slot, atMs: this.#now });
+      }
+    }
+  }
+
+  /** The client has its session's events through `slot`, or was told it may have missed some. */
+  #onEventsCovered(client: Client, slot: number): void {
+    let n = 0;
+    for (const pending of client.pendingEvents) {
+      if (pending.slot > slot) break;
+      n++;
+      if (this.#phase !== 'liveness') continue;
+      this.#eventsJudgedLive++;
+      const toldMs = this.#now - Math.max(pending.atMs, this.#liveness.healAt);
+      this.#maxEventToldMs = Math.max(this.#maxEventToldMs, toldMs);
+    }
+    client.pendingEvents.splice(0, n);
+  }
+
+  /** A waiter learns it holds the lock: from the lock-granted push, or a recheck's answer. */
+  #onGrantTold(client: Client, how: 'push' | 'recheck'): void {
+    const grantedAt = this.#grantAppliedAt.get(`${client.session}:${client.handle}`);
+    if (this.#phase === 'liveness' && grantedAt !== undefined) {
+      this.#grantsJudgedLive++;
+      if (how === 'recheck') this.#grantsByRecheck++;
+      const toldMs = this.#now - Math.max(grantedAt, this.#liveness.healAt);
+      this.#maxGrantToldMs = Math.max(this.#maxGrantToldMs, toldMs);
+    }
+    client.phase = 'holding';
+    client.phaseUntilMs = this.#now + client.random.range(20, 400);
+    client.needsRecheck = false;
+    client.recheck = null;
+  }
+
+  /**
+   * A waiter told of a gap asks the master whether it now holds the lock (ListLocks), as the
+   * client's LockState does on a reread; a recheck with no answer is resent elsewhere.
+   */
+  #sendRecheck(client: Client): void {
+    if (!client.needsRecheck) client.target = client.random.pick(REPLICAS);
+    client.needsRecheck = false;
+    const frameId = ++this.#frameId;
+    client.recheck = { frameId, resendAtMs: this.#now + CLIENT_RESEND_MS };
+    this.#send(client, {
+      type: 'query',
+      id: frameId,
+      query: { type: 'ListLocks', path: client.path },
+    });
+  }
+
+  #onRecheckAnswer(client: Client, result: QueryResult): void {
+    client.recheck = null;
+    if (client.phase !== 'waiting' || result.type !== 'locks') return;
+    const holders = result.locks[0]?.holders ?? [];
+    if (holders.some((h) => h.session === client.session && h.handle === client.handle))
+      this.#onGrantTold(client, 'recheck');
+  }
+
   /** state.db's durability: a checkpoint every N slots, and now and then a compaction. */
   #checkpoint(node: Node, slot: number): void {
     const every = this.#checkpointEvery === 1 ? 8 : this.#checkpointEvery;
@@ -1746,6 +2069,12 @@ class CellCluster {
         eventSeqSeen: client.events.seen,
       });
     }
+    if (
+      this.#phase === 'liveness' &&
+      client.phase === 'waiting' &&
+      (client.needsRecheck || (client.recheck !== null && this.#now >= client.recheck.resendAtMs))
+    )
+      this.#sendRecheck(client);
     const request = client.request;
     if (request !== null) {
       if (this.#now >= request.resendAtMs) this.#transmit(client, request, true);
@@ -1819,6 +2148,14 @@ class CellCluster {
     if (client.watches && client.watchHandle === null) {
       client.phase = 'watching';
       open(DIR, { directory: true, eventMask: WATCH_MASK });
+      return;
+    }
+    if (client.script !== null && !client.isScriptDone) {
+      client.isScriptDone = true;
+      client.phase = 'opening';
+      client.op = 'lock';
+      client.path = HEAL_LOCK;
+      open(client.path, {});
       return;
     }
     const draw = client.random.next();
@@ -1903,6 +2240,7 @@ class CellCluster {
           client.request.hasNewTarget = true;
         }
         if (frame.id === client.keepAliveId) client.nextKeepAliveAtMs = this.#now + 10;
+        if (client.recheck?.frameId === frame.id) client.needsRecheck = true;
         return;
       }
       case 'error':
@@ -1916,18 +2254,16 @@ class CellCluster {
           client.request.hasNewTarget = true;
         }
         if (frame.id === client.keepAliveId) client.nextKeepAliveAtMs = this.#now + 10;
+        if (client.recheck?.frameId === frame.id) client.needsRecheck = true;
         return;
       case 'event':
         if (frame.session !== client.session) return;
         this.#onEventPush(client, frame);
-        if (
-          frame.event.type === 'lock-granted' &&
-          client.phase === 'waiting' &&
-          frame.event.handle === client.handle
-        ) {
-          client.phase = 'holding';
-          client.phaseUntilMs = this.#now + client.random.range(20, 400);
-        }
+        if (frame.event.type !== 'lock-granted' || frame.event.handle !== client.handle) return;
+        if (client.phase === 'waiting') this.#onGrantTold(client, 'push');
+        // The push can overtake the `queued` answer (a retried Acquire answered from the
+        // session's record): kept for when the answer comes, as LockState's early grant is.
+        else if (client.phase === 'acquiring') client.hasEarlyGrant = true;
         return;
       case 'result':
         this.#ackedSlot = Math.max(this.#ackedSlot, frame.slot);
@@ -1942,6 +2278,8 @@ class CellCluster {
         this.#resync(client);
         return;
       case 'query-result':
+        if (client.recheck?.frameId === frame.id) this.#onRecheckAnswer(client, frame.result);
+        return;
       case 'status':
         return;
     }
@@ -2029,6 +2367,10 @@ class CellCluster {
   #resync(client: Client): void {
     if (client.events.sync !== null) this.#resyncs++;
     client.events.sync = null;
+    // Told it may have missed events: every event applied so far is accounted for (the client
+    // re-reads), and a waiter asks whether its grant was among them.
+    this.#onEventsCovered(client, Infinity);
+    if (client.phase === 'waiting' || client.phase === 'acquiring') client.needsRecheck = true;
   }
 
   /**
@@ -2060,14 +2402,15 @@ class CellCluster {
     // A number skipped: the client knows it missed events (the real client emits event-gap).
     if (frame.eventSeq !== view.seen + 1) this.#resync(client);
     view.seen = frame.eventSeq;
-    if (view.sync !== null)
-      this.#checkers.onEventReceived({
-        client: client.index,
-        session: frame.session,
-        sync: view.sync,
-        seq: frame.eventSeq,
-        event: frame.event,
-      });
+    if (view.sync === null) return;
+    const slot = this.#checkers.onEventReceived({
+      client: client.index,
+      session: frame.session,
+      sync: view.sync,
+      seq: frame.eventSeq,
+      event: frame.event,
+    });
+    if (slot !== undefined) this.#onEventsCovered(client, slot);
   }
 
   #onKeepAliveAck(
@@ -2089,6 +2432,7 @@ class CellCluster {
         seen: view.seen,
       });
     // In sync from here: events up to the ack's eventSeq cover the log through `appliedAt`.
+    if (epoch === 'same' && !frame.isEventGap) this.#onEventsCovered(client, appliedAt);
     view.seen = frame.eventSeq;
     view.sync = { seq: frame.eventSeq, slot: appliedAt };
   }
@@ -2104,6 +2448,9 @@ class CellCluster {
     client.seq = 0;
     client.watchHandle = null;
     client.events = freshEventView();
+    client.pendingEvents = [];
+    client.needsRecheck = false;
+    client.recheck = null;
   }
 
   #onResult(client: Client, result: CommandResult): void {
@@ -2117,6 +2464,7 @@ class CellCluster {
       client.phase = 'none';
       client.watchHandle = null;
       client.events = freshEventView();
+      client.pendingEvents = [];
       return;
     }
     if (result.type === 'error' && result.code === ErrorCode.SESSION_EXPIRED) {
@@ -2149,10 +2497,13 @@ class CellCluster {
           return;
         }
         client.mode = client.random.chance(0.7) ? 'exclusive' : 'shared';
+        if (client.path === HEAL_LOCK) client.mode = 'exclusive';
+        client.hasEarlyGrant = false;
+        client.needsRecheck = false;
         this.#onHandle(client, 'acquiring', {
           type: 'Acquire',
           mode: client.mode,
-          wait: client.random.chance(0.5),
+          wait: client.random.chance(0.5) || client.path === HEAL_LOCK,
         });
         return;
       case 'acquiring':
@@ -2162,9 +2513,25 @@ class CellCluster {
         ) {
           client.phase = 'holding';
           client.phaseUntilMs = this.#now + client.random.range(20, 400);
+          // The heal pair's holder keeps the lock until after the heal.
+          if (client.path === HEAL_LOCK)
+            client.phaseUntilMs = Math.max(
+              client.phaseUntilMs,
+              this.#safetyMs + client.random.range(100, 1000),
+            );
+        } else if (result.type === 'queued' && client.hasEarlyGrant) {
+          client.phase = 'waiting';
+          client.waitSinceMs = this.#now;
+          this.#onGrantTold(client, 'push');
         } else if (result.type === 'queued') {
           client.phase = 'waiting';
+          client.waitSinceMs = this.#now;
+          client.recheck = null;
           client.phaseUntilMs = this.#now + client.random.range(200, 1500);
+          // After the heal a waiter waits until it is granted: the bounds say by when. The heal
+          // pair's waiter waits so from the start.
+          if (this.#phase === 'liveness' || client.path === HEAL_LOCK)
+            client.phaseUntilMs = Infinity;
         } else {
           this.#onHandle(client, 'closing', { type: 'Close' });
         }

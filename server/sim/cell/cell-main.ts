@@ -7,6 +7,9 @@
 //   pnpm sim --cell --bug NAME          a planted bug the checkers must catch: the cell mode's
 //                                       own (CELL_BUGS) or the core's (bugs.ts)
 //   pnpm sim --cell --stop              stop at the first failing seed
+//   pnpm sim --cell --strict-lock-delays
+//                                       hold a lock-delay frozen behind the master's clock
+//                                       against the liveness phase (see docs/simulator.md)
 
 import { parseBugName } from '../bugs.ts';
 import {
@@ -21,6 +24,7 @@ interface CellFlags {
   seeds: number;
   bug: CellSeedOptions['bug'];
   stopOnFailure: boolean;
+  strictLockDelays: boolean;
 }
 
 function count(text: string | undefined, flag: string): number {
@@ -31,7 +35,13 @@ function count(text: string | undefined, flag: string): number {
 }
 
 function parseCellFlags(argv: readonly string[]): CellFlags {
-  const flags: CellFlags = { first: 1, seeds: 100, bug: undefined, stopOnFailure: false };
+  const flags: CellFlags = {
+    first: 1,
+    seeds: 100,
+    bug: undefined,
+    stopOnFailure: false,
+    strictLockDelays: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     switch (arg) {
@@ -47,6 +57,9 @@ function parseCellFlags(argv: readonly string[]): CellFlags {
         break;
       case '--stop':
         flags.stopOnFailure = true;
+        break;
+      case '--strict-lock-delays':
+        flags.strictLockDelays = true;
         break;
       case '--bug': {
         const name = argv[++i];
@@ -87,7 +100,11 @@ export async function cellMain(
   const totals = new Map<string, number>();
   const failed: CellSeedResult[] = [];
   for (let seed = flags.first; seed < flags.first + flags.seeds; seed++) {
-    const result = runCellSeed({ seed, ...(flags.bug === undefined ? {} : { bug: flags.bug }) });
+    const result = runCellSeed({
+      seed,
+      ...(flags.bug === undefined ? {} : { bug: flags.bug }),
+      ...(flags.strictLockDelays ? { strictLockDelays: true } : {}),
+    });
     for (const [key, value] of Object.entries(result.stats))
       totals.set(
         key,
@@ -101,7 +118,7 @@ export async function cellMain(
       out(`VIOLATION seed ${seed}: ${first.invariant} at ${(first.atMs / 1000).toFixed(4)}s`);
       out(`  ${first.detail}`);
       out(
-        `  replay: pnpm sim --cell --seed ${seed}${flags.bug === undefined ? '' : ` --bug ${flags.bug}`}`,
+        `  replay: pnpm sim --cell --seed ${seed}${flags.bug === undefined ? '' : ` --bug ${flags.bug}`}${flags.strictLockDelays ? ' --strict-lock-delays' : ''}`,
       );
       if (flags.stopOnFailure) break;
     }

@@ -499,14 +499,18 @@ export class CellCheckers {
     return lo;
   }
 
-  /** A synced client received the push numbered `seq` (its predecessor was seq-1). */
+  /**
+   * A synced client received the push numbered `seq` (its predecessor was seq-1). Returns the
+   * slot through which it now has every event of its session (undefined if the push matches no
+   * event of the log: an event-order violation).
+   */
   onEventReceived(options: {
     readonly client: number;
     readonly session: number;
     readonly sync: EventSync;
     readonly seq: number;
     readonly event: MachineEvent;
-  }): void {
+  }): number | undefined {
     this.eventsChecked++;
     const stream = this.#sessionEvents.get(options.session) ?? [];
     const index =
@@ -519,7 +523,10 @@ export class CellCheckers {
         this.#now,
         `client ${options.client} (session ${options.session}) got event #${options.seq} ${got}, but the log's event #${options.seq - options.sync.seq} after slot ${options.sync.slot} for the session is ${expected === undefined ? 'none' : `${expected.text} (slot ${expected.slot})`}`,
       );
+      return undefined;
     }
+    // Through its slot, unless another event of the same slot comes after it.
+    return stream[index + 1]?.slot === expected.slot ? expected.slot - 1 : expected.slot;
   }
 
   /** A push arrived with an eventSeq not above the last in its epoch. */
