@@ -1253,7 +1253,7 @@ class CellCluster {
       this.#checkers.fail(
         'liveness',
         this.#now,
-        `${client.path} has had waiters and no holder on master r${master.id} since ${(since / 1000).toFixed(3)}s with its lock-delay ${isStrictFrozen ? `frozen, ending ${(delay?.endsMs ?? 0) - this.#local(master)} ms ahead of the master's clock (machine time stands still behind an earlier master's stamps)` : 'due'}: not granted ${this.#liveness.describeOverdue(overdueMs)}`,
+        `${client.path} has had waiters and no holder on master r${master.id} since ${(since / 1000).toFixed(3)}s with its lock-delay ${isStrictFrozen ? `frozen, ending ${((delay?.endsMs ?? 0) - this.#local(master)).toFixed(0)} ms ahead of the master's clock (machine time stands still behind an earlier master's stamps)` : 'due'}: not granted ${this.#liveness.describeOverdue(overdueMs)}`,
       );
   }
 
