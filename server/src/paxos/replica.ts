@@ -163,6 +163,9 @@ export class Replica {
 
   // Learning and catch-up.
   #wantCommit = 0;
+  /** The master's chosen prefix at its last advance, and when that was (#tickMaster). */
+  #progressCommit = 0;
+  #progressAtMs = 0;
   readonly #peerCommit = new Map<ReplicaId, number>();
   /** When each peer last acked this master (Accepted, heartbeat ack): a resign's successor is live. */
   readonly #peerAckedAtMs = new Map<ReplicaId, number>();
@@ -1091,6 +1094,8 @@ export class Replica {
     // carry round 1). Reads need the ballot's no-op applied anyway, which takes the same acks.
     this.#leaseUntilMs = null;
     this.#leaseLapsedAtMs = now;
+    this.#progressCommit = this.#log.commit;
+    this.#progressAtMs = now;
     this.#startRound(now);
     this.#nextHeartbeatMs = now + this.#config.heartbeatMs;
     // Slots a promiser already knows chosen are not ours to propose: learn the reported values,
@@ -1173,6 +1178,29 @@ export class Replica {
     const lapsedAtMs = this.#leaseUntilMs ?? this.#leaseLapsedAtMs;
     if (now - lapsedAtMs > this.#config.electionTimeoutMs) {
       this.#stepDown('lease not renewed');
+      return;
+    }
+    if (this.#log.commit > this.#progressCommit) {
+      this.#progressCommit = this.#log.commit;
+      this.#progressAtMs = now;
+    }
+    if (
+      this.#log.commit < this.#wantCommit &&
+      now >= this.#snapshotWaitUntilMs &&
+      now - this.#progressAtMs > 2 * this.#config.electionTimeoutMs
+    ) {
+      // Slots a peer said were chosen (a promiser's commit, above the chosen values it reported)
+      // that no live peer hands us: the one that knew may have lost its disk since. Phase 1
+      // skipped them (they were not ours to propose), so nothing else will fill the gap. Run
+      // Phase 1 again: a quorum that does not claim them reports every value accepted there,
+      // and the highest-ballot one is re-proposed as for any open slot. (Found by the
+      // simulator, seed 4597: a master that never served.)
+      this.#logger.warn(
+        { replica: this.#id, commit: this.#log.commit, wantCommit: this.#wantCommit },
+        'chosen slots out of reach: running Phase 1 again',
+      );
+      this.#stepDown('chosen slots out of reach');
+      this.#startCandidacy(now);
       return;
     }
     if (now < this.#nextHeartbeatMs) return;

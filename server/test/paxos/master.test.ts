@@ -180,6 +180,77 @@ describe('candidacy', () => {
   });
 });
 
+describe('a slot said chosen that no live peer can hand over', () => {
+  it('makes the master run Phase 1 again and re-propose the value a quorum reports there', () => {
+    // Replica 2 promised with commit 3 but, its chosen report bounded to 2 slots, reported the
+    // values of slots 1 and 2 only; 3 reported slot 3 as accepted. Slot 3 is chosen (2 says so)
+    // and not ours to propose: the master asks for it by catch-up. Then 2 loses its disk (it
+    // answers with commit 0) and 3 and 4 only know through slot 2: nobody can hand slot 3 over.
+    // The simulator's seed 4597 (a master that never served) reduced to its core.
+    const v = (n: number): SlotValue => batchValue(1_000 + n, command('c', n));
+    const r = elect(
+      {
+        2: {
+          commit: 3,
+          chosen: [
+            { slot: 1, value: v(1) },
+            { slot: 2, value: v(2) },
+          ],
+        },
+        3: { commit: 2, accepted: [{ slot: 3, ballot: b(5, 5), value: v(3) }] },
+      },
+      { catchUpBatchSlots: 2 },
+    );
+    let now = T;
+    let phase1Again: Ballot | null = null;
+    while (now < T + 5_000 && phase1Again === null) {
+      now += 50;
+      r.tick(now);
+      while (r.hasReady()) {
+        const ready = drain(r, now);
+        for (const hb of ofType(ready.send, 'heartbeat'))
+          if (hb.to === 3 || hb.to === 4)
+            r.step(
+              hb.to,
+              { type: 'heartbeat-ack', ballot: hb.ballot, round: hb.round, commit: 2, diskId: 0 },
+              now,
+            );
+        for (const request of ofType(ready.send, 'catch-up-request'))
+          r.step(
+            request.to,
+            { type: 'catch-up', entries: [], commit: request.to === 2 ? 0 : 2, compactedBelow: 1 },
+            now,
+          );
+        const prepare = ofType(ready.send, 'prepare')[0];
+        if (prepare !== undefined) phase1Again = prepare.ballot;
+      }
+      // The lease holds throughout: it is not a lapse that makes it step down.
+      if (phase1Again === null) expect(r.status(now).role).toBe('master');
+    }
+    expect(r.status(now).commit).toBe(2);
+    // An election timeout is 1500 ms here: it waits two without progress before it gives up.
+    expect(now - T).toBeGreaterThan(3_000);
+    expect(phase1Again).toEqual(b(7, 1));
+    for (const from of [3, 4])
+      r.step(
+        from,
+        {
+          type: 'promise',
+          ballot: b(7, 1),
+          slotFirst: 3,
+          accepted: [{ slot: 3, ballot: b(5, 5), value: v(3) }],
+          chosen: [],
+          commit: 2,
+          diskId: 0,
+        },
+        now,
+      );
+    expect(r.status(now).role).toBe('master');
+    const accepts = ofType(drain(r, now).sendEarly, 'accept').filter((a) => a.to === 3);
+    expect(accepts.find((a) => a.slot === 3)?.value).toEqual(v(3));
+  });
+});
+
 describe('Phase 2 at the master', () => {
   it('batches commands proposed in one turn into one slot, stamped with the proposing time', () => {
     const r = steadyMaster();
