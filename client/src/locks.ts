@@ -134,11 +134,18 @@ export class LockState {
    */
   #earlyGrant: string | null = null;
   #isExpectingGrant = false;
+  /**
+   * Events may have been lost while the Acquire was on its way (a gap, or a fail-over): its
+   * grant among them. A retried Acquire is answered from the session's record ('queued') even
+   * if the grant came since, so the wait must ask the master at once rather than trust a push.
+   */
+  #wasRereadWhileExpecting = false;
 
   /** An Acquire is about to be sent: a grant from now on is this Acquire's. */
   expectGrant(): void {
     this.#earlyGrant = null;
     this.#isExpectingGrant = true;
+    this.#wasRereadWhileExpecting = false;
   }
 
   onGranted(sequencer: string): void {
@@ -147,7 +154,8 @@ export class LockState {
   }
 
   onReread(): void {
-    this.#waiter?.recheck();
+    if (this.#waiter !== null) this.#waiter.recheck();
+    else if (this.#isExpectingGrant) this.#wasRereadWhileExpecting = true;
   }
 
   onJeopardy(): void {
@@ -163,8 +171,10 @@ export class LockState {
   /** Waits for the grant of a queued Acquire, checking with the master after any reread. */
   async waitForGrant(mode: LockMode, options: AcquireOptions): Promise<string> {
     const early = this.#earlyGrant;
+    const mustRecheck = this.#wasRereadWhileExpecting;
     this.#earlyGrant = null;
     this.#isExpectingGrant = false;
+    this.#wasRereadWhileExpecting = false;
     if (early !== null) return early;
     const client = this.#handle.client;
     const { signal, timeoutMs } = options;
@@ -216,6 +226,7 @@ export class LockState {
         },
       };
       if (signal?.aborted === true) onAbort();
+      else if (mustRecheck) this.#waiter.recheck();
     });
   }
 }

@@ -69,6 +69,48 @@ describe('LockState', () => {
     await expect(state.waitForGrant('exclusive', {})).resolves.toBe('S1:x:2:1:/ls/local/l');
   });
 
+  it('asks the master at once when events may have been lost while the Acquire was on its way', async () => {
+    // A fail-over while Acquire(wait) is in flight: the grant came at the old master and its push
+    // was lost; the retried Acquire is answered 'queued' from the session's record. Without the
+    // recheck the wait would trust a push that will never come (found by the cell simulator).
+    const asked: string[] = [];
+    const client = {
+      state: 'connected',
+      session: 7,
+      query: (query: { type: string; path: string }) => {
+        asked.push(`${query.type} ${query.path}`);
+        return Promise.resolve({
+          type: 'locks',
+          locks: [
+            {
+              path: '/ls/local/l',
+              instance: 3,
+              lockGeneration: 9,
+              holders: [{ session: 7, handle: 11, mode: 'exclusive', sinceMs: 1, heldMs: 0 }],
+              waiters: [],
+            },
+          ],
+        });
+      },
+    };
+    const handle = { client, path: '/ls/local/l', id: 11, isValid: true } as unknown as Handle;
+    const state = new LockState(handle);
+    state.expectGrant();
+    state.onReread(); // master-failover while the Acquire is unanswered
+    await expect(state.waitForGrant('exclusive', { timeoutMs: 2_000 })).resolves.toBe(
+      'S1:x:9:3:/ls/local/l',
+    );
+    expect(asked).toEqual(['ListLocks /ls/local/l']);
+
+    // Without a reread the wait trusts the push and asks nothing.
+    asked.length = 0;
+    state.expectGrant();
+    await expect(state.waitForGrant('exclusive', { timeoutMs: 50 })).rejects.toThrow(
+      /not granted within 50 ms/,
+    );
+    expect(asked).toEqual([]);
+  });
+
   it('does not take a stray grant from before the Acquire was sent', async () => {
     const state = new LockState(fakeHandle({ state: 'connected' }));
     state.onGranted('S1:x:1:1:/ls/local/l');
