@@ -841,6 +841,15 @@ class CellCluster {
     return node.clock.localAt(this.#now);
   }
 
+  /**
+   * The time a master stamps entries with now (its clock, plus what carries the machine's time
+   * over a fail-over: Replica.stampNow), which is what lock-delay ends are compared with.
+   */
+  #stampClock(node: Node): number {
+    const local = this.#local(node);
+    return node.replica === null ? local : node.replica.stampNow(local);
+  }
+
   #step(event: SimEvent): void {
     switch (event.type) {
       case 'turn':
@@ -1213,7 +1222,7 @@ class CellCluster {
     const master = this.#servingMaster();
     const delay = master?.machine.pendingLockDelays().find((d) => d.path === path);
     if (master === null || delay === undefined) return null;
-    const aheadMs = delay.endsMs - this.#local(master);
+    const aheadMs = delay.endsMs - this.#stampClock(master);
     return aheadMs > Math.max(...LOCK_DELAYS_MS) ? aheadMs : null;
   }
 
@@ -1237,7 +1246,7 @@ class CellCluster {
     // (it ends further ahead than any delay lasts), which is then judged as if due.
     const isStrictFrozen =
       this.#o.strictLockDelays === true && this.#frozenDelayAheadMs(client.path) !== null;
-    if (delay !== undefined && delay.endsMs > this.#local(master) && !isStrictFrozen) {
+    if (delay !== undefined && delay.endsMs > this.#stampClock(master) && !isStrictFrozen) {
       this.#freeLockSince.delete(client.path);
       this.#isFrozenDelay(client.path);
       return;
@@ -1253,7 +1262,7 @@ class CellCluster {
       this.#checkers.fail(
         'liveness',
         this.#now,
-        `${client.path} has had waiters and no holder on master r${master.id} since ${(since / 1000).toFixed(3)}s with its lock-delay ${isStrictFrozen ? `frozen, ending ${((delay?.endsMs ?? 0) - this.#local(master)).toFixed(0)} ms ahead of the master's clock (machine time stands still behind an earlier master's stamps)` : 'due'}: not granted ${this.#liveness.describeOverdue(overdueMs)}`,
+        `${client.path} has had waiters and no holder on master r${master.id} since ${(since / 1000).toFixed(3)}s with its lock-delay ${isStrictFrozen ? `frozen, ending ${((delay?.endsMs ?? 0) - this.#stampClock(master)).toFixed(0)} ms ahead of the master's clock (machine time stands still behind an earlier master's stamps)` : 'due'}: not granted ${this.#liveness.describeOverdue(overdueMs)}`,
       );
   }
 
@@ -1407,6 +1416,10 @@ class CellCluster {
       },
       canServeReads: (at: number) => replica.canServeReads(at),
       status: (at: number) => replica.status(at),
+      noteMachineTime: (ms: number) => {
+        replica.noteMachineTime(ms);
+      },
+      stampNow: (at: number) => replica.stampNow(at),
     };
     // The machine as the service sees it (whichever state.db is live: a snapshot install
     // replaces it); apply() is watched for grants, expiries, events, digests and session ends.
@@ -1418,6 +1431,9 @@ class CellCluster {
       snapshot: () => node.machine.snapshot(),
       get appliedIndex() {
         return node.machine.appliedIndex;
+      },
+      get timeMs() {
+        return node.machine.timeMs;
       },
     };
     const service = new CellService(

@@ -156,18 +156,19 @@ describe('cell simulation', () => {
     expect(violation?.detail).toMatch(/still waits for \S+ on handle \d+, granted at .* not told/);
   }, 60_000);
 
-  // Not a planted bug: paxlock's own. Machine time is the max of the masters' stamps, and a
-  // master whose clock is behind an earlier master's leaves a lock-delay frozen until its clock
-  // catches up (minutes, with the simulator's unrelated clock offsets), so its waiters wait on.
-  // Excused and counted by default (frozenLockDelays); strictLockDelays holds it against the
-  // phase. Measured: seeds 19, 26, 35, 43, 50 and 51 of 1..60. When stamps carry over a
-  // fail-over (docs/state-machine.md, rule 2) this test fails: drop it and the excuse.
-  it('shows a lock-delay frozen behind a new master clock, with strictLockDelays, as liveness', () => {
-    let violation: CellViolation | undefined;
-    for (let seed = 19; seed < 60 && violation === undefined; seed++)
-      violation = runCellSeed({ seed, strictLockDelays: true }).violations[0];
-    expect(violation?.invariant).toBe('liveness');
-    expect(violation?.detail).toMatch(/frozen, ending \d+(\.\d+)? ms ahead of the master's clock/);
+  // Not a planted bug: paxlock's own, now fixed. Machine time is the max of the masters' stamps,
+  // and a master whose clock was behind an earlier master's left a lock-delay frozen until its
+  // clock caught up (minutes, with the simulator's unrelated clock offsets): seeds 19, 26, 35, 43,
+  // 50 and 51 of 1..60 before masters stamped on from the machine's time (Replica.stampNow,
+  // docs/state-machine.md rule 2). strictLockDelays holds any such wait against the phase.
+  it('leaves no lock-delay frozen behind a new master clock (strictLockDelays, seeds 19..51)', () => {
+    let frozen = 0;
+    for (const seed of [19, 26, 35, 43, 50, 51]) {
+      const result = runCellSeed({ seed, strictLockDelays: true });
+      expect(result.violations[0]?.detail ?? 'none').toBe('none');
+      frozen += result.stats.frozenLockDelays;
+    }
+    expect(frozen).toBe(0);
   }, 60_000);
 
   it('catches loseSnapshots as liveness: a replica never catches up', () => {

@@ -163,6 +163,13 @@ export class Replica {
 
   // Learning and catch-up.
   #wantCommit = 0;
+  /**
+   * The state machine's time as the wiring last reported it (noteMachineTime), and what this
+   * master adds to its clock to stamp entries: enough that stamps go on from the machine's time
+   * when this clock is behind it (docs/state-machine.md, rule 2), 0 when it is not.
+   */
+  #machineTimeMs = Number.NEGATIVE_INFINITY;
+  #stampOffsetMs = 0;
   /** The master's chosen prefix at its last advance, and when that was (#tickMaster). */
   #progressCommit = 0;
   #progressAtMs = 0;
@@ -491,6 +498,27 @@ export class Replica {
         candidacy.votes = this.#membership.addVote(candidacy.votes, this.#id);
       this.#checkElected(now);
     }
+  }
+
+  /**
+   * The wiring's report of the state machine's time (the largest stamp applied, or a snapshot's).
+   * A master whose clock is behind it stamps on from there: otherwise time, and every lock-delay
+   * with it, would stand still until this clock caught up with the previous master's.
+   */
+  noteMachineTime(ms: number): void {
+    if (ms <= this.#machineTimeMs) return;
+    this.#machineTimeMs = ms;
+    if (this.#role === 'master') this.#raiseStampOffset(this.#nowMs);
+  }
+
+  /** The stamp an entry proposed at `now` gets (the state machine's time for it, at least). */
+  stampNow(now: number): number {
+    return now + this.#stampOffsetMs;
+  }
+
+  #raiseStampOffset(now: number): void {
+    const behind = this.#machineTimeMs - now;
+    if (behind > this.#stampOffsetMs) this.#stampOffsetMs = behind;
   }
 
   /** True if this replica is master, holds a valid lease at `now`, and has applied its own ballot's no-op. */
@@ -1096,6 +1124,8 @@ export class Replica {
     this.#leaseLapsedAtMs = now;
     this.#progressCommit = this.#log.commit;
     this.#progressAtMs = now;
+    this.#stampOffsetMs = 0;
+    this.#raiseStampOffset(now);
     this.#startRound(now);
     this.#nextHeartbeatMs = now + this.#config.heartbeatMs;
     // Slots a promiser already knows chosen are not ours to propose: learn the reported values,
@@ -1114,14 +1144,14 @@ export class Replica {
       const report = candidacy.reported.get(slot);
       if (report === undefined) {
         filled += 1;
-        this.#proposeAt(slot, { type: 'noop', stampMs: now });
+        this.#proposeAt(slot, { type: 'noop', stampMs: this.stampNow(now) });
       } else {
         reproposed += 1;
         this.#proposeAt(slot, report.value);
       }
     }
     this.#barrierSlot = maxSlot + 1;
-    this.#proposeAt(this.#barrierSlot, { type: 'noop', stampMs: now });
+    this.#proposeAt(this.#barrierSlot, { type: 'noop', stampMs: this.stampNow(now) });
     this.#nextSlot = this.#barrierSlot + 1;
     this.#logger.info(
       {
@@ -1277,7 +1307,12 @@ export class Replica {
       { replica: this.#id, admit: from, diskId, slot },
       'admitting a replacement disk',
     );
-    this.#proposeAt(slot, { type: 'admit', stampMs: this.#nowMs, replica: from, diskId });
+    this.#proposeAt(slot, {
+      type: 'admit',
+      stampMs: this.stampNow(this.#nowMs),
+      replica: from,
+      diskId,
+    });
   }
 
   #ackRound(from: ReplicaId, round: number): void {
@@ -1343,7 +1378,11 @@ export class Replica {
       this.#queueHead = end;
       // A slot learned chosen from a peer (a newer master we have not heard from) is not ours.
       while (this.#log.isChosen(this.#nextSlot)) this.#nextSlot += 1;
-      this.#proposeAt(this.#nextSlot, { type: 'batch', stampMs: this.#nowMs, commands });
+      this.#proposeAt(this.#nextSlot, {
+        type: 'batch',
+        stampMs: this.stampNow(this.#nowMs),
+        commands,
+      });
       this.#nextSlot += 1;
     }
     if (this.#queueHead === this.#queue.length && this.#queueHead > 0) {

@@ -47,9 +47,9 @@ export interface ServiceOptions {
   readonly maxDriftRate?: number;
   /** Client address of every replica, for redirects. */
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
-  readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status'>;
+  readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status' | 'noteMachineTime' | 'stampNow'>;
   /** The state machine; a getter because a snapshot install replaces it. */
-  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex'>;
+  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex' | 'timeMs'>;
   readonly logger: Logger;
   /** Unique to this process's life: names CreateSession proposals and digest marks. */
   readonly bootNonce: string;
@@ -439,6 +439,8 @@ export class CellService {
   // --- after every turn: role changes, master duties, reads, time-outs ---------------------------
 
   afterTurn(now: number): void {
+    // The machine's time (applies, a snapshot installed): a master stamps on from it.
+    this.#o.replica.noteMachineTime(this.#o.machine().timeMs);
     const status = this.#o.replica.status(now);
     const wasMaster = this.#status.role === 'master';
     this.#status = status;
@@ -484,8 +486,10 @@ export class CellService {
       this.#o.logger.info({ session }, 'session lease expired');
       this.#proposeInternal({ type: 'ExpireSession', session }, `expire:${session}`, 1, now);
     }
+    // Lock-delays end in the machine's time: compare with the stamp the LockDelayEnd would get.
+    const stampNow = this.#o.replica.stampNow(now);
     for (const delay of this.#o.machine().pendingLockDelays()) {
-      if (delay.endsMs > now) break;
+      if (delay.endsMs > stampNow) break;
       if (this.#delaysInFlight.has(delay.path)) continue;
       this.#delaysInFlight.add(delay.path);
       this.#proposeInternal({ type: 'LockDelayEnd', path: delay.path }, `delay:${delay.path}`, delay.endsMs, now);

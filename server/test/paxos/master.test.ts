@@ -180,6 +180,47 @@ describe('candidacy', () => {
   });
 });
 
+describe('stamps', () => {
+  it('go on from the state machine time when the master clock is behind it, and follow the clock otherwise', () => {
+    // A master whose clock is ahead of the machine's time stamps with its clock, as before.
+    const ahead = steadyMaster();
+    ahead.noteMachineTime(T - 5_000);
+    ahead.propose(command('c', 1), T + 50);
+    const first = ofType(drain(ahead, T + 50).sendEarly, 'accept')[0];
+    expect(first?.value.stampMs).toBe(T + 50);
+    expect(ahead.stampNow(T + 50)).toBe(T + 50);
+    // One whose clock is 60 s behind what an earlier master stamped (the machine's time, as the
+    // wiring reports it) stamps from there on: time, and lock-delays with it, keep moving.
+    const behind = steadyMaster();
+    behind.noteMachineTime(T + 60_000);
+    behind.propose(command('c', 1), T + 50);
+    const second = ofType(drain(behind, T + 50).sendEarly, 'accept')[0];
+    expect(second?.value.stampMs).toBe(T + 60_000 + 49); // reported at T + 1, its last time
+    expect(behind.stampNow(T + 1_050)).toBe(T + 61_049); // and it advances with the clock
+    // A master takes the offset over when it is elected, from the time reported before.
+    const elected = solo({ id: 1, durable: { isFresh: false, promised: b(5, 5) } });
+    elected.noteMachineTime(T + 30_000);
+    elected.tick(T);
+    drain(elected, T);
+    for (const from of [2, 3])
+      elected.step(
+        from,
+        {
+          type: 'promise',
+          ballot: MASTER_BALLOT,
+          slotFirst: 1,
+          accepted: [],
+          chosen: [],
+          commit: 0,
+          diskId: 0,
+        },
+        T,
+      );
+    const barrier = ofType(drain(elected, T).sendEarly, 'accept')[0];
+    expect(barrier?.value).toEqual(noop(T + 30_000));
+  });
+});
+
 describe('a slot said chosen that no live peer can hand over', () => {
   it('makes the master run Phase 1 again and re-propose the value a quorum reports there', () => {
     // Replica 2 promised with commit 3 but, its chosen report bounded to 2 slots, reported the

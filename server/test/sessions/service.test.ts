@@ -25,6 +25,13 @@ class FakeReplica {
   canServeReads(): boolean {
     return this.role === 'master' && this.isLeaseValid;
   }
+  machineTimeMs = 0;
+  noteMachineTime(ms: number): void {
+    this.machineTimeMs = ms;
+  }
+  stampNow(now: number): number {
+    return now;
+  }
   status(): Status {
     return { id: 1, role: this.role, ballot: { round: 3, replica: this.masterId ?? 0 }, masterId: this.masterId, leaseUntil: null, commit: 0, applied: 0, isVoter: this.isVoter, diskId: this.isVoter ? 0 : 77 };
   }
