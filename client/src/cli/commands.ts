@@ -511,7 +511,7 @@ interface BackupResponse {
 
 /** What a replica's `GET /health` said about where the master is, or why it said nothing. */
 type HealthProbe =
-  | { readonly isAnswered: true; readonly id: number; readonly master: string | null }
+  | { readonly isAnswered: true; readonly master: string | null }
   | { readonly isAnswered: false; readonly why: string };
 
 /**
@@ -530,7 +530,7 @@ async function probeHealth(address: string, ms: number, signal: AbortSignal): Pr
     const { id, master } = body as Record<string, unknown>;
     if (typeof id !== 'number' || !(master === null || typeof master === 'string'))
       return { isAnswered: false, why: 'not a paxlock replica' };
-    return { isAnswered: true, id, master };
+    return { isAnswered: true, master };
   } catch (err: unknown) {
     if (err instanceof SyntaxError) return { isAnswered: false, why: 'not a paxlock replica' };
     return { isAnswered: false, why: fetchFailure(err) };

@@ -717,6 +717,10 @@ class CellCluster {
       if (this.#checkers.violations.length > 0) break;
       if (this.#phase === 'liveness') this.#checkLivenessDone();
     }
+    const masterAfterHealMs =
+      this.#liveness.masterAt === null
+        ? 0
+        : Math.round(this.#liveness.masterAt - this.#liveness.healAt);
     const learnersAtEnd = [...this.#nodes.values()].filter(
       (n) => n.replica !== null && !this.#isVoter(n),
     ).length;
@@ -765,14 +769,8 @@ class CellCluster {
         learnersAtEnd,
         livenessPhases: this.#phase === 'liveness' ? 1 : 0,
         livenessCompleted: this.#isLivenessComplete ? 1 : 0,
-        maxMasterAfterHealMs:
-          this.#liveness.masterAt === null
-            ? 0
-            : Math.round(this.#liveness.masterAt - this.#liveness.healAt),
-        masterAfterHealMsTotal:
-          this.#liveness.masterAt === null
-            ? 0
-            : Math.round(this.#liveness.masterAt - this.#liveness.healAt),
+        maxMasterAfterHealMs: masterAfterHealMs,
+        masterAfterHealMsTotal: masterAfterHealMs,
         maxCompletedAfterHealMs: this.#isLivenessComplete
           ? Math.round(this.#now - this.#liveness.healAt)
           : 0,
