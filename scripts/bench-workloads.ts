@@ -121,6 +121,10 @@ export interface LogCounters {
   readonly slots: number;
   /** Durable (fsynced) commits of the master's log so far. */
   readonly fsyncs: number;
+  /** Summed over the replicas that answered: log transactions, durable ones, seconds in those. */
+  readonly cellTransactions?: number;
+  readonly cellFsyncs?: number;
+  readonly cellFsyncSeconds?: number;
 }
 
 export interface Driver {
@@ -135,6 +139,22 @@ export interface Driver {
   masterPid(): Promise<number>;
   /** The master's log counters, if this system exposes them. */
   logCounters?(): Promise<LogCounters | null>;
+}
+
+/**
+ * Between two readings of the cell's log counters: log transactions per slot per replica, and the
+ * mean time of one durable (fsynced) transaction across the replicas, in ms.
+ */
+function cellLogFields(before: LogCounters, after: LogCounters): Record<string, number> {
+  const slots = after.slots - before.slots;
+  const fsyncs = (after.cellFsyncs ?? 0) - (before.cellFsyncs ?? 0);
+  if (slots <= 0 || fsyncs <= 0 || after.cellTransactions === undefined) return {};
+  const transactions = after.cellTransactions - (before.cellTransactions ?? 0);
+  const seconds = (after.cellFsyncSeconds ?? 0) - (before.cellFsyncSeconds ?? 0);
+  return {
+    logTransactionsPerSlotPerReplica: Math.round((transactions / slots / 5) * 100) / 100,
+    fsyncTransactionMsMean: Math.round((seconds / fsyncs) * 1e6) / 1000,
+  };
 }
 
 /** The p-th percentile (0-100) of ascending values: the nearest-rank value, NaN if none. */
@@ -242,6 +262,7 @@ export async function runWorkloads(
         : {
             slotsPerOp: Math.round(((log.slots - cpuMark.log.slots) / ops) * 1000) / 1000,
             masterFsyncsPerOp: Math.round(((log.fsyncs - cpuMark.log.fsyncs) / ops) * 1000) / 1000,
+            ...cellLogFields(cpuMark.log, log),
           };
     return {
       clientCpuPercentOfOneCore: Math.round((client / seconds) * 100),

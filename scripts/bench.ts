@@ -349,17 +349,34 @@ class PaxlockDriver implements Driver {
     return this.#cell.pid((await findMaster(this.#cell.clientAddresses, 10_000)).status.id);
   }
 
-  /** From the master's /metrics: its commit index (slots chosen) and its paxos.db fsyncs. */
+  /**
+   * From the master's /metrics: its commit index (slots chosen) and its paxos.db fsyncs; from
+   * every replica's: paxos.db transactions, durable ones, and the time spent in those.
+   */
   async logCounters(): Promise<LogCounters | null> {
     const master = await findMaster(this.#cell.clientAddresses, 10_000);
-    const text = await (await fetch(`http://${master.address}/metrics`)).text();
-    const value = (name: string): number | null => {
-      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-      return line === undefined ? null : Number(line.slice(name.length + 1));
+    const read = async (address: string): Promise<(name: string) => number | null> => {
+      const text = await (await fetch(`http://${address}/metrics`)).text();
+      return (name) => {
+        const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+        return line === undefined ? null : Number(line.slice(name.length + 1));
+      };
     };
+    const value = await read(master.address);
     const slots = value('paxlock_commit_index');
     const fsyncs = value('paxlock_log_fsyncs_total');
-    return slots === null || fsyncs === null ? null : { slots, fsyncs };
+    if (slots === null || fsyncs === null) return null;
+    let cellTransactions = 0;
+    let cellFsyncs = 0;
+    let cellFsyncSeconds = 0;
+    for (const address of this.#cell.clientAddresses) {
+      const of = await read(address).catch(() => null);
+      if (of === null) continue;
+      cellTransactions += of('paxlock_log_commits_total') ?? 0;
+      cellFsyncs += of('paxlock_log_fsyncs_total') ?? 0;
+      cellFsyncSeconds += of('paxlock_log_fsync_seconds_total') ?? 0;
+    }
+    return { slots, fsyncs, cellTransactions, cellFsyncs, cellFsyncSeconds };
   }
 }
 
