@@ -261,9 +261,16 @@ export class SqliteStore implements AcceptorStore {
     }
   }
 
+  /** The connection's sync level now (PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL); for tests. */
+  syncLevel(): number {
+    return this.#db.pragma('synchronous', { simple: true }) as number;
+  }
+
   /** Switches the connection between the configured sync level and OFF (no fsync). */
   #setSyncOff(isOff: boolean): void {
     if (isOff === this.#isSyncOff) return;
+    // Not a statement prepared once: SQLite applies this pragma when it compiles it, so running
+    // a prepared copy again changes nothing (the store's test checks the level).
     this.#db.pragma(`synchronous = ${isOff ? 'OFF' : this.#synchronous}`);
     this.#isSyncOff = isOff;
   }

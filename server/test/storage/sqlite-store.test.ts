@@ -53,6 +53,21 @@ describe('SqliteStore', () => {
     other.close();
   });
 
+  it('fsyncs a batch with a promise or an acceptance, and not one that only marks chosen', () => {
+    const store = new SqliteStore({ path });
+    const v1 = batchValue(10, 'c1', 1);
+    store.persist({ ...empty, promised: { round: 1, replica: 1 } });
+    expect(store.syncLevel()).toBe(2);
+    store.persist({ ...empty, accepted: [{ slot: 1, ballot: { round: 1, replica: 1 }, value: v1 }] });
+    expect(store.syncLevel()).toBe(2);
+    store.persist({ ...empty, chosen: [{ slot: 1, value: v1 }], commit: 1 });
+    expect(store.syncLevel()).toBe(0);
+    store.persist({ ...empty, accepted: [{ slot: 2, ballot: { round: 1, replica: 1 }, value: v1 }] });
+    expect(store.syncLevel()).toBe(2);
+    expect(store.stats).toMatchObject({ commits: 4, syncedCommits: 3 });
+    store.close();
+  });
+
   it('returns after a reopen exactly what was persisted', () => {
     const store = new SqliteStore({ path });
     const v1 = batchValue(10, 'c1', 1);
