@@ -12,6 +12,7 @@ import { askPeers, BOOTSTRAP_WINDOW_MS, foundingVerdict } from './runtime/bootst
 import { ConfigError, loadCellConfig } from './runtime/config.ts';
 import { DEFAULT_TIMING, ReplicaNode } from './runtime/node.ts';
 import { RestoreError, restoreBackup } from './runtime/restore.ts';
+import { DEFAULT_QUEUE_HOLD_MS } from './sessions/service.ts';
 
 const argv = yargs(hideBin(process.argv))
   .scriptName('paxlock-server')
@@ -27,6 +28,7 @@ const argv = yargs(hideBin(process.argv))
   .option('handover-wait-ms', { type: 'number', default: DEFAULT_TIMING.handoverWaitMs, describe: 'a master stopped by SIGTERM/SIGINT resigns and waits up to this long for its successor to take over before it exits (0: do not wait)' })
   .option('digest-every-ms', { type: 'number', default: DEFAULT_TIMING.digestEveryMs, describe: 'compare state digests through the log this often (0: never)' })
   .option('max-batch', { type: 'number', default: 1024, describe: 'most commands per slot (1 disables batching)' })
+  .option('queue-hold-ms', { type: 'number', default: DEFAULT_QUEUE_HOLD_MS, describe: 'an Acquire that would only join a lock\'s queue waits up to this long to share a log entry with the next command (0: never)' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] })
   .option('client-send-buffer-max-bytes', { type: 'number', default: 16 * 1024 * 1024, describe: 'cut off a client that stopped reading once this much is waiting to be sent to it' })
   .option('trace-file', { type: 'string', describe: 'append a write-path trace (monotonic ns per stage) to this file; for scripts/trace-writes.ts' })
@@ -41,7 +43,7 @@ const argv = yargs(hideBin(process.argv))
     // Numbers from the command line are checked before use, like every other input.
     const atLeast: [string, number][] = [
       ['lease-ms', 1], ['heartbeat-ms', 1], ['election-timeout-ms', 1], ['tick-ms', 1], ['snapshot-every', 1],
-      ['digest-every-ms', 0], ['max-batch', 1], ['client-send-buffer-max-bytes', 1], ['handover-wait-ms', 0], ['bootstrap-window-ms', 0],
+      ['digest-every-ms', 0], ['max-batch', 1], ['client-send-buffer-max-bytes', 1], ['handover-wait-ms', 0], ['bootstrap-window-ms', 0], ['queue-hold-ms', 0],
     ];
     for (const [name, min] of atLeast) {
       const value = a[name];
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
       handoverWaitMs: argv['handover-wait-ms'],
     },
     maxBatchCommands: argv['max-batch'],
+    queueHoldMs: argv['queue-hold-ms'],
     ...(argv['trace-file'] === undefined ? {} : { traceFile: resolve(argv['trace-file']) }),
     clientSendBufferMaxBytes: argv['client-send-buffer-max-bytes'],
   });

@@ -46,6 +46,7 @@ import {
   decodeFrame,
   ErrorCode,
   EventMask,
+  type Acquire,
   type ClientFrame,
   type CommandResult,
   type Epoch,
@@ -1424,6 +1425,7 @@ class CellCluster {
     const machineView = {
       apply: (entry: Entry) => this.#applyEntry(node, entry),
       query: (query: unknown) => node.machine.query(query),
+      wouldQueue: (command: Acquire) => node.machine.wouldQueue(command),
       pendingLockDelays: () => node.machine.pendingLockDelays(),
       digest: () => node.machine.digest(),
       snapshot: () => node.machine.snapshot(),
@@ -1619,7 +1621,7 @@ class CellCluster {
     const { replica, service, wiring } = node;
     if (replica === null || service === null || wiring === null) return;
     const now = this.#local(node);
-    const proposals = service.takeProposals();
+    const proposals = service.takeProposals(now);
     const inputs: TurnInput[] = [
       ...node.inbox.splice(0),
       ...proposals.map((command): TurnInput => ({ type: 'propose', command })),

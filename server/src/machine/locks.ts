@@ -113,6 +113,21 @@ export function grantWaiters(ctx: Context, path: string): number {
 }
 
 /**
+ * Whether an Acquire applied now would be queued (read-only: writes nothing). False when it would
+ * be granted or would fail. The master uses it only to decide when to propose, never what.
+ */
+export function wouldQueue(ctx: Context, command: Acquire): boolean {
+  if (!command.wait) return false;
+  const node = ctx.t.lockTarget(command.session, command.handle);
+  if (node === undefined || ctx.t.holdsOrWaits(command.handle)) return false;
+  return (
+    conflicts(command.mode, ctx.t.holders(node.path)) ||
+    ctx.t.hasWaiter(node.path) ||
+    isDelayed(ctx, node.path)
+  );
+}
+
+/**
  * Every failure comes before the first write (a grant or the queue insert), so a failing Acquire
  * changes nothing even without its own SAVEPOINT (machine.ts, NO_SAVEPOINT).
  */

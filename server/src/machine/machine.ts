@@ -49,6 +49,7 @@ import {
   validateQuery,
 } from '@paxlock/shared';
 import type {
+  Acquire,
   CommandResult,
   MachineCommand,
   MachineEvent,
@@ -58,7 +59,7 @@ import type {
 import { CommandFailure, type Context } from './context.ts';
 import { computeDigest, prepareDigest, type DigestStatements } from './digest.ts';
 import { close, deleteThroughHandle, open, setAcl, setContents } from './files.ts';
-import { acquire, cancelWait, lockDelayEnd, release } from './locks.ts';
+import { acquire, cancelWait, lockDelayEnd, release, wouldQueue } from './locks.ts';
 import { invariantViolations, prepareInvariants, type InvariantStatements } from './invariants.ts';
 import { errorResult, runQuery } from './queries.ts';
 import { ensureSchema, SCHEMA_VERSION } from './schema.ts';
@@ -291,6 +292,15 @@ export class StateMachine {
     if (isValidationError(valid))
       return { type: 'error', code: valid.error, message: valid.message };
     return runQuery(this.#t, valid, this.#timeMs);
+  }
+
+  /**
+   * Whether `command`, applied now, would only join a lock's queue (read-only). The master holds
+   * such commands back a little to share a log entry with the next (machine.ts is silent on
+   * when commands are proposed; this only answers the question).
+   */
+  wouldQueue(command: Acquire): boolean {
+    return wouldQueue({ t: this.#t, cell: this.#cell, nowMs: this.#timeMs, events: [] }, command);
   }
 
   /** Asserts the invariants in invariants.ts over the whole database (cost: O(state)). */

@@ -123,6 +123,8 @@ export interface NodeOptions {
   readonly clock?: Clock;
   /** Most commands per slot; 1 turns batching off (benchmarks). */
   readonly maxBatchCommands?: number;
+  /** How long an Acquire that would only queue may wait to share a log entry (service.ts; 0: never). */
+  readonly queueHoldMs?: number;
   /** What to do when this replica's state digest differs from the master's (default: exit 3). */
   readonly onDiverged?: (detail: { slot: number; mine: string; master: string }) => void;
 }
@@ -172,6 +174,7 @@ export class ReplicaNode {
   #seen: { masterId: number | null; role: string; round: number } = { masterId: null, role: 'follower', round: -1 };
   #isTurnScheduled = false;
   #ticker: NodeJS.Timeout | null = null;
+  #holdTimer: NodeJS.Timeout | null = null;
   #prober: NodeJS.Timeout | null = null;
   readonly #bootNonce: string;
   /** This replica's history of the cell (SqliteStore.incarnation; peers.ts refuses other histories). */
@@ -237,6 +240,7 @@ export class ReplicaNode {
         bootNonce: this.#bootNonce,
         requestTimeoutMs: this.#timing.requestTimeoutMs,
         digestEveryMs: this.#timing.digestEveryMs,
+        ...(options.queueHoldMs === undefined ? {} : { queueHoldMs: options.queueHoldMs }),
         onDiverged:
           options.onDiverged ??
           (() => {
@@ -384,6 +388,7 @@ export class ReplicaNode {
     await this.#handOver();
     this.#isStopped = true;
     if (this.#ticker !== null) clearInterval(this.#ticker);
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
     if (this.#prober !== null) clearInterval(this.#prober);
     // Copies end at their next step and remove their files; backups being streamed end with
     // their connections (the front closes them), which removes their files.
@@ -525,7 +530,7 @@ export class ReplicaNode {
   #turn(): void {
     if (this.#isStopped) return;
     this.#counts.turns++;
-    const proposals = this.#service.takeProposals();
+    const proposals = this.#service.takeProposals(this.#clock.now());
     const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
     this.#trace?.mark('turn', String(inputs.length));
@@ -611,6 +616,7 @@ export class ReplicaNode {
     if (outbox.length > 0) this.#trace?.mark('replies-out', String(outbox.length));
     for (const { to, frame } of outbox) this.#connections.get(to)?.send(frame);
     if (this.#service.hasProposals) this.#scheduleTurn();
+    else this.#armHoldTimer();
   }
 
   // --- snapshots: compaction and transfer ------------------------------------------------------
@@ -834,6 +840,16 @@ export class ReplicaNode {
     this.#replica.installSnapshot(this.#machine.appliedIndex, now, admitted);
     this.#log.info({ peer: from, slot: this.#machine.appliedIndex, sizeBytes, admissions: admitted.length }, 'snapshot installed');
     this.#scheduleTurn();
+  }
+
+  /** Runs a turn when the service's held proposals are due (service.ts, queueHoldMs). */
+  #armHoldTimer(): void {
+    const due = this.#service.proposalsDueMs;
+    if (due === null || this.#holdTimer !== null || this.#isStopped) return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.#scheduleTurn();
+    }, Math.max(0, due - this.#clock.now()));
   }
 
   #scheduleTurn(): void {

@@ -12,6 +12,11 @@
 //   before it serves; ExpireSession and LockDelayEnd are proposed by the master only, and only
 //   while its lease holds; KeepAlives are acknowledged only while its lease holds.
 // - Events go out after their entry is applied, in log order, numbered per session.
+// - Client commands are proposed in arrival order, all of them in the next turn, except that
+//   while every waiting command is an Acquire that would only join a lock's queue they wait (up
+//   to queueHoldMs, or until an applied entry means one would not queue) for the next command to
+//   share its log entry: under contention a waiter's Acquire then rides with the holder's
+//   Release instead of taking an entry of its own. When, never what or in which order.
 // - Digest marks and checks (Paxos Made Live 5.6) ride in the log as runtime commands the
 //   state machine never sees (it gets a null, an invalid command, so results stay aligned).
 
@@ -19,6 +24,7 @@ import {
   decodeFrame,
   encodeFrame,
   ErrorCode,
+  type Acquire,
   type ClientFrame,
   type CommandResult,
   type Epoch,
@@ -49,7 +55,7 @@ export interface ServiceOptions {
   readonly clientAddresses: ReadonlyMap<ReplicaId, string>;
   readonly replica: Pick<Replica, 'propose' | 'canServeReads' | 'status' | 'noteMachineTime' | 'stampNow'>;
   /** The state machine; a getter because a snapshot install replaces it. */
-  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex' | 'timeMs'>;
+  readonly machine: () => Pick<StateMachine, 'apply' | 'query' | 'pendingLockDelays' | 'digest' | 'appliedIndex' | 'timeMs' | 'wouldQueue'>;
   readonly logger: Logger;
   /** Unique to this process's life: names CreateSession proposals and digest marks. */
   readonly bootNonce: string;
@@ -59,6 +65,11 @@ export interface ServiceOptions {
   readonly digestEveryMs: number;
   /** This replica's state differs from the master's. */
   readonly onDiverged: (detail: { slot: number; mine: string; master: string }) => void;
+  /**
+   * How long an Acquire that would only join a lock's queue may be held back so that it shares
+   * a log entry with the next command (default DEFAULT_QUEUE_HOLD_MS; 0: never held).
+   */
+  readonly queueHoldMs?: number;
   /** Unanswered commands and reads held at once, all connections together (default 65,536). */
   readonly maxOutstandingRequests?: number;
 }
@@ -68,6 +79,8 @@ export interface ServiceOptions {
  * wait for answers): past it, a request is answered BUSY at once and nothing is queued.
  */
 export const DEFAULT_MAX_OUTSTANDING_REQUESTS = 65_536;
+
+export const DEFAULT_QUEUE_HOLD_MS = 5;
 
 export interface Outgoing {
   readonly to: ConnectionId;
@@ -106,6 +119,13 @@ export class CellService {
   readonly #outbox: Outgoing[] = [];
   /** Client proposals for the next turn (the turn reports whether the core took them). */
   readonly #proposals: Command[] = [];
+  /**
+   * While every proposal waiting is an Acquire that would only join a queue: those Acquires and
+   * when the first arrived. They are held (up to queueHoldMs) to share the next log entry.
+   */
+  readonly #held: Acquire[] = [];
+  #heldSinceMs = 0;
+  #heldCheckedAt = -1;
   readonly #eventSeq = new Map<number, number>();
   readonly #eventStream = new Map<number, ConnectionId>();
   readonly #connections = new Set<ConnectionId>();
@@ -133,13 +153,39 @@ export class CellService {
     return this.#outbox.splice(0);
   }
 
+  /** Whether a turn should run now for proposals (held ones wait for proposalsDueMs). */
   get hasProposals(): boolean {
-    return this.#proposals.length > 0;
+    return this.#proposals.length > this.#held.length;
   }
 
-  /** Client commands to propose in the next turn, in arrival order. */
-  takeProposals(): Command[] {
+  /** When held proposals must go even if nothing else comes; null if none are held. */
+  get proposalsDueMs(): number | null {
+    return this.#held.length > 0 && this.#held.length === this.#proposals.length
+      ? this.#heldSinceMs + this.#holdMs
+      : null;
+  }
+
+  /**
+   * Client commands to propose in this turn, in arrival order: all of them, unless every one is
+   * an Acquire that would still only join a lock's queue and none has waited queueHoldMs.
+   */
+  takeProposals(now: number): Command[] {
+    if (this.#proposals.length === 0) return [];
+    if (this.#proposals.length === this.#held.length && now < this.#heldSinceMs + this.#holdMs && this.#heldStillQueue()) return [];
+    this.#held.length = 0;
     return this.#proposals.splice(0);
+  }
+
+  get #holdMs(): number {
+    return this.#o.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS;
+  }
+
+  /** Whether every held Acquire would still be queued (rechecked once per applied entry). */
+  #heldStillQueue(): boolean {
+    const machine = this.#o.machine();
+    if (machine.appliedIndex === this.#heldCheckedAt) return true;
+    this.#heldCheckedAt = machine.appliedIndex;
+    return this.#held.every((command) => machine.wouldQueue(command));
   }
 
   // --- clients ---------------------------------------------------------------------------------
@@ -325,6 +371,13 @@ export class CellService {
     const key = commandKey(clientId, seq);
     if (!this.#pending.has(key) && this.#isFull(connection, frame.id)) return;
     this.#pending.set(key, { connection, id: frame.id, deadline: now + this.#o.requestTimeoutMs });
+    // An Acquire that would only join a queue waits (briefly) to share the next entry, unless
+    // others are already waiting to be proposed: then it goes with them.
+    if (this.#proposals.length === this.#held.length && command.type === 'Acquire' && this.#holdMs > 0 && this.#o.machine().wouldQueue(command)) {
+      if (this.#held.length === 0) this.#heldSinceMs = now;
+      this.#heldCheckedAt = this.#o.machine().appliedIndex;
+      this.#held.push(command);
+    }
     this.#proposals.push({ clientId, seq, payload: encodeFrame(command) });
   }
 
@@ -468,6 +521,9 @@ export class CellService {
     this.#isServing = false;
     this.#sessions.onStepDown();
     this.#delaysInFlight.clear();
+    // Proposals not yet taken (held ones among them) go with their requests, redirected below.
+    this.#proposals.length = 0;
+    this.#held.length = 0;
     // Unanswered requests may or may not be chosen; the client retries them with the same
     // (session, seq) at the new master, which answers from its record instead of re-applying.
     for (const [key, pending] of this.#pending) {

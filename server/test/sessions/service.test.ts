@@ -82,7 +82,7 @@ function commandFrame(id: number, command: MachineCommand): ClientFrame {
 
 function createSession(s: ReturnType<typeof setup>, now: number, leaseMs = 1_000): number {
   s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs, nonce: 'n1' }), now);
-  chooseAll(s, s.service.takeProposals(), now);
+  chooseAll(s, s.service.takeProposals(now), now);
   const [out] = s.service.takeOutbox();
   if (out?.frame.type !== 'result' || out.frame.result.type !== 'session-created') throw new Error('no session');
   return out.frame.result.session;
@@ -105,7 +105,7 @@ describe('CellService', () => {
     becomeMaster(s, 0);
     s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000 }), 0);
     expect(s.service.takeOutbox()).toEqual([]);
-    const proposals = s.service.takeProposals();
+    const proposals = s.service.takeProposals(0);
     expect(proposals).toHaveLength(1);
     chooseAll(s, proposals, 0);
     const out: Outgoing[] = s.service.takeOutbox();
@@ -129,7 +129,7 @@ describe('CellService', () => {
     // A retry of a request already held is not a new one: it is taken.
     s.service.onClientFrame(7, { ...create(2), id: 6 }, 0);
     expect(s.service.takeOutbox()).toEqual([]);
-    const proposals = s.service.takeProposals();
+    const proposals = s.service.takeProposals(0);
     expect(proposals.map((p) => p.clientId)).toEqual(['create-nonce:n1', 'create-nonce:n2', 'create-nonce:n2']);
     chooseAll(s, proposals.slice(0, 2), 0);
     s.replica.isLeaseValid = true;
@@ -137,7 +137,7 @@ describe('CellService', () => {
     expect(s.service.takeOutbox().map((o) => o.frame.type)).toEqual(['result', 'result', 'query-result']);
     s.service.onClientFrame(9, create(7), 1);
     expect(s.service.takeOutbox()).toEqual([]);
-    expect(s.service.takeProposals()).toHaveLength(1);
+    expect(s.service.takeProposals(0)).toHaveLength(1);
   });
 
   it('gives a retried CreateSession with the same nonce the same identity to the core', () => {
@@ -146,7 +146,7 @@ describe('CellService', () => {
     const create = commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000, nonce: 'abc' });
     s.service.onClientFrame(7, create, 0);
     s.service.onClientFrame(8, { ...create, id: 2 }, 0);
-    const [a, b] = s.service.takeProposals();
+    const [a, b] = s.service.takeProposals(0);
     expect(a?.clientId).toBe(b?.clientId);
     expect(a?.seq).toBe(b?.seq);
   });
@@ -218,7 +218,7 @@ describe('CellService', () => {
     const s = setup();
     becomeMaster(s, 0);
     s.service.onClientFrame(7, commandFrame(1, { type: 'CreateSession', clientName: 'x', leaseMs: 5_000 }), 0);
-    const [create] = s.service.takeProposals();
+    const [create] = s.service.takeProposals(0);
     const mark: Command = { clientId: 'digest-mark:boot', seq: 1, payload: encodeFrame(null) };
     s.service.apply({ slot: 1, value: { type: 'batch', stampMs: 0, commands: [mark, create!] } }, 0);
     expect(s.service.takeOutbox()).toMatchObject([{ frame: { type: 'result', id: 1, result: { type: 'session-created' } } }]);
@@ -259,5 +259,100 @@ describe('health and backup (GET /health, GET /backup)', () => {
     expect(s.service.health(0).isHealthy).toBe(false);
     expect(s.service.health(0).reason).toMatch(/without a valid lease/);
     expect(s.service.backup(0)).toEqual({ master: null }); // it is its own master, and cannot serve it
+  });
+});
+
+describe('CellService: an Acquire that would only queue is held to share the next entry', () => {
+  /** A master with sessions A and B, each with a handle on /l; A holds the lock. */
+  function lockedByA(): { s: ReturnType<typeof setup>; a: number; b: number; handleA: number; handleB: number; nextId: () => number } {
+    const s = setup();
+    becomeMaster(s, 0);
+    let id = 100;
+    const nextId = (): number => ++id;
+    const a = createSession(s, 0);
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'CreateSession', clientName: 'y', leaseMs: 1_000, nonce: 'n2' }), 0);
+    chooseAll(s, s.service.takeProposals(0), 0);
+    const created = s.service.takeOutbox()[0]?.frame;
+    if (created?.type !== 'result' || created.result.type !== 'session-created') throw new Error('no session');
+    const b = created.result.session;
+    const open = (session: number, to: number): number => {
+      s.service.onClientFrame(to, commandFrame(nextId(), { type: 'Open', session, seq: 1, path: '/ls/c/l', create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 }), 0);
+      chooseAll(s, s.service.takeProposals(0), 0);
+      const out = s.service.takeOutbox()[0]?.frame;
+      if (out?.type !== 'result' || out.result.type !== 'opened') throw new Error(JSON.stringify(out));
+      return out.result.handle;
+    };
+    const handleA = open(a, 7);
+    const handleB = open(b, 8);
+    s.service.onClientFrame(7, commandFrame(nextId(), { type: 'Acquire', session: a, seq: 2, handle: handleA, mode: 'exclusive', wait: false }), 0);
+    chooseAll(s, s.service.takeProposals(0), 0);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ type: 'result', result: { type: 'acquired' } });
+    return { s, a, b, handleA, handleB, nextId };
+  }
+
+  it('holds it until another command comes, then proposes both in arrival order', () => {
+    const { s, a, b, handleA, handleB, nextId } = lockedByA();
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: true }), 10);
+    expect(s.service.hasProposals).toBe(false);
+    expect(s.service.proposalsDueMs).toBe(15);
+    expect(s.service.takeProposals(12)).toEqual([]);
+    s.service.onClientFrame(7, commandFrame(nextId(), { type: 'Release', session: a, seq: 3, handle: handleA }), 13);
+    expect(s.service.hasProposals).toBe(true);
+    expect(s.service.proposalsDueMs).toBeNull();
+    const proposals = s.service.takeProposals(13);
+    expect(proposals.map((p) => p.clientId)).toEqual([`session:${String(b)}`, `session:${String(a)}`]);
+    // One entry: B queues, then A's release grants it.
+    s.slot.n += 1;
+    s.service.apply({ slot: s.slot.n, value: { type: 'batch', stampMs: 13, commands: proposals } }, 13);
+    expect(s.service.takeOutbox().map((o) => o.frame)).toMatchObject([
+      { type: 'result', result: { type: 'queued' } },
+      { type: 'result', result: { type: 'released' } },
+    ]);
+    expect(s.machine.query({ type: 'ListLocks', path: '/ls/c/l' })).toMatchObject({
+      locks: [{ holders: [{ session: b, handle: handleB }], waiters: [] }],
+    });
+  });
+
+  it('proposes it alone once it has waited queueHoldMs', () => {
+    const { s, b, handleB, nextId } = lockedByA();
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: true }), 10);
+    expect(s.service.takeProposals(14.9)).toEqual([]);
+    expect(s.service.takeProposals(15)).toHaveLength(1);
+    expect(s.service.proposalsDueMs).toBeNull();
+  });
+
+  it('proposes it at once when an applied entry means it would no longer queue', () => {
+    const { s, a, b, handleA, handleB, nextId } = lockedByA();
+    // A's release is already on its way through the log when B's Acquire arrives.
+    s.service.onClientFrame(7, commandFrame(nextId(), { type: 'Release', session: a, seq: 3, handle: handleA }), 10);
+    const release = s.service.takeProposals(10);
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: true }), 11);
+    expect(s.service.takeProposals(11)).toEqual([]);
+    chooseAll(s, release, 12);
+    expect(s.service.takeProposals(12)).toHaveLength(1);
+  });
+
+  it('does not hold an Acquire that would be granted, or one that may not wait', () => {
+    const { s, a, b, handleA, handleB, nextId } = lockedByA();
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: false }), 10);
+    expect(s.service.hasProposals).toBe(true);
+    chooseAll(s, s.service.takeProposals(10), 10);
+    expect(s.service.takeOutbox()[0]?.frame).toMatchObject({ result: { type: 'error', code: 'LOCK_HELD' } });
+    s.service.onClientFrame(7, commandFrame(nextId(), { type: 'Release', session: a, seq: 3, handle: handleA }), 11);
+    chooseAll(s, s.service.takeProposals(11), 11);
+    s.service.takeOutbox();
+    s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 3, handle: handleB, mode: 'exclusive', wait: true }), 12);
+    expect(s.service.hasProposals).toBe(true);
+  });
+
+  it('holds nothing with queueHoldMs 0', () => {
+    const { s, b, handleB, nextId } = lockedByA();
+    const service = new CellService(
+      { id: 1, clientAddresses: new Map([[1, 'r1:1']]), replica: s.replica, machine: () => s.machine, logger: silentLogger, bootNonce: 'boot2', requestTimeoutMs: 1_000, digestEveryMs: 0, onDiverged: () => undefined, queueHoldMs: 0 },
+      0,
+    );
+    service.afterTurn(0);
+    service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: true }), 10);
+    expect(service.hasProposals).toBe(true);
   });
 });
