@@ -27,6 +27,12 @@ describe('liveness bounds', () => {
     expect(bounds.operationWithinMs).toBe(1600);
   });
 
+  it('gives one more election round to a cell with replicas kept down past the heal', () => {
+    const bounds = livenessBounds({ config, clientTimeoutMs: 300, extraElections: 1 });
+    expect(bounds.masterWithinMs).toBeCloseTo((2000 + 3 * 1500 + 500) * 1.05);
+    expect(bounds.operationWithinMs).toBe(1600);
+  });
+
   it('derives the notification bounds from the KeepAlive period and the operation bound', () => {
     const bounds = notificationBounds({ operationWithinMs: 1600, sessionLeaseMs: 2000 });
     // An event: the next KeepAlive is due within a quarter lease and is answered within 1600 ms.

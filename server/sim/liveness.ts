@@ -6,7 +6,9 @@
 // that must complete within `operationWithinMs`, and by the end every replica must have applied
 // every acknowledged write and be a voter (a replacement disk left a learner means the master
 // never admitted it). What counts as "a master serves" and as "an operation" is each mode's own;
-// the bounds, the clock of the phase and the end-of-run checks are this file's.
+// the bounds, the clock of the phase and the end-of-run checks are this file's. The cell mode
+// keeps one or two replicas down past the heal in some seeds; it gives those seeds one election
+// more (livenessBounds, extraElections) and hands the end-of-run checks only the replicas up.
 
 import type { Config, ReplicaId } from '../src/paxos/ports.ts';
 
@@ -23,6 +25,12 @@ export interface LivenessBounds {
  * two rounds of timeout plus jitter (a split vote). Everything is stretched by the drift bound
  * and given half a second for messages and catch-up. An operation gets a second plus two client
  * time-outs (a retry at a replica that is not master, then at the master).
+ *
+ * `extraElections` (default 0) adds that many more rounds of timeout plus jitter: the cell mode
+ * gives one to the seeds that keep one or two replicas down past the heal. With the master at
+ * the heal among them, its lease runs out (the second lease above) and then only three or four
+ * voters can elect its successor; with three, a candidate needs every one, so a split vote or a
+ * candidacy that loses (its voters bound to it until it withdraws) costs a round more often.
  */
 export function livenessBounds(options: {
   readonly config: Pick<
@@ -30,10 +38,13 @@ export function livenessBounds(options: {
     'leaseMs' | 'electionTimeoutMs' | 'electionJitterMs' | 'maxDriftRate'
   >;
   readonly clientTimeoutMs: number;
+  readonly extraElections?: number;
 }): LivenessBounds {
   const c = options.config;
+  const elections = 2 + (options.extraElections ?? 0);
   const masterWithinMs =
-    (2 * c.leaseMs + 2 * (c.electionTimeoutMs + c.electionJitterMs) + 500) * (1 + c.maxDriftRate);
+    (2 * c.leaseMs + elections * (c.electionTimeoutMs + c.electionJitterMs) + 500) *
+    (1 + c.maxDriftRate);
   return { masterWithinMs, operationWithinMs: 1000 + options.clientTimeoutMs * 2 };
 }
 

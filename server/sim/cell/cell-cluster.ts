@@ -41,6 +41,13 @@
 // or it must be told it may have missed it (../liveness.ts, notificationBounds). Waiters stop
 // giving up at the heal, and in half the seeds a pair of clients meets at HEAL_LOCK so that one
 // waits on the other across the heal.
+//
+// In a share of seeds (a stream of its own, DOWN_PAST_HEAL_STREAM) one or two replicas stay down
+// from the heal to the end of the run (issue 4: "two replicas down: the cell still serves"),
+// half the time with the master the heal finds among them: every liveness check above must hold
+// with the majority that is left, the master bound allowing one election more (../liveness.ts).
+// A client's frame to a replica kept down is refused at once (#refuse), and the client tries
+// another replica.
 
 import {
   decodeFrame,
@@ -123,6 +130,10 @@ const CELL_DISK_LOSS_MEANS_MS = [500, 1500, 3000] as const;
 const HEAL_LOCK = `/ls/${CELL}/lock-heal`;
 /** The heal pair's random stream (plan.ts's streams are the KV mode's; this one is the cell's). */
 const HEAL_PAIR_STREAM = 0x6865616c;
+/** The stream that decides which seeds keep replicas down past the heal, and which ones. */
+const DOWN_PAST_HEAL_STREAM = 0x646f776e;
+/** The share of seeds that keep one or two replicas down past the heal. */
+const DOWN_PAST_HEAL_SHARE = 0.3;
 /** The lock-delays a client's handles ask for (in 40 % of clients; the rest ask for none). */
 const LOCK_DELAYS_MS = [100, 300] as const;
 /** A client resends a request with no answer after this (its time-out, for the liveness bound). */
@@ -247,6 +258,20 @@ export interface CellSeedResult {
     readonly frozenLockDelays: number;
     /** The furthest such a delay's end was ahead of the serving master's clock (ms). */
     readonly maxFrozenDelayAheadMs: number;
+    /** 1 if the seed kept replicas down from the heal to its end. */
+    readonly downPastHeal: number;
+    /** How many (one or two). */
+    readonly replicasDownPastHeal: number;
+    /** 1 if the master the heal found was among them (a fail-over in the liveness phase). */
+    readonly mastersDownPastHeal: number;
+    /** 1 if they were kept up and cut off from every other replica rather than crashed. */
+    readonly cutOffPastHeal: number;
+    /** 1 if such a seed completed the liveness phase. */
+    readonly livenessCompletedDown: number;
+    /** In such seeds, global ms from the heal to the first master serving. */
+    readonly maxMasterAfterHealDownMs: number;
+    /** Client and reader frames refused by a replica kept down. */
+    readonly refusedFrames: number;
   };
 }
 
@@ -305,6 +330,13 @@ type SimEvent =
       readonly commit: number;
     }
   | { readonly type: 'reader-wake'; readonly reader: number }
+  | {
+      /** A client's connection to a replica kept down past the heal, refused (#refuse). */
+      readonly type: 'refused';
+      readonly client: number;
+      readonly frameId: number;
+      readonly from: ReplicaId;
+    }
   | { readonly type: 'resign' }
   | { readonly type: 'disk-loss' }
   | { readonly type: 'heal' }
@@ -444,6 +476,18 @@ interface Client {
   pendingEvents: { readonly slot: number; readonly atMs: number }[];
 }
 
+/**
+ * A seed's plan to keep replicas down past the heal (DOWN_PAST_HEAL_STREAM): how many, whether
+ * the master the heal finds goes first, how (crashed and never restarted, or up and cut off from
+ * every other replica, its clients still reaching it), and the stream that picks the rest.
+ */
+interface DownPlan {
+  readonly count: 1 | 2;
+  readonly aimAtMaster: boolean;
+  readonly how: 'crashed' | 'cut-off';
+  readonly random: SimRandom;
+}
+
 function freshEventView(): EventView {
   return { epoch: null, last: 0, seen: 0, sync: null };
 }
@@ -558,6 +602,12 @@ class CellCluster {
   readonly #diskRandom: SimRandom;
   #diskLosses = 0;
   #diskLossesAimed = 0;
+  /** The seed's plan to keep replicas down past the heal; null in the seeds without it. */
+  readonly #downPlan: DownPlan | null;
+  /** The replicas kept down (crashed, or cut off: #downPlan.how) from the heal to the end. */
+  readonly #keptDown = new Set<ReplicaId>();
+  #isMasterKeptDown = false;
+  #refusedFrames = 0;
 
   constructor(options: CellSeedOptions) {
     this.#o = options;
@@ -592,9 +642,25 @@ class CellCluster {
     this.#sessionLeaseMs = r.pick([1000, 1500, 2000]);
     this.#dropRate = r.pick([0, 0.01, 0.05]);
     this.#safetyMs = r.pick([4000, 6000]);
+    // In a share of seeds one or two replicas stay down from the heal to the end (#onHeal). The
+    // draws come from a stream of their own, so a seed without it runs exactly as before; the
+    // seeds with it give the master bound one election more (../liveness.ts, livenessBounds).
+    const downRandom = new SimRandom(options.seed, DOWN_PAST_HEAL_STREAM);
+    this.#downPlan = downRandom.chance(DOWN_PAST_HEAL_SHARE)
+      ? {
+          count: downRandom.chance(0.5) ? 2 : 1,
+          aimAtMaster: downRandom.chance(0.5),
+          how: downRandom.chance(0.5) ? 'cut-off' : 'crashed',
+          random: downRandom,
+        }
+      : null;
     this.#liveness = new LivenessPhase({
       healAt: this.#safetyMs,
-      bounds: livenessBounds({ config: this.#config, clientTimeoutMs: CLIENT_RESEND_MS }),
+      bounds: livenessBounds({
+        config: this.#config,
+        clientTimeoutMs: CLIENT_RESEND_MS,
+        ...(this.#downPlan === null ? {} : { extraElections: 1 }),
+      }),
     });
     this.#sessionGraceMs = this.#sessionLeaseMs * (1 + maxDriftRate) + 100;
     this.#notify = notificationBounds({
@@ -722,8 +788,9 @@ class CellCluster {
       this.#liveness.masterAt === null
         ? 0
         : Math.round(this.#liveness.masterAt - this.#liveness.healAt);
+    // A replacement disk cut off past the heal cannot be admitted: not counted.
     const learnersAtEnd = [...this.#nodes.values()].filter(
-      (n) => n.replica !== null && !this.#isVoter(n),
+      (n) => n.replica !== null && !this.#isVoter(n) && !this.#keptDown.has(n.id),
     ).length;
     // SQLite's native memory is freed only by close(): a long run would otherwise hold gigabytes.
     for (const node of this.#nodes.values()) node.machine.database.close();
@@ -785,6 +852,13 @@ class CellCluster {
         freeLocksJudged: this.#freeLocksJudged,
         frozenLockDelays: this.#frozenDelayPaths.size,
         maxFrozenDelayAheadMs: Math.round(this.#maxFrozenDelayAheadMs),
+        downPastHeal: this.#keptDown.size > 0 ? 1 : 0,
+        replicasDownPastHeal: this.#keptDown.size,
+        mastersDownPastHeal: this.#isMasterKeptDown ? 1 : 0,
+        cutOffPastHeal: this.#keptDown.size > 0 && this.#downPlan?.how === 'cut-off' ? 1 : 0,
+        livenessCompletedDown: this.#keptDown.size > 0 && this.#isLivenessComplete ? 1 : 0,
+        maxMasterAfterHealDownMs: this.#keptDown.size > 0 ? masterAfterHealMs : 0,
+        refusedFrames: this.#refusedFrames,
       },
     };
   }
@@ -873,7 +947,10 @@ class CellCluster {
       }
       case 'to-replica': {
         const node = this.#node(event.to);
-        if (node.service === null) return;
+        if (node.service === null) {
+          if (this.#keptDown.has(node.id)) this.#refuse(event);
+          return;
+        }
         const now = this.#local(node);
         node.service.onClientFrame(event.client, event.frame, now);
         this.#drainOutbox(node);
@@ -888,6 +965,10 @@ class CellCluster {
       case 'reader-wake':
         this.#wakeReader(this.#readerAt(event.reader));
         this.#queue.push(this.#now + 20, event);
+        return;
+      case 'refused':
+        if (event.client >= READER_BASE) this.#onReaderRefused(event);
+        else this.#onClientRefused(event);
         return;
       case 'probe': {
         const node = this.#node(event.id);
@@ -1014,8 +1095,12 @@ class CellCluster {
     return cut !== null && cut.ids.includes(id) && cut.untilMs > this.#now;
   }
 
-  /** A link is cut if exactly one end is among the isolated replicas. */
+  /**
+   * A link is cut if exactly one end is among the isolated replicas, or (past the heal) if
+   * either end is a replica kept cut off from every other.
+   */
   #isCut(from: ReplicaId, to: ReplicaId): boolean {
+    if (from !== to && (this.#keptDown.has(from) || this.#keptDown.has(to))) return true;
     const cut = this.#isolated;
     if (cut === null || cut.untilMs <= this.#now) return false;
     return cut.ids.includes(from) !== cut.ids.includes(to);
@@ -1113,16 +1198,117 @@ class CellCluster {
       this.#waitersAtHeal++;
       client.phaseUntilMs = Infinity;
     }
+    const plan = this.#downPlan;
+    const keep = plan === null ? [] : this.#pickKeptDown(plan);
     for (const node of this.#nodes.values()) {
+      // A replica to be kept crashed stays down; one to be cut off restarts like the rest.
+      if (node.replica !== null || (plan?.how === 'crashed' && keep.includes(node.id))) continue;
+      this.#restoreStateDb(node);
+      this.#start(node);
+    }
+    // Three voters must be left (a replacement disk not yet admitted cannot vote, and only a
+    // master elected by three voters can admit it): keep fewer down until they are.
+    const votersLeft = (): number =>
+      [...this.#nodes.values()].filter((n) => !keep.includes(n.id) && this.#isVoter(n)).length;
+    while (votersLeft() < 3) {
+      const id = keep.pop();
+      if (id === undefined) break;
+      const node = this.#node(id);
       if (node.replica !== null) continue;
       this.#restoreStateDb(node);
       this.#start(node);
     }
+    for (const id of keep) this.#keepDown(this.#node(id), plan?.how ?? 'crashed');
   }
 
-  /** Every replica's applied slot and whether it is a learner, for the liveness checks. */
+  /**
+   * Which replicas stay down past the heal: `plan.count` of them, the first the master the heal
+   * finds (serving, or else believing it is master) when the plan aims at it, the rest at random.
+   * Called before the heal restarts anyone: a master found is up.
+   */
+  #pickKeptDown(plan: DownPlan): ReplicaId[] {
+    const keep: ReplicaId[] = [];
+    if (plan.aimAtMaster) {
+      const master =
+        this.#servingMaster() ??
+        [...this.#nodes.values()].find((n) => n.replica?.status(this.#local(n)).role === 'master');
+      if (master !== undefined) keep.push(master.id);
+    }
+    while (keep.length < plan.count)
+      keep.push(plan.random.pick(REPLICAS.filter((id) => !keep.includes(id))));
+    return keep;
+  }
+
+  /**
+   * A replica kept down from the heal to the end. Crashed: if it is up, its process dies now
+   * (memory goes, the disk stays, as in #crash), and no restart is ever scheduled; counted apart
+   * from the safety phase's crashes. Cut off: it runs on, and #isCut drops every frame between
+   * it and any other replica (its clients still reach it, as in the safety phase's isolations).
+   */
+  #keepDown(node: Node, how: DownPlan['how']): void {
+    this.#keptDown.add(node.id);
+    if (node.servingSince !== null || node.replica?.status(this.#local(node)).role === 'master')
+      this.#isMasterKeptDown = true;
+    if (how === 'cut-off') return;
+    // A restart still queued from a safety-phase crash must not bring it back.
+    node.incarnation++;
+    node.replica = null;
+    node.service = null;
+    node.wiring = null;
+    node.inbox = [];
+    node.servingSince = null;
+  }
+
+  /**
+   * A client's (or reader's) frame reaches a replica kept down past the heal: its machine is up
+   * and nothing listens on the port, so the connection is refused at once and the client hears
+   * of it after a link delay, as a real client's connect fails (its findMaster sweep then moves
+   * on to the next replica). Only kept-down replicas refuse: in the safety phase a frame to a
+   * crashed replica is lost as before, so no draw of a seed without them moves.
+   */
+  #refuse(event: Extract<SimEvent, { type: 'to-replica' }>): void {
+    this.#refusedFrames++;
+    this.#queue.push(this.#now + this.#r.range(0.5, 4), {
+      type: 'refused',
+      client: event.client,
+      frameId: event.frame.id,
+      from: event.to,
+    });
+  }
+
+  /** A refused client tries another replica at once with whatever the refused frame carried. */
+  #onClientRefused(event: Extract<SimEvent, { type: 'refused' }>): void {
+    const client = this.#clientAt(event.client);
+    if (this.#isVanished(client)) return;
+    if (client.target === event.from)
+      client.target = client.random.pick(REPLICAS.filter((id) => id !== event.from));
+    if (client.request?.frameId === event.frameId) {
+      client.request.resendAtMs = this.#now;
+      client.request.hasNewTarget = true;
+    }
+    if (event.frameId === client.keepAliveId) {
+      client.keepAliveId = null;
+      client.nextKeepAliveAtMs = this.#now;
+    }
+    if (client.recheck?.frameId === event.frameId) client.needsRecheck = true;
+  }
+
+  /** A refused reader drops the read; its next wake reads again, elsewhere. */
+  #onReaderRefused(event: Extract<SimEvent, { type: 'refused' }>): void {
+    const reader = this.#readerAt(event.client);
+    if (reader.read?.frameId !== event.frameId) return;
+    reader.read = null;
+    reader.target = reader.random.pick(REPLICAS.filter((id) => id !== event.from));
+  }
+
+  /**
+   * Every replica's applied slot and whether it is a learner, for the liveness checks. A replica
+   * kept down past the heal is left out: it cannot catch up or vote, and the checks ask it of
+   * the majority that is up.
+   */
   #progress(): ReplicaProgress[] {
-    return [...this.#nodes.values()].map((node) => ({
+    const up = [...this.#nodes.values()].filter((node) => !this.#keptDown.has(node.id));
+    return up.map((node) => ({
       id: node.id,
       applied: node.machine.appliedIndex,
       isLearner: node.replica !== null && !this.#isVoter(node),
@@ -1132,7 +1318,9 @@ class CellCluster {
 
   /** The replica that serves as master under its lease now, if any (the first, if two think so). */
   #servingMaster(): Node | null {
-    for (const node of this.#nodes.values()) if (node.servingSince !== null) return node;
+    // A master cut off past the heal (serving out its lease) is not the one the checks judge.
+    for (const node of this.#nodes.values())
+      if (node.servingSince !== null && !this.#keptDown.has(node.id)) return node;
     return null;
   }
 
@@ -1657,7 +1845,14 @@ class CellCluster {
       return;
     }
     this.#drainOutbox(node);
-    if (this.#phase === 'liveness' && service.isServing && replica.canServeReads(now))
+    // A master cut off past the heal serves out the lease it had at the heal: not the master
+    // the liveness phase asks the others to elect.
+    if (
+      this.#phase === 'liveness' &&
+      service.isServing &&
+      replica.canServeReads(now) &&
+      !this.#keptDown.has(node.id)
+    )
       this.#liveness.onMasterServes(this.#now);
     const locks = node.machine.query({ type: 'ListLocks' });
     if (locks.type === 'locks') this.#checkers.onReplicaLocks(node.id, this.#now, locks.locks);

@@ -15,7 +15,8 @@
 // 5. recover once the faults stop (the liveness phase, ../liveness.ts): every clean seed
 //    completes it, and a cell that cannot (KeepAlives lost, snapshots lost) is flagged; a
 //    waiter's grant and a client's events reach it (or it is told of the gap) within their
-//    bounds, and a grant lost on its way to its waiter is flagged.
+//    bounds, and a grant lost on its way to its waiter is flagged; all of it also with one or
+//    two replicas kept down (crashed or cut off) from the heal to the end.
 import { describe, expect, it } from 'vitest';
 import { runCellSeed, type CellSeedOptions } from './cell-cluster.ts';
 import type { CellViolation } from './checkers.ts';
@@ -140,8 +141,8 @@ describe('cell simulation', () => {
   // lost, so the master expires sessions whose clients keep sending them (measured: seeds 2, 3,
   // 6, 7, 8 of 1..10, each by the session check). loseSnapshots: no shipped snapshot arrives, so
   // a replica behind its peers' compaction point never catches up (seeds 3, 6, 8, 9, 10 of
-  // 1..10: behind at the end, or, seed 3, no master within the bound when the elected one needs
-  // one).
+  // 1..10: behind at the end, or, seed 10 since replicas stay down past the heal in some seeds
+  // (seed 3 before), no master within the bound when the elected one needs one).
   it("catches loseKeepAlivesAfterHeal as liveness: a live client's session expires", () => {
     const violation = firstViolation('loseKeepAlivesAfterHeal', 10, 2);
     expect(violation?.invariant).toBe('liveness');
@@ -150,7 +151,8 @@ describe('cell simulation', () => {
 
   // loseGrantsAfterHeal: after the heal every lock-granted push is lost, and so is every answer
   // to a waiter's ListLocks recheck, so a waiter never learns it holds the lock. Measured: seeds
-  // 3, 9, 11 and 19 of 1..20 (the heal pair's waiter, or a waiter of the workload's own).
+  // 3, 9, 10, 11 and 19 of 1..20 (the heal pair's waiter, or a waiter of the workload's own; 10
+  // since replicas stay down past the heal in some seeds).
   it('catches loseGrantsAfterHeal as liveness: a granted waiter is never told', () => {
     const violation = firstViolation('loseGrantsAfterHeal', 20, 3);
     expect(violation?.invariant).toBe('liveness');
@@ -170,6 +172,27 @@ describe('cell simulation', () => {
       frozen += result.stats.frozenLockDelays;
     }
     expect(frozen).toBe(0);
+  }, 60_000);
+
+  // Issue 4, "two replicas down: the cell still serves": in about a third of the seeds one or
+  // two replicas stay down from the heal to the end (crashed, or cut off from every other
+  // replica), half the time with the master the heal found among them, and every liveness check
+  // must still hold with the majority left. Seed 2 keeps two crashed, seed 21 two cut off with
+  // the master among them, seed 32 the master crashed (its successor served 1,638 ms after the
+  // heal, the slowest of seeds 1..40).
+  it('completes the liveness phase with one or two replicas down past the heal', () => {
+    const down = [2, 21, 32].map((seed) => {
+      const result = runCellSeed({ seed });
+      expect(result.violations[0]?.detail ?? 'none').toBe('none');
+      return result.stats;
+    });
+    expect(down.map((s) => s.downPastHeal)).toEqual([1, 1, 1]);
+    expect(down.map((s) => s.livenessCompletedDown)).toEqual([1, 1, 1]);
+    expect(down.map((s) => s.replicasDownPastHeal)).toEqual([2, 2, 1]);
+    expect(down.map((s) => s.cutOffPastHeal)).toEqual([0, 1, 0]);
+    expect(down.map((s) => s.mastersDownPastHeal)).toEqual([0, 1, 1]);
+    // Clients found the live replicas: the crashed ones refused their frames.
+    expect(down[0]?.refusedFrames).toBeGreaterThan(0);
   }, 60_000);
 
   it('catches loseSnapshots as liveness: a replica never catches up', () => {
