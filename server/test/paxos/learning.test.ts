@@ -110,6 +110,30 @@ describe('learning chosen values', () => {
     expect(ofType(second.send, 'catch-up-request')).toMatchObject([{ slotFirst: 5, slotLast: 8 }]);
   });
 
+  it('asks the peer whose reply helped for the next batch, not the next peer ahead in turn', () => {
+    // Peers 3 and 4 both reported commit 12; only 4 answers (3 may be down). Each batch must go
+    // to 4: rotating would send every other request to 3 and wait out a retry each time.
+    const r = solo({ id: 2, config: { catchUpBatchSlots: 2 } });
+    r.step(4, { type: 'catch-up', entries: [], commit: 12, compactedBelow: 1 }, 100);
+    expect(ofType(drain(r, 100).send, 'catch-up-request')).toMatchObject([
+      { to: 4, slotFirst: 1, slotLast: 2 },
+    ]);
+    r.step(3, { type: 'catch-up', entries: [], commit: 12, compactedBelow: 1 }, 101);
+    expect(ofType(drain(r, 101).send, 'catch-up-request')).toEqual([]);
+    const targets: number[] = [];
+    for (let first = 1; first < 9; first += 2) {
+      const entries = [first, first + 1].map((slot) => ({
+        slot,
+        value: batchValue(slot, command('c', slot)),
+      }));
+      r.step(4, { type: 'catch-up', entries, commit: 12, compactedBelow: 1 }, 102 + first);
+      const [next] = ofType(drain(r, 102 + first).send, 'catch-up-request');
+      expect(next).toMatchObject({ slotFirst: first + 2, slotLast: first + 3 });
+      targets.push(next?.to ?? 0);
+    }
+    expect(targets).toEqual([4, 4, 4, 4]);
+  });
+
   it('serves catch-up requests from its chosen prefix, at most catchUpBatchSlots entries', () => {
     const r = solo({
       id: 2,
