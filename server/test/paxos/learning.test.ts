@@ -134,6 +134,21 @@ describe('learning chosen values', () => {
     expect(targets).toEqual([4, 4, 4, 4]);
   });
 
+  it('retries a catch-up with a peer heard from lately before peers that have gone quiet', () => {
+    // Peers 1, 3, 4 and 5 all reported commit 12 at first; then only 5 is heard from (any
+    // message will do). The retry of the unanswered request to 1 goes to 5, not to 3 or 4
+    // (down, for all this replica knows); taking them in turn would ask 4.
+    const r = solo({ id: 2 });
+    for (const peer of [1, 3, 4, 5])
+      r.step(peer, { type: 'catch-up', entries: [], commit: 12, compactedBelow: 1 }, 100);
+    expect(ofType(drain(r, 100).send, 'catch-up-request')).toMatchObject([{ to: 1 }]);
+    r.step(5, { type: 'withdraw', ballot: b(9, 5) }, 1_900);
+    r.tick(2_000);
+    expect(ofType(drain(r, 2_000).send, 'catch-up-request')).toMatchObject([
+      { to: 5, slotFirst: 1 },
+    ]);
+  });
+
   it('serves catch-up requests from its chosen prefix, at most catchUpBatchSlots entries', () => {
     const r = solo({
       id: 2,
