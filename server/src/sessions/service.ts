@@ -125,7 +125,9 @@ export class CellService {
    */
   readonly #held: Acquire[] = [];
   #heldSinceMs = 0;
-  #heldCheckedAt = -1;
+  /** Whether some held Acquire would no longer queue, as of applied slot #heldVerdictAt. */
+  #heldMayGo = false;
+  #heldVerdictAt = -1;
   readonly #eventSeq = new Map<number, number>();
   readonly #eventStream = new Map<number, ConnectionId>();
   readonly #connections = new Set<ConnectionId>();
@@ -155,7 +157,7 @@ export class CellService {
 
   /** Whether a turn should run now for proposals (held ones wait for proposalsDueMs). */
   get hasProposals(): boolean {
-    return this.#proposals.length > this.#held.length;
+    return this.#proposals.length > this.#held.length || (this.#held.length > 0 && this.#heldMustGo());
   }
 
   /** When held proposals must go even if nothing else comes; null if none are held. */
@@ -171,8 +173,9 @@ export class CellService {
    */
   takeProposals(now: number): Command[] {
     if (this.#proposals.length === 0) return [];
-    if (this.#proposals.length === this.#held.length && now < this.#heldSinceMs + this.#holdMs && this.#heldStillQueue()) return [];
+    if (this.#proposals.length === this.#held.length && now < this.#heldSinceMs + this.#holdMs && !this.#heldMustGo()) return [];
     this.#held.length = 0;
+    this.#heldVerdictAt = -1;
     return this.#proposals.splice(0);
   }
 
@@ -180,12 +183,14 @@ export class CellService {
     return this.#o.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS;
   }
 
-  /** Whether every held Acquire would still be queued (rechecked once per applied entry). */
-  #heldStillQueue(): boolean {
+  /** Whether some held Acquire would no longer queue (asked again once per applied entry). */
+  #heldMustGo(): boolean {
     const machine = this.#o.machine();
-    if (machine.appliedIndex === this.#heldCheckedAt) return true;
-    this.#heldCheckedAt = machine.appliedIndex;
-    return this.#held.every((command) => machine.wouldQueue(command));
+    if (machine.appliedIndex !== this.#heldVerdictAt) {
+      this.#heldVerdictAt = machine.appliedIndex;
+      this.#heldMayGo = this.#held.some((command) => !machine.wouldQueue(command));
+    }
+    return this.#heldMayGo;
   }
 
   // --- clients ---------------------------------------------------------------------------------
@@ -374,8 +379,13 @@ export class CellService {
     // An Acquire that would only join a queue waits (briefly) to share the next entry, unless
     // others are already waiting to be proposed: then it goes with them.
     if (this.#proposals.length === this.#held.length && command.type === 'Acquire' && this.#holdMs > 0 && this.#o.machine().wouldQueue(command)) {
-      if (this.#held.length === 0) this.#heldSinceMs = now;
-      this.#heldCheckedAt = this.#o.machine().appliedIndex;
+      if (this.#held.length === 0) {
+        // Just asked: it would queue. (With others held, a verdict at an older slot stands until
+        // #heldMustGo asks again for all of them.)
+        this.#heldSinceMs = now;
+        this.#heldMayGo = false;
+        this.#heldVerdictAt = this.#o.machine().appliedIndex;
+      }
       this.#held.push(command);
     }
     this.#proposals.push({ clientId, seq, payload: encodeFrame(command) });
@@ -524,6 +534,7 @@ export class CellService {
     // Proposals not yet taken (held ones among them) go with their requests, redirected below.
     this.#proposals.length = 0;
     this.#held.length = 0;
+    this.#heldVerdictAt = -1;
     // Unanswered requests may or may not be chosen; the client retries them with the same
     // (session, seq) at the new master, which answers from its record instead of re-applying.
     for (const [key, pending] of this.#pending) {

@@ -328,7 +328,10 @@ describe('CellService: an Acquire that would only queue is held to share the nex
     const release = s.service.takeProposals(10);
     s.service.onClientFrame(8, commandFrame(nextId(), { type: 'Acquire', session: b, seq: 2, handle: handleB, mode: 'exclusive', wait: true }), 11);
     expect(s.service.takeProposals(11)).toEqual([]);
+    expect(s.service.hasProposals).toBe(false);
     chooseAll(s, release, 12);
+    // The apply itself makes a turn due: the replica need not wait for another message.
+    expect(s.service.hasProposals).toBe(true);
     expect(s.service.takeProposals(12)).toHaveLength(1);
   });
 
