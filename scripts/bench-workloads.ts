@@ -15,7 +15,7 @@
 //                       with --multiplex: one process cannot hold 20,000 WebSockets here)
 //
 // Flags: --seconds S (per workload, default 5), --warmup S (each timed workload first runs this
-// long unmeasured, default 1; 0 for none), --sessions N (default 2000), --hold S (default 20),
+// long unmeasured, default 3; 0 for none), --sessions N (default 2000), --hold S (default 20),
 // --only NAME[,NAME], --multiplex, --cpu (each timed workload's line also gets the CPU this benchmark process
 // and all server processes used during it, in percent of one core; `pnpm bench:compare` sets it).
 
@@ -66,7 +66,7 @@ export function benchOptions(argv: readonly string[] = process.argv): BenchOptio
   }
   return {
     seconds: Number(flag('seconds', '5', argv)),
-    warmupSeconds: Number(flag('warmup', '1', argv)),
+    warmupSeconds: Number(flag('warmup', '3', argv)),
     sessionCount: Number(flag('sessions', '2000', argv)),
     holdSeconds: Number(flag('hold', '20', argv)),
     only,
