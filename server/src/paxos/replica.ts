@@ -944,11 +944,11 @@ export class Replica {
 
   /**
    * The peer that answered the last request, while it is ahead of us; else the master if it is
-   * ahead; else (or after a failed try) peers that are, in turn, those heard from lately first. Asking the one that answered
-   * first matters when peers are down: the rotation goes by the commit each peer last reported,
-   * so it also picks peers that no longer answer, and each costs a retry wait (found by the cell
-   * simulator with two replicas down past the heal: a new master 113 slots behind caught up at
-   * two slots a retry wait, and served only after 9 s).
+   * ahead; else (or after a failed try) the peers that are, in turn, those heard from within an
+   * election timeout first. "Ahead" goes by the commit each peer last reported, which a peer that
+   * has gone down keeps, and asking it costs a retry wait: found by the cell simulator with two
+   * replicas down past the heal, where a new master 113 slots behind caught up at two slots a
+   * retry wait and served only after 9 s.
    */
   #catchUpTarget(failed: ReplicaId | null): ReplicaId | null {
     const commit = this.#log.commit;
@@ -969,18 +969,14 @@ export class Replica {
       (p) => (this.#peerCommit.get(p) ?? 0) > commit && p !== failed,
     );
     if (ahead.length === 0) return failed;
-    // Peers heard from within an election timeout first: the others may be down.
     const lately = ahead.filter(
       (p) =>
         this.#nowMs - (this.#peerHeardAtMs.get(p) ?? Number.NEGATIVE_INFINITY) <=
         this.#config.electionTimeoutMs,
     );
-    if (lately.length > 0) {
-      this.#catchUpRotation = (this.#catchUpRotation + 1) % lately.length;
-      return lately[this.#catchUpRotation] ?? null;
-    }
-    this.#catchUpRotation = (this.#catchUpRotation + 1) % ahead.length;
-    return ahead[this.#catchUpRotation] ?? null;
+    const pool = lately.length > 0 ? lately : ahead;
+    this.#catchUpRotation = (this.#catchUpRotation + 1) % pool.length;
+    return pool[this.#catchUpRotation] ?? null;
   }
 
   #canHandOut(): boolean {

@@ -530,9 +530,9 @@ export class ReplicaNode {
   #turn(): void {
     if (this.#isStopped) return;
     this.#counts.turns++;
-    const proposals = this.#service.takeProposals(this.#clock.now());
-    const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     const now = this.#clock.now();
+    const proposals = this.#service.takeProposals(now);
+    const inputs = [...this.#inputs.splice(0), ...proposals.map((command): TurnInput => ({ type: 'propose', command }))];
     this.#trace?.mark('turn', String(inputs.length));
     // Messages are gathered per peer and written as one frame each: before every persist (so
     // the master's early Accepts still leave before its fsync), before the first entry is
