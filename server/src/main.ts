@@ -18,9 +18,9 @@ import { DEFAULT_QUEUE_HOLD_MS } from './sessions/service.ts';
 // V8 compiles a function with its optimising compiler once it has run enough bytecode (the
 // interrupt budget). A replica's hot paths run a few hundred times a second, so at V8's default
 // (67,584) the first ten-odd seconds after a start, or on a new master's master-only paths after
-// a fail-over, ran slower: pnpm bench --only sequential-writes --warmup 2, interleaved, 410-471
-// writes/s and 3.1-3.7 ms of server CPU a write at the default against 530-541/s and 2.6-2.7 ms
-// at 8,192 (docs/benchmarks.md, run 15). Given on node's own command line, that one wins.
+// a fail-over, ran slower: pnpm bench --only sequential-writes --warmup 2, six interleaved pairs,
+// 339-489 writes/s and 3.1-4.6 ms of server CPU a write at the default against 461-604/s and
+// 2.3-3.1 ms at 8,192 (docs/benchmarks.md, run 15). Given on node's own command line, that one wins.
 if (!process.execArgv.some((arg) => arg.startsWith('--interrupt-budget'))) setFlagsFromString('--interrupt-budget=8192');
 
 const argv = yargs(hideBin(process.argv))
