@@ -192,6 +192,12 @@ export function cpuSeconds(pid: number): number {
   return ticks / 100;
 }
 
+/** CPU seconds a process has spent in the kernel (system time), from /proc. */
+export function systemCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[12]) / 100;
+}
+
 /** Runs `worker` in `n` parallel loops for `ms`, timing each call. */
 export async function timedLoops(
   n: number,
@@ -230,9 +236,11 @@ export async function runWorkloads(
   // With --cpu: CPU of this process, of the servers and of the master (leader) while a workload
   // ran, as extra fields: per cent of one core, and microseconds per operation; with a driver
   // that reads the master's log counters, also the log entries (slots) and fsyncs per operation.
-  let cpuMark = { at: 0, client: 0, server: 0, master: 0, masterPid: 0, log: null as LogCounters | null };
+  let cpuMark = { at: 0, client: 0, server: 0, serverSystem: 0, master: 0, masterPid: 0, log: null as LogCounters | null };
   const serverCpu = (): number =>
     driver.serverPids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const serverSystemCpu = (): number =>
+    driver.serverPids().reduce((sum, pid) => sum + systemCpuSeconds(pid), 0);
   const markCpu = async (): Promise<void> => {
     if (!options.cpu) return;
     const masterPid = await driver.masterPid();
@@ -242,6 +250,7 @@ export async function runWorkloads(
       at: performance.now(),
       client: (usage.user + usage.system) / 1e6,
       server: serverCpu(),
+      serverSystem: serverSystemCpu(),
       master: cpuSeconds(masterPid),
       masterPid,
       log,
@@ -253,6 +262,7 @@ export async function runWorkloads(
     const seconds = (performance.now() - cpuMark.at) / 1000;
     const client = (usage.user + usage.system) / 1e6 - cpuMark.client;
     const server = serverCpu() - cpuMark.server;
+    const serverSystem = serverSystemCpu() - cpuMark.serverSystem;
     const master = cpuSeconds(cpuMark.masterPid) - cpuMark.master;
     const perOp = (cpu: number): number => (ops === 0 ? 0 : Math.round((cpu * 1e6) / ops));
     const log = cpuMark.log === null ? null : await driver.logCounters?.();
@@ -268,6 +278,7 @@ export async function runWorkloads(
       clientCpuPercentOfOneCore: Math.round((client / seconds) * 100),
       serverCpuPercentOfOneCore: Math.round((server / seconds) * 100),
       serverCpuUsPerOp: perOp(server),
+      serverSystemCpuUsPerOp: perOp(serverSystem),
       masterCpuUsPerOp: perOp(master),
       clientCpuUsPerOp: perOp(client),
       ...logFields,
