@@ -197,7 +197,9 @@ export class ReplicaNode {
     this.#incoming = new SnapshotReceiver(options.dataDir, INCOMING_PREFIX);
     const leftovers = removeLeftoverCopies(options.dataDir);
     if (leftovers > 0) this.#log.info({ files: leftovers }, 'removed state copies and snapshot files left by a crash');
-    this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db') });
+    // Chosen marks and the commit index ride with the next fsynced transaction (or the next
+    // tick's flush): one transaction per slot on the master, none between quorum and apply.
+    this.#store = new SqliteStore({ path: join(options.dataDir, 'paxos.db'), deferUnsynced: true });
     const disk = this.#claimDisk(options.isFoundingDisk === true);
     this.#stateDb = this.#openStateDb();
     this.#machine = StateMachine.open(this.#stateDb, { cell: options.cell.cell });
@@ -337,6 +339,7 @@ export class ReplicaNode {
     await this.#untilMajorityLinked(2 * this.#timing.electionTimeoutMs);
     if (this.#stopping !== null) return; // stopped while starting: no timers
     this.#ticker = setInterval(() => {
+      this.#store.flushDeferred();
       this.#enqueue({ type: 'tick' });
     }, this.#timing.tickMs);
     this.#enqueue({ type: 'tick' });

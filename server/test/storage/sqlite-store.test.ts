@@ -68,6 +68,41 @@ describe('SqliteStore', () => {
     store.close();
   });
 
+  it('with deferUnsynced, keeps chosen marks and the commit index back until the next fsynced batch, a flush or close', () => {
+    const store = new SqliteStore({ path, deferUnsynced: true });
+    // What another connection (a restart) would find on disk now.
+    const onDisk = (): { commit: number; chosen: number[]; slots: number[]; compactedBelow: number } => {
+      const peek = new SqliteStore({ path });
+      const state = peek.load();
+      peek.close();
+      return { commit: state.commit, chosen: state.entries.filter((e) => e.isChosen).map((e) => e.slot), slots: state.entries.map((e) => e.slot), compactedBelow: state.compactedBelow };
+    };
+    const ballot = { round: 1, replica: 1 };
+    const v = [0, 1, 2, 3, 4].map((slot) => batchValue(slot, 'c', slot));
+    store.persist({ ...empty, promised: ballot, accepted: [1, 2].map((slot) => ({ slot, ballot, value: v[slot]! })) });
+    store.persist({ ...empty, chosen: [{ slot: 1, value: v[1]! }], commit: 1 });
+    store.persist({ ...empty, chosen: [{ slot: 2, value: v[2]! }], commit: 2, compactBelow: 2 });
+    expect(onDisk()).toEqual({ commit: 0, chosen: [], slots: [1, 2], compactedBelow: 1 });
+    expect(store.stats).toMatchObject({ commits: 1, syncedCommits: 1 });
+
+    // The next acceptance carries both deferred batches in its one transaction.
+    store.persist({ ...empty, accepted: [{ slot: 3, ballot, value: v[3]! }] });
+    expect(onDisk()).toEqual({ commit: 2, chosen: [2], slots: [2, 3], compactedBelow: 2 });
+    expect(store.stats).toMatchObject({ commits: 2, syncedCommits: 2 });
+    expect(store.syncLevel()).toBe(2);
+
+    store.persist({ ...empty, chosen: [{ slot: 3, value: v[3]! }], commit: 3 });
+    store.flushDeferred();
+    expect(onDisk()).toMatchObject({ commit: 3, chosen: [2, 3] });
+    expect(store.stats).toMatchObject({ commits: 3, syncedCommits: 2 });
+    store.flushDeferred(); // nothing left: no transaction
+    expect(store.stats.commits).toBe(3);
+
+    store.persist({ ...empty, chosen: [{ slot: 4, value: v[4]! }], commit: 4 });
+    store.close();
+    expect(onDisk()).toMatchObject({ commit: 4, chosen: [2, 3, 4] });
+  });
+
   it('returns after a reopen exactly what was persisted', () => {
     const store = new SqliteStore({ path });
     const v1 = batchValue(10, 'c1', 1);
