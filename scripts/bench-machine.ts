@@ -65,12 +65,25 @@ function setUp(name: string, fileCount: number): Bench {
 
 function run(
   bench: Bench,
-  options: { name: string; commandCount: number; perEntry: number; make: (i: number) => unknown },
+  options: {
+    name: string;
+    commandCount: number;
+    perEntry: number;
+    make: (i: number) => unknown;
+    /** Entries per state.db commit: 1 is a transaction each; more, one open transaction (node.ts). */
+    entriesPerCommit?: number;
+  },
 ): void {
+  const entriesPerCommit = options.entriesPerCommit ?? 1;
   const start = process.hrtime.bigint();
   const cpuStart = process.cpuUsage();
   let errors = 0;
+  let entries = 0;
   for (let done = 0; done < options.commandCount; done += options.perEntry) {
+    if (entriesPerCommit > 1 && entries++ % entriesPerCommit === 0) {
+      if (bench.db.inTransaction) bench.db.exec('COMMIT');
+      bench.db.exec('BEGIN');
+    }
     const commands: unknown[] = [];
     for (let i = done; i < done + options.perEntry; i++) commands.push(options.make(i));
     const { results } = bench.machine.apply({
@@ -80,12 +93,14 @@ function run(
     });
     for (const result of results) if (result.type === 'error') errors++;
   }
+  if (bench.db.inTransaction) bench.db.exec('COMMIT');
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const cpu = process.cpuUsage(cpuStart);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   report({
     bench: options.name,
     commandsPerEntry: options.perEntry,
+    ...(entriesPerCommit > 1 ? { entriesPerCommit } : {}),
     commandCount: options.commandCount,
     errorCount: errors,
     seconds: Number(seconds.toFixed(3)),
@@ -123,13 +138,16 @@ for (const perEntry of PER_ENTRY) {
   bench.db.close();
 }
 
-for (const perEntry of PER_ENTRY) {
+// Then one command per entry again, with 32 entries to a commit, as a replica applies them
+// (node.ts: one open transaction, each entry a savepoint in it).
+for (const [perEntry, entriesPerCommit] of [...PER_ENTRY.map((n) => [n, 1] as const), [1, 32] as const]) {
   const count = commandCountOf(perEntry);
-  const bench = setUp(`acquire-release-${perEntry}.db`, FILES);
+  const bench = setUp(`acquire-release-${perEntry}-${entriesPerCommit}.db`, FILES);
   run(bench, {
     name: 'Acquire/Release pairs',
     commandCount: count,
     perEntry,
+    entriesPerCommit,
     make: (i) => {
       const handle = (Math.floor(i / 2) % FILES) + 1;
       return i % 2 === 0
