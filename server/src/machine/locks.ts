@@ -22,7 +22,7 @@ import type {
   Queued,
 } from '@paxlock/shared';
 import { fail, failNotLive, liveHandle, type Context } from './context.ts';
-import type { HandleRow, HolderRow, LockTarget } from './tables.ts';
+import type { HandleRow, HolderRow, LockTarget, WaiterRow } from './tables.ts';
 
 function isDelayed(ctx: Context, path: string): boolean {
   const endsMs = ctx.t.delayEndsMs(path);
@@ -76,8 +76,10 @@ function grant(
  */
 export function grantWaiters(ctx: Context, path: string): number {
   // Two reads in either order: an empty queue (the common case) is the cheaper one to rule out.
-  const waiters = ctx.t.waiters(path);
-  if (waiters.length === 0) return 0;
+  // The queue is read a few at a time from its head: the scan stops at the first waiter it
+  // cannot grant, most often the first, however long the queue.
+  const head = ctx.t.waitersAfter(path, 0, WAITERS_PER_READ);
+  if (head.length === 0) return 0;
   if (isDelayed(ctx, path)) return 0;
   let node = ctx.t.node(path);
   if (node === undefined) return 0;
@@ -85,7 +87,7 @@ export function grantWaiters(ctx: Context, path: string): number {
   let holderCount = holders.length;
   let hasExclusive = holders.some((holder) => holder.mode === 'exclusive');
   let granted = 0;
-  for (const waiter of waiters) {
+  for (const waiter of queueFrom(ctx, path, head)) {
     if (hasExclusive || (waiter.mode === 'exclusive' && holderCount > 0)) break;
     ctx.t.deleteWaiter(waiter.handle);
     const sequencer = grant(
@@ -110,6 +112,20 @@ export function grantWaiters(ctx: Context, path: string): number {
     granted++;
   }
   return granted;
+}
+
+/** How many waiters grantWaiters reads from the queue at a time. */
+const WAITERS_PER_READ = 4;
+
+/** The queue for `path` from `head` (its first page) on, in order, read a page at a time. */
+function* queueFrom(ctx: Context, path: string, head: WaiterRow[]): Generator<WaiterRow> {
+  let page = head;
+  for (;;) {
+    yield* page;
+    const last = page[page.length - 1];
+    if (page.length < WAITERS_PER_READ || last === undefined) return;
+    page = ctx.t.waitersAfter(path, last.id, WAITERS_PER_READ);
+  }
 }
 
 /**

@@ -251,6 +251,7 @@ export class Tables {
   readonly #deleteHoldersOf: Database.Statement<[string]>;
   readonly #waiter: Database.Statement<[number], Raw>;
   readonly #waiters: Database.Statement<[string], Raw>;
+  readonly #waitersAfter: Database.Statement<[string, number, number], Raw>;
   readonly #hasWaiter: Database.Statement<[string], number>;
   readonly #insertWaiter: Database.Statement<[number, number, string, number, LockMode, number]>;
   readonly #deleteWaiter: Database.Statement<[number]>;
@@ -417,6 +418,11 @@ export class Tables {
     this.#waiters = db
       .prepare<[string], Raw>(
         `SELECT ${WAITER_COLUMNS} FROM lock_waiters WHERE path = ? ORDER BY id`,
+      )
+      .raw(true);
+    this.#waitersAfter = db
+      .prepare<[string, number, number], Raw>(
+        `SELECT ${WAITER_COLUMNS} FROM lock_waiters WHERE path = ? AND id > ? ORDER BY id LIMIT ?`,
       )
       .raw(true);
     this.#hasWaiter = db
@@ -639,6 +645,10 @@ export class Tables {
   }
   waiters(path: string): WaiterRow[] {
     return this.#waiters.all(path).map(waiterOf);
+  }
+  /** At most `limit` waiters for `path` queued after waiter `afterId`, in queue order. */
+  waitersAfter(path: string, afterId: number, limit: number): WaiterRow[] {
+    return this.#waitersAfter.all(path, afterId, limit).map(waiterOf);
   }
   hasWaiter(path: string): boolean {
     return this.#hasWaiter.get(path) !== undefined;

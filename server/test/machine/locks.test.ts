@@ -132,6 +132,27 @@ describe('the waiter queue', () => {
     expect(waiters(h)).toEqual([x2, s3]);
   });
 
+  test('a release grants a run of shared waiters longer than one read of the queue, and no further', () => {
+    // grantWaiters reads the queue four at a time: runs of 4 and 9 cross those reads' edges.
+    for (const run of [4, 9]) {
+      const h = new Harness();
+      const s = h.session();
+      const x = h.handle(s, F);
+      h.acquire(s, x);
+      const shared = Array.from({ length: run }, () => h.handle(s, F));
+      for (const handle of shared) h.acquire(s, handle, 'shared', true);
+      const [x2, last] = [h.handle(s, F), h.handle(s, F)];
+      h.acquire(s, x2, 'exclusive', true);
+      h.acquire(s, last, 'shared', true);
+      const { events } = h.send('Release', s, { handle: x });
+      expect(events.map((event) => [event.type, event.handle])).toEqual(
+        shared.map((handle) => ['lock-granted', handle]),
+      );
+      expect(holders(h)).toEqual(shared);
+      expect(waiters(h)).toEqual([x2, last]);
+    }
+  });
+
   test('a shared request behind an exclusive waiter waits even though the holders are shared', () => {
     const h = new Harness();
     const s = h.session();
