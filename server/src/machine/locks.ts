@@ -22,7 +22,13 @@ import type {
   Queued,
 } from '@paxlock/shared';
 import { fail, failNotLive, liveHandle, type Context } from './context.ts';
-import type { HandleRow, HolderRow, LockTarget, WaiterRow } from './tables.ts';
+import {
+  WAITERS_PER_READ,
+  type HandleRow,
+  type HolderRow,
+  type LockTarget,
+  type WaiterRow,
+} from './tables.ts';
 
 function isDelayed(ctx: Context, path: string): boolean {
   const endsMs = ctx.t.delayEndsMs(path);
@@ -78,7 +84,7 @@ export function grantWaiters(ctx: Context, path: string): number {
   // Two reads in either order: an empty queue (the common case) is the cheaper one to rule out.
   // The queue is read a few at a time from its head: the scan stops at the first waiter it
   // cannot grant, most often the first, however long the queue.
-  const head = ctx.t.waitersAfter(path, 0, WAITERS_PER_READ);
+  const head = ctx.t.waitersAfter(path, 0);
   if (head.length === 0) return 0;
   if (isDelayed(ctx, path)) return 0;
   let node = ctx.t.node(path);
@@ -114,9 +120,6 @@ export function grantWaiters(ctx: Context, path: string): number {
   return granted;
 }
 
-/** How many waiters grantWaiters reads from the queue at a time. */
-const WAITERS_PER_READ = 4;
-
 /** The queue for `path` from `head` (its first page) on, in order, read a page at a time. */
 function* queueFrom(ctx: Context, path: string, head: WaiterRow[]): Generator<WaiterRow> {
   let page = head;
@@ -124,7 +127,7 @@ function* queueFrom(ctx: Context, path: string, head: WaiterRow[]): Generator<Wa
     yield* page;
     const last = page[page.length - 1];
     if (page.length < WAITERS_PER_READ || last === undefined) return;
-    page = ctx.t.waitersAfter(path, last.id, WAITERS_PER_READ);
+    page = ctx.t.waitersAfter(path, last.id);
   }
 }
 
