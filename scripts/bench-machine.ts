@@ -158,6 +158,51 @@ for (const [perEntry, entriesPerCommit] of [...PER_ENTRY.map((n) => [n, 1] as co
   bench.db.close();
 }
 
+// One lock, 16 sessions queued on it, each entry what a contended hand-over is in a cell (pnpm
+// bench's lock-contended with held Acquires): the holder's Release, which grants the head of the
+// queue, and the same holder's Acquire to queue again; 32 entries to a commit.
+{
+  const WORKERS = 16;
+  const db = openFileDb('contended.db');
+  const machine = StateMachine.open(db, { cell: CELL });
+  let slot = 0;
+  const seqs = new Array<number>(WORKERS + 1).fill(0);
+  const entry = (commands: unknown[]): ReturnType<StateMachine['apply']> =>
+    machine.apply({ slot: ++slot, stampMs: 1_000 + slot, commands });
+  const ids = Array.from({ length: WORKERS }, (_, i) => i + 1); // sessions and their handles
+  entry(ids.map((i) => ({ type: 'CreateSession', clientName: `w${i}`, leaseMs: 12_000 })));
+  entry(ids.map((i) => ({ type: 'Open', session: i, seq: ++seqs[i]!, path: `/ls/${CELL}/lock`, create: 'may', ephemeral: false, directory: false, eventMask: 0, lockDelayMs: 0 })));
+  entry(ids.map((i) => ({ type: 'Acquire', session: i, seq: ++seqs[i]!, handle: i, mode: 'exclusive', wait: true })));
+  const count = isQuick ? 1_000 : 20_000;
+  let holder = 1;
+  const start = process.hrtime.bigint();
+  const cpuStart = process.cpuUsage();
+  for (let n = 0; n < count; n++) {
+    if (n % 32 === 0) {
+      if (db.inTransaction) db.exec('COMMIT');
+      db.exec('BEGIN');
+    }
+    const { events } = entry([
+      { type: 'Release', session: holder, seq: ++seqs[holder]!, handle: holder },
+      { type: 'Acquire', session: holder, seq: ++seqs[holder]!, handle: holder, mode: 'exclusive', wait: true },
+    ]);
+    const granted = events.find((e) => e.type === 'lock-granted');
+    if (granted === undefined) throw new Error('a contended release granted nobody');
+    holder = granted.session;
+  }
+  db.exec('COMMIT');
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = process.cpuUsage(cpuStart);
+  report({
+    bench: 'contended hand-overs (Release + Acquire to queue again, 16 queued)',
+    entriesPerCommit: 32,
+    handOverCount: count,
+    seconds: Number(seconds.toFixed(3)),
+    cpuMicrosecondsPerHandOver: Math.round((cpu.user + cpu.system) / count),
+  });
+  db.close();
+}
+
 function time<T>(what: () => T): { value: T; ms: number } {
   const start = process.hrtime.bigint();
   const value = what();

@@ -22,13 +22,7 @@ import type {
   Queued,
 } from '@paxlock/shared';
 import { fail, failNotLive, liveHandle, type Context } from './context.ts';
-import {
-  WAITERS_PER_READ,
-  type HandleRow,
-  type HolderRow,
-  type LockTarget,
-  type WaiterRow,
-} from './tables.ts';
+import type { HandleRow, HolderRow, LockTarget } from './tables.ts';
 
 function isDelayed(ctx: Context, path: string): boolean {
   const endsMs = ctx.t.delayEndsMs(path);
@@ -82,10 +76,10 @@ function grant(
  */
 export function grantWaiters(ctx: Context, path: string): number {
   // Two reads in either order: an empty queue (the common case) is the cheaper one to rule out.
-  // The queue is read a few at a time from its head: the scan stops at the first waiter it
-  // cannot grant, most often the first, however long the queue.
-  const head = ctx.t.waitersAfter(path, 0);
-  if (head.length === 0) return 0;
+  // The queue is read one waiter at a time from its head: the scan stops at the first waiter it
+  // cannot grant (after an exclusive grant, without reading on), so a long queue costs one row.
+  let waiter = ctx.t.nextWaiter(path, 0);
+  if (waiter === undefined) return 0;
   if (isDelayed(ctx, path)) return 0;
   let node = ctx.t.node(path);
   if (node === undefined) return 0;
@@ -93,7 +87,7 @@ export function grantWaiters(ctx: Context, path: string): number {
   let holderCount = holders.length;
   let hasExclusive = holders.some((holder) => holder.mode === 'exclusive');
   let granted = 0;
-  for (const waiter of queueFrom(ctx, path, head)) {
+  while (waiter !== undefined) {
     if (hasExclusive || (waiter.mode === 'exclusive' && holderCount > 0)) break;
     ctx.t.deleteWaiter(waiter.handle);
     const sequencer = grant(
@@ -116,19 +110,9 @@ export function grantWaiters(ctx: Context, path: string): number {
     holderCount++;
     hasExclusive = waiter.mode === 'exclusive';
     granted++;
+    waiter = hasExclusive ? undefined : ctx.t.nextWaiter(path, waiter.id);
   }
   return granted;
-}
-
-/** The queue for `path` from `head` (its first page) on, in order, read a page at a time. */
-function* queueFrom(ctx: Context, path: string, head: WaiterRow[]): Generator<WaiterRow> {
-  let page = head;
-  for (;;) {
-    yield* page;
-    const last = page[page.length - 1];
-    if (page.length < WAITERS_PER_READ || last === undefined) return;
-    page = ctx.t.waitersAfter(path, last.id);
-  }
 }
 
 /**

@@ -132,8 +132,8 @@ describe('the waiter queue', () => {
     expect(waiters(h)).toEqual([x2, s3]);
   });
 
-  test('a release grants a run of shared waiters longer than one read of the queue, and no further', () => {
-    // grantWaiters reads the queue four at a time: runs of 4 and 9 cross those reads' edges.
+  test('a release grants a long run of shared waiters, and none past the exclusive one behind them', () => {
+    // grantWaiters reads the queue a waiter at a time and stops at the first it cannot grant.
     for (const run of [4, 9]) {
       const h = new Harness();
       const s = h.session();
