@@ -51,6 +51,9 @@ async function openFile(client: PaxlockClient, path: string): Promise<number> {
   return r.handle;
 }
 
+/** How long a queued contended worker waits for its grant before the benchmark fails. */
+const GRANT_WAIT_MS = 30_000;
+
 /** The workloads' driver for a paxlock cell: one session (one WebSocket) per client or worker. */
 class PaxlockDriver implements Driver {
   readonly #cell: LocalCell;
@@ -107,18 +110,32 @@ class PaxlockDriver implements Driver {
             if (a.type !== 'acquired') throw new Error(JSON.stringify(a));
             return;
           }
-          const granted = new Promise<void>((resolve) => {
-            const onEvent = (e: EventPush): void => {
-              if (e.event.type === 'lock-granted' && e.event.handle === handle) {
-                c.off('event', onEvent);
-                resolve();
-              }
+          // A grant that never comes (a missed event) ends the benchmark with an error, not a
+          // silent stall with every other worker queued behind this one.
+          let timer: NodeJS.Timeout | undefined;
+          let onEvent: ((e: EventPush) => void) | undefined;
+          const granted = new Promise<void>((resolve, reject) => {
+            onEvent = (e: EventPush): void => {
+              if (e.event.type === 'lock-granted' && e.event.handle === handle) resolve();
             };
             c.on('event', onEvent);
+            timer = setTimeout(() => {
+              reject(
+                new Error(
+                  `worker ${String(i)}: queued, and no lock-granted event within ${String(GRANT_WAIT_MS)} ms`,
+                ),
+              );
+            }, GRANT_WAIT_MS);
           });
-          const a = await c.command({ type: 'Acquire', handle, mode: 'exclusive', wait: true });
-          if (a.type === 'queued') await granted;
-          else if (a.type !== 'acquired') throw new Error(JSON.stringify(a));
+          try {
+            const a = await c.command({ type: 'Acquire', handle, mode: 'exclusive', wait: true });
+            if (a.type === 'queued') await granted;
+            else if (a.type !== 'acquired') throw new Error(JSON.stringify(a));
+          } finally {
+            clearTimeout(timer);
+            if (onEvent !== undefined) c.off('event', onEvent);
+            granted.catch(() => undefined); // settled or abandoned: never an unhandled rejection
+          }
         };
         return {
           acquire,

@@ -108,6 +108,16 @@ describe('the paxlock CLI', () => {
       name: 'cli-test',
       findMasterTimeoutMs: 60_000,
     });
+    // ... and each to have applied something: a follower whose links came up after the first
+    // entries learns them by catch-up, a moment later (a clean-clone CI run once saw applied 0).
+    await eventually(
+      async () => {
+        const statuses = await runningStatuses(cell);
+        return statuses.length === 5 && statuses.every((s) => s.applied > 0) ? true : undefined;
+      },
+      'all five replicas applied an entry',
+      60_000,
+    );
   });
   afterAll(async () => {
     for (const cli of running)
