@@ -185,17 +185,21 @@ export function report(
   );
 }
 
-/** CPU seconds (user+system) a process has used, from /proc. */
-export function cpuSeconds(pid: number): number {
+/** A process's user and system CPU time so far, in seconds, from /proc (ticks of 1/100 s). */
+function cpuTimes(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return ticks / 100;
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
-/** CPU seconds a process has spent in the kernel (system time), from /proc. */
+/** CPU seconds (user+system) a process has used. */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
+}
+
+/** CPU seconds a process has spent in the kernel (system time). */
 export function systemCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[12]) / 100;
+  return cpuTimes(pid).system;
 }
 
 /** Runs `worker` in `n` parallel loops for `ms`, timing each call. */
